@@ -1,0 +1,207 @@
+//! Kafka clients. Every option that matters for correctness is written out
+//! here rather than left to librdkafka's defaults, so reading this file tells
+//! what the pipeline relies on from the broker. Only `bootstrap.servers`
+//! ties us to a particular broker (Tansu locally; Kafka/Redpanda/MSK in production).
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::producer::FutureProducer;
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::ConnectorError;
+
+/// How long a produce may stay undelivered before it fails (librdkafka retries
+/// inside this window). Bounded so a dead broker surfaces as an error.
+pub const MESSAGE_TIMEOUT_MS: u32 = 30_000;
+
+/// Where the brokers are, and the topics' shape when we create them.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    pub bootstrap_servers: String,
+    /// Partitions of every topic we create. Commands and state must match.
+    pub partitions: i32,
+    pub replication_factor: i32,
+}
+
+impl KafkaConfig {
+    fn base(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap_servers)
+            // Java clients' partitioner, so any client keyed by agent id lands
+            // on the same partition as ours.
+            .set("partitioner", "murmur2_random")
+            .set("socket.keepalive.enable", "true")
+            .set("log_level", "4");
+        c
+    }
+
+    /// An idempotent producer: no duplicates from librdkafka's own retries,
+    /// and per-partition order kept (the checkpoint protocol relies on it).
+    pub fn producer(&self) -> Result<FutureProducer, ConnectorError> {
+        Ok(self
+            .base()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("max.in.flight.requests.per.connection", "5")
+            .set("message.timeout.ms", MESSAGE_TIMEOUT_MS.to_string())
+            // A small linger batches the outputs of one processor batch into
+            // few produce requests without adding visible latency.
+            .set("linger.ms", "1")
+            .set("compression.type", "none")
+            .create()?)
+    }
+
+    /// A consumer in group `group_id` that never commits on its own: the
+    /// processor commits only offsets already backed by a checkpoint.
+    pub fn group_consumer<C: ConsumerContext + 'static>(
+        &self,
+        group_id: &str,
+        context: C,
+    ) -> Result<StreamConsumer<C>, ConnectorError> {
+        Ok(self
+            .base()
+            .set("group.id", group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            // No broker transactions in the pipeline (Tansu has none), so
+            // read_committed would buy nothing; say so explicitly.
+            .set("isolation.level", "read_uncommitted")
+            .set("partition.assignment.strategy", "range")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("fetch.wait.max.ms", "10")
+            .create_with_context(context)?)
+    }
+
+    /// A consumer outside any group, positioned by the caller with `assign`
+    /// (the sink, the gateway's reply reader). Offsets live elsewhere.
+    pub fn assigned_consumer(&self) -> Result<StreamConsumer, ConnectorError> {
+        Ok(self
+            .base()
+            .set("group.id", "agentbank-unused")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_uncommitted")
+            .set("fetch.wait.max.ms", "10")
+            .create()?)
+    }
+
+    /// A blocking consumer for reading a partition start to end (restores).
+    pub fn reader(&self) -> Result<BaseConsumer, ConnectorError> {
+        Ok(self
+            .base()
+            .set("group.id", "agentbank-unused")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_uncommitted")
+            .set("fetch.wait.max.ms", "10")
+            .create()?)
+    }
+
+    /// Creates the topics that do not exist yet; existing ones are left as they are.
+    pub async fn ensure_topics(&self, topics: &[(&str, bool)]) -> Result<(), ConnectorError> {
+        let admin: AdminClient<DefaultClientContext> = self.base().create()?;
+        let new: Vec<NewTopic> = topics
+            .iter()
+            .map(|(name, compacted)| {
+                let t = NewTopic::new(
+                    name,
+                    self.partitions,
+                    TopicReplication::Fixed(self.replication_factor),
+                );
+                if *compacted {
+                    t.set("cleanup.policy", "compact")
+                } else {
+                    t
+                }
+            })
+            .collect();
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        for result in admin.create_topics(&new, &opts).await? {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => {
+                    return Err(ConnectorError::Config(format!("creating {topic}: {code}")))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Partition count of `topic` as the broker reports it.
+    pub fn partition_count(&self, topic: &str) -> Result<i32, ConnectorError> {
+        let reader = self.reader()?;
+        let md = reader.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let t = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .ok_or_else(|| ConnectorError::Config(format!("topic {topic} not found")))?;
+        if t.error().is_some() || t.partitions().is_empty() {
+            return Err(ConnectorError::Config(format!("topic {topic} not found")));
+        }
+        Ok(t.partitions().len() as i32)
+    }
+}
+
+/// One record to produce. `payload: None` is a tombstone.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub topic: String,
+    pub key: String,
+    pub payload: Option<Vec<u8>>,
+    /// Explicit partition; `None` lets the partitioner hash the key.
+    pub partition: Option<i32>,
+}
+
+/// Produces every record, then waits for all acknowledgements; returns each
+/// record's (partition, offset) in input order. Enqueueing first and awaiting
+/// after lets librdkafka batch them into few requests.
+pub async fn produce_all(
+    producer: &rdkafka::producer::FutureProducer,
+    records: &[Outgoing],
+) -> Result<Vec<(i32, i64)>, ConnectorError> {
+    use rdkafka::producer::FutureRecord;
+    let mut pending = Vec::with_capacity(records.len());
+    for r in records {
+        loop {
+            let mut fr: FutureRecord<'_, String, Vec<u8>> = FutureRecord::to(&r.topic).key(&r.key);
+            if let Some(p) = &r.payload {
+                fr = fr.payload(p);
+            }
+            if let Some(p) = r.partition {
+                fr = fr.partition(p);
+            }
+            match producer.send_result(fr) {
+                Ok(f) => {
+                    pending.push(f);
+                    break;
+                }
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                    _,
+                )) => {
+                    // Bounded local queue is full: let deliveries drain, then retry.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+    let mut positions = Vec::with_capacity(pending.len());
+    for f in futures::future::join_all(pending).await {
+        match f {
+            Ok(Ok(delivery)) => positions.push((delivery.partition, delivery.offset)),
+            Ok(Err((e, _))) => return Err(e.into()),
+            Err(_) => return Err(ConnectorError::Config("producer dropped a delivery".into())),
+        }
+    }
+    Ok(positions)
+}

@@ -1,0 +1,26 @@
+//! The edges of agentbank: everything that talks to the outside world.
+//!
+//! - [`kafka`]: client configuration (written out, not left to defaults) and
+//!   topic administration; the only place that builds Kafka clients.
+//! - [`db`]: the Postgres pool and the `sqlx` migrations of the read model.
+//! - [`postgres_sink`]: consumes events and writes the read model in batches,
+//!   with its consumed offsets in the same transaction (exactly-once into Postgres).
+
+pub mod db;
+pub mod kafka;
+pub mod postgres_sink;
+
+/// Everything that can fail at the edges.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("postgres: {0}")]
+    Postgres(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("schema: {0}")]
+    Schema(#[from] schemas::SchemaError),
+    #[error("{0}")]
+    Config(String),
+}

@@ -1,0 +1,203 @@
+//! Turns a batch of events into column arrays and writes them with one
+//! multi-row statement per table (`UNNEST`), instead of a round trip per row.
+
+use std::collections::HashMap;
+
+use chrono_free::millis_to_timestamp;
+use rust_decimal::Decimal;
+use sqlx::{Postgres, Transaction};
+use uuid::Uuid;
+
+use schemas::{Event, EventPayload};
+
+use crate::ConnectorError;
+
+/// Column vectors for one batch.
+#[derive(Default)]
+pub struct Rows {
+    events: EventRows,
+    created: Vec<(Uuid, Uuid, schemas::event::AgentCreated, i64)>,
+    /// Latest (version, balance, ts) per agent in this batch.
+    balances: HashMap<Uuid, (i64, Decimal, i64)>,
+    postings: PostingRows,
+    transactions: TransactionRows,
+}
+
+#[derive(Default)]
+struct EventRows {
+    id: Vec<Uuid>,
+    ty: Vec<String>,
+    agent: Vec<Uuid>,
+    user: Vec<Uuid>,
+    command: Vec<Uuid>,
+    version: Vec<i64>,
+    at_ms: Vec<i64>,
+    partition: Vec<i32>,
+    offset: Vec<i64>,
+}
+
+#[derive(Default)]
+struct PostingRows {
+    entry: Vec<String>,
+    account: Vec<String>,
+    amount: Vec<Decimal>,
+    currency: Vec<String>,
+    event: Vec<Uuid>,
+    agent: Vec<Uuid>,
+    at_ms: Vec<i64>,
+}
+
+#[derive(Default)]
+struct TransactionRows {
+    event: Vec<Uuid>,
+    agent: Vec<Uuid>,
+    user: Vec<Uuid>,
+    kind: Vec<String>,
+    amount: Vec<Decimal>,
+    currency: Vec<String>,
+    balance_after: Vec<Decimal>,
+    at_ms: Vec<i64>,
+}
+
+impl Rows {
+    pub fn push(&mut self, e: &Event, partition: i32, offset: i64) {
+        let ev = &mut self.events;
+        ev.id.push(e.id);
+        ev.ty.push(e.payload.type_name().to_string());
+        ev.agent.push(e.agent_id);
+        ev.user.push(e.user_id);
+        ev.command.push(e.command_id);
+        ev.version.push(e.agent_version);
+        ev.at_ms.push(e.timestamp_ms);
+        ev.partition.push(partition);
+        ev.offset.push(offset);
+        match &e.payload {
+            EventPayload::AgentCreated(c) => {
+                self.created
+                    .push((e.agent_id, e.user_id, c.clone(), e.timestamp_ms));
+                self.set_balance(e.agent_id, e.agent_version, Decimal::ZERO, e.timestamp_ms);
+            }
+            EventPayload::FundsDeposited(d) => {
+                self.set_balance(e.agent_id, e.agent_version, d.balance_after, e.timestamp_ms);
+                for p in &d.journal.postings {
+                    let pr = &mut self.postings;
+                    pr.entry.push(d.journal.entry_id.clone());
+                    pr.account.push(p.account.clone());
+                    pr.amount.push(p.amount);
+                    pr.currency.push(d.currency.clone());
+                    pr.event.push(e.id);
+                    pr.agent.push(e.agent_id);
+                    pr.at_ms.push(e.timestamp_ms);
+                }
+                let t = &mut self.transactions;
+                t.event.push(e.id);
+                t.agent.push(e.agent_id);
+                t.user.push(e.user_id);
+                t.kind.push(d.memo.clone());
+                t.amount.push(d.amount);
+                t.currency.push(d.currency.clone());
+                t.balance_after.push(d.balance_after);
+                t.at_ms.push(e.timestamp_ms);
+            }
+        }
+    }
+
+    fn set_balance(&mut self, agent: Uuid, version: i64, balance: Decimal, at_ms: i64) {
+        let slot = self
+            .balances
+            .entry(agent)
+            .or_insert((version, balance, at_ms));
+        if version >= slot.0 {
+            *slot = (version, balance, at_ms);
+        }
+    }
+
+    pub async fn write(self, tx: &mut Transaction<'_, Postgres>) -> Result<(), ConnectorError> {
+        let ev = self.events;
+        if ev.id.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO events (id, type, agent_id, user_id, command_id, agent_version, occurred_at, topic_partition, topic_offset)
+             SELECT id, type, agent_id, user_id, command_id, agent_version, to_timestamp(at_ms / 1000.0), part, off
+             FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::uuid[], $6::int8[], $7::int8[], $8::int4[], $9::int8[])
+               AS u(id, type, agent_id, user_id, command_id, agent_version, at_ms, part, off)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&ev.id).bind(&ev.ty).bind(&ev.agent).bind(&ev.user).bind(&ev.command)
+        .bind(&ev.version).bind(&ev.at_ms).bind(&ev.partition).bind(&ev.offset)
+        .execute(&mut **tx)
+        .await?;
+
+        for (agent, user, c, at_ms) in &self.created {
+            sqlx::query(
+                "INSERT INTO agents (id, user_id, name, description, wallet_address, currency, daily_limit,
+                    transaction_limit, require_approval_for_all, require_approval_above_amount, tags, status,
+                    balance, version, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, 0, $13, $13)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(agent).bind(user).bind(&c.name).bind(&c.description).bind(&c.wallet_address)
+            .bind(&c.currency).bind(c.daily_limit).bind(c.transaction_limit)
+            .bind(c.require_approval_for_all).bind(c.require_approval_above_amount)
+            .bind(&c.tags).bind(&c.status).bind(millis_to_timestamp(*at_ms))
+            .execute(&mut **tx)
+            .await?;
+        }
+
+        let (mut ids, mut versions, mut balances, mut ats) = (vec![], vec![], vec![], vec![]);
+        for (agent, (version, balance, at_ms)) in self.balances {
+            ids.push(agent);
+            versions.push(version);
+            balances.push(balance);
+            ats.push(at_ms);
+        }
+        // Only forward: a replayed (older) event never rolls a balance back.
+        sqlx::query(
+            "UPDATE agents a SET balance = u.balance, version = u.version, updated_at = to_timestamp(u.at_ms / 1000.0)
+             FROM UNNEST($1::uuid[], $2::int8[], $3::numeric[], $4::int8[]) AS u(id, version, balance, at_ms)
+             WHERE a.id = u.id AND a.version < u.version",
+        )
+        .bind(&ids).bind(&versions).bind(&balances).bind(&ats)
+        .execute(&mut **tx)
+        .await?;
+
+        let p = self.postings;
+        if !p.entry.is_empty() {
+            sqlx::query(
+                "INSERT INTO journal_postings (entry_id, account, amount, currency, event_id, agent_id, occurred_at)
+                 SELECT entry_id, account, amount, currency, event_id, agent_id, to_timestamp(at_ms / 1000.0)
+                 FROM UNNEST($1::text[], $2::text[], $3::numeric[], $4::text[], $5::uuid[], $6::uuid[], $7::int8[])
+                   AS u(entry_id, account, amount, currency, event_id, agent_id, at_ms)
+                 ON CONFLICT (entry_id, account) DO NOTHING",
+            )
+            .bind(&p.entry).bind(&p.account).bind(&p.amount).bind(&p.currency)
+            .bind(&p.event).bind(&p.agent).bind(&p.at_ms)
+            .execute(&mut **tx)
+            .await?;
+        }
+
+        let t = self.transactions;
+        if !t.event.is_empty() {
+            sqlx::query(
+                "INSERT INTO transactions (event_id, agent_id, user_id, kind, amount, currency, balance_after, occurred_at)
+                 SELECT event_id, agent_id, user_id, kind, amount, currency, balance_after, to_timestamp(at_ms / 1000.0)
+                 FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::numeric[], $6::text[], $7::numeric[], $8::int8[])
+                   AS u(event_id, agent_id, user_id, kind, amount, currency, balance_after, at_ms)
+                 ON CONFLICT (event_id) DO NOTHING",
+            )
+            .bind(&t.event).bind(&t.agent).bind(&t.user).bind(&t.kind).bind(&t.amount)
+            .bind(&t.currency).bind(&t.balance_after).bind(&t.at_ms)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+mod chrono_free {
+    //! Timestamps for binds without pulling chrono into the sink's API.
+    pub fn millis_to_timestamp(ms: i64) -> sqlx::types::chrono::DateTime<sqlx::types::chrono::Utc> {
+        sqlx::types::chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
+    }
+}

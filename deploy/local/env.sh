@@ -1,0 +1,29 @@
+# Shared settings of the local stack, sourced by up/down/test. One place for
+# ports and paths; every value can be overridden from the environment.
+AGENTBANK_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+export AGENTBANK_ROOT
+export AGENTBANK_RUN_DIR="${AGENTBANK_RUN_DIR:-$AGENTBANK_ROOT/.run}"
+export AGENTBANK_BROKER_PORT="${AGENTBANK_BROKER_PORT:-9092}"
+export AGENTBANK_PG_PORT="${AGENTBANK_PG_PORT:-5432}"
+export TANSU_VERSION="0.6.0"
+export KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$AGENTBANK_BROKER_PORT}"
+# An externally managed Postgres is used as is when DATABASE_URL is set before sourcing.
+if [ -n "${DATABASE_URL:-}" ]; then
+  export AGENTBANK_EXTERNAL_PG=1
+else
+  export DATABASE_URL="postgres://postgres@127.0.0.1:$AGENTBANK_PG_PORT/agentbank"
+fi
+export CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
+export PATH="$CARGO_BIN:$PATH"
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# pg binaries: Debian's versioned dir or anything on PATH.
+pg_bin() {
+  for d in /usr/lib/postgresql/15/bin /usr/local/bin /usr/bin; do
+    if [ -x "$d/$1" ]; then echo "$d/$1"; return 0; fi
+  done
+  command -v "$1"
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

@@ -1,0 +1,214 @@
+//! Agents: an agent's wallet, rules and ledger postings, as a pure state
+//! machine. [`apply`] decides one command against one agent's state and
+//! returns the events it causes and the outcome for the caller.
+
+use std::collections::VecDeque;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use schemas::command::{CreateAgent, Deposit};
+use schemas::event::{accounts, AgentCreated, FundsDeposited, JournalEntry, Posting};
+use schemas::money;
+use schemas::reply::{AgentView, Outcome, RejectCode};
+use schemas::{Command, CommandPayload, Event, EventPayload};
+
+#[cfg(test)]
+mod tests;
+
+/// How many recent command ids (with their outcomes) an agent remembers, so a
+/// retried command gets its first answer back instead of applying twice.
+/// Gateway retries arrive within seconds; 64 is ample per agent.
+pub const RECENT_COMMANDS_MAX: usize = 64;
+
+/// Largest balance an agent may hold (10^15 units), keeping sums far from
+/// `Decimal`'s limits.
+pub const BALANCE_MAX: Decimal = Decimal::from_parts(2_764_472_320, 232_830, 0, false, 0);
+
+/// One agent's state, as checkpointed to the changelog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentState {
+    pub view: AgentView,
+    /// +1 per event of this agent; events carry it so readers can order them.
+    pub version: i64,
+    pub recent: VecDeque<(Uuid, Outcome)>,
+}
+
+/// The result of applying one command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    pub events: Vec<Event>,
+    pub outcome: Outcome,
+    /// The command id was applied before; nothing changed.
+    pub duplicate: bool,
+}
+
+/// Applies `command` to the state of its agent (`None` when the agent does not
+/// exist yet). `event_id(i)` names the i-th event; the runtime derives it from
+/// the command's position so replays produce the same ids.
+pub fn apply(
+    state: &mut Option<AgentState>,
+    command: &Command,
+    event_id: impl Fn(u32) -> Uuid,
+) -> Applied {
+    if let Some(s) = state.as_ref() {
+        if let Some((_, outcome)) = s.recent.iter().find(|(id, _)| *id == command.id) {
+            return Applied {
+                events: vec![],
+                outcome: outcome.clone(),
+                duplicate: true,
+            };
+        }
+    }
+    let decided = match &command.payload {
+        CommandPayload::CreateAgent(c) => create_agent(state, command, c),
+        CommandPayload::Deposit(d) => deposit(state.as_mut(), command, d),
+    };
+    let (payloads, outcome) = match decided {
+        Ok((payloads, view)) => (payloads, Outcome::Agent(view)),
+        Err((code, message)) => (vec![], Outcome::Rejected { code, message }),
+    };
+    let mut events = Vec::with_capacity(payloads.len());
+    if let Some(s) = state.as_mut() {
+        for (i, payload) in payloads.into_iter().enumerate() {
+            s.version += 1;
+            if let Some(j) = payload.journal() {
+                debug_assert!(j.is_balanced(), "unbalanced journal entry {j:?}");
+            }
+            events.push(Event {
+                id: event_id(i as u32),
+                agent_id: command.agent_id,
+                user_id: s.view.user_id,
+                command_id: command.id,
+                correlation_id: command.correlation_id.clone(),
+                timestamp_ms: command.timestamp_ms,
+                agent_version: s.version,
+                payload,
+            });
+        }
+        s.recent.push_back((command.id, outcome.clone()));
+        while s.recent.len() > RECENT_COMMANDS_MAX {
+            s.recent.pop_front();
+        }
+    }
+    Applied {
+        events,
+        outcome,
+        duplicate: false,
+    }
+}
+
+type Decided = Result<(Vec<EventPayload>, AgentView), (RejectCode, String)>;
+
+fn not_found() -> (RejectCode, String) {
+    (RejectCode::NotFound, "Agent not found".into())
+}
+
+fn create_agent(state: &mut Option<AgentState>, cmd: &Command, c: &CreateAgent) -> Decided {
+    if state.is_some() {
+        return Err((RejectCode::Conflict, "Agent already exists".into()));
+    }
+    let amount_ok = |d: Decimal| money::validate_non_negative(d, &c.currency).is_ok();
+    let limits = [
+        c.daily_limit,
+        c.transaction_limit,
+        c.require_approval_above_amount,
+    ];
+    if !amount_ok(c.initial_balance) || limits.iter().flatten().any(|d| !amount_ok(*d)) {
+        return Err((RejectCode::Invalid, "Invalid amount or currency".into()));
+    }
+    let view = AgentView {
+        agent_id: cmd.agent_id,
+        user_id: cmd.user_id,
+        name: c.name.clone(),
+        description: c.description.clone(),
+        wallet_address: c.wallet_address.clone(),
+        currency: c.currency.clone(),
+        rules: c.rules(),
+        tags: c.tags.clone(),
+        status: "active".into(),
+        created_ms: cmd.timestamp_ms,
+        balance: Decimal::ZERO,
+    };
+    let mut payloads = vec![EventPayload::AgentCreated(AgentCreated {
+        name: c.name.clone(),
+        description: c.description.clone(),
+        wallet_address: c.wallet_address.clone(),
+        currency: c.currency.clone(),
+        daily_limit: c.daily_limit,
+        transaction_limit: c.transaction_limit,
+        require_approval_for_all: c.require_approval_for_all,
+        require_approval_above_amount: c.require_approval_above_amount,
+        tags: c.tags.clone(),
+        status: view.status.clone(),
+    })];
+    let mut new_state = AgentState {
+        view,
+        version: 0,
+        recent: VecDeque::new(),
+    };
+    if !c.initial_balance.is_zero() {
+        payloads.push(credit(
+            &mut new_state,
+            cmd.id,
+            c.initial_balance,
+            "initial balance",
+        ));
+    }
+    let view = new_state.view.clone();
+    *state = Some(new_state);
+    Ok((payloads, view))
+}
+
+/// Validates everything first, then mutates: a rejected deposit changes nothing.
+fn deposit(state: Option<&mut AgentState>, cmd: &Command, d: &Deposit) -> Decided {
+    let s = state.ok_or_else(not_found)?;
+    if s.view.user_id != cmd.user_id {
+        // Another user's agent is indistinguishable from a missing one.
+        return Err(not_found());
+    }
+    if d.currency != s.view.currency {
+        return Err((
+            RejectCode::Invalid,
+            format!("Agent holds {}, not {}", s.view.currency, d.currency),
+        ));
+    }
+    if money::validate_positive(d.amount, &d.currency).is_err() {
+        return Err((RejectCode::Invalid, "Invalid deposit amount".into()));
+    }
+    if s.view.balance + d.amount > BALANCE_MAX {
+        return Err((
+            RejectCode::Invalid,
+            "Deposit would exceed the maximum balance".into(),
+        ));
+    }
+    let payload = credit(s, cmd.id, d.amount, "deposit");
+    Ok((vec![payload], s.view.clone()))
+}
+
+/// Credits `amount` to the agent's available balance from external funding:
+/// one balanced journal entry. Mutates only the view's balance.
+fn credit(state: &mut AgentState, command_id: Uuid, amount: Decimal, memo: &str) -> EventPayload {
+    state.view.balance += amount;
+    let currency = state.view.currency.clone();
+    EventPayload::FundsDeposited(FundsDeposited {
+        amount,
+        currency: currency.clone(),
+        balance_after: state.view.balance,
+        memo: memo.into(),
+        journal: JournalEntry {
+            entry_id: format!("{command_id}:{memo}"),
+            postings: vec![
+                Posting {
+                    account: accounts::agent_available(state.view.agent_id),
+                    amount,
+                },
+                Posting {
+                    account: accounts::external_funding(&currency),
+                    amount: -amount,
+                },
+            ],
+        },
+    })
+}

@@ -1,0 +1,25 @@
+//! Processors: the only place where money moves.
+//!
+//! - [`agents`]: the agent state machine — `apply(state, command) -> events +
+//!   outcome`. Pure and deterministic: no I/O, no clock (time is the command's
+//!   timestamp), so replaying the commands topic yields the same events.
+//! - [`runtime`]: drives the state machines from Kafka — consumes a partition,
+//!   applies, produces outputs with deterministic ids, checkpoints state to the
+//!   compacted changelog after the outputs are acknowledged, restores on
+//!   assignment. The only code here that does I/O.
+
+pub mod agents;
+pub mod runtime;
+
+/// Everything that can stop a processor.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessorError {
+    #[error(transparent)]
+    Connector(#[from] connectors::ConnectorError),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("schema: {0}")]
+    Schema(#[from] schemas::SchemaError),
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+}

@@ -1,0 +1,255 @@
+//! Checkpoints on the compacted changelog (`agentbank.state`), and restoring
+//! them. Pure: [`restore`] takes the records of one changelog partition in
+//! log order and rebuilds the partition's state; the runtime does the I/O.
+//!
+//! The protocol, and why it is safe without broker transactions:
+//! - Every agent record carries the input offset it reflects (`last_offset`);
+//!   replay skips a command whose offset an agent already reflects.
+//! - A *marker* (`next_offset`) is written only after the agent records of its
+//!   batch were acknowledged, so every command below a marker is reflected in
+//!   some agent record. Replay starts at the highest marker.
+//! - Each owner of a partition writes under its own *epoch* (a key suffix), so
+//!   records of a stale owner never replace a newer owner's under compaction.
+//!   Because processing is deterministic, a stale owner's records are still
+//!   correct states; restore keeps, per agent, the one with the highest
+//!   `last_offset`.
+//! - A new owner rewrites the winners under its epoch, then tombstones the
+//!   older keys, so the changelog stays one record per agent (plus a marker).
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::agents::AgentState;
+use crate::ProcessorError;
+
+/// Key prefix of markers; agent keys start with a UUID, so they never clash.
+pub const MARKER_PREFIX: &str = "__checkpoint__";
+
+/// One agent's state as of `last_offset` on the commands partition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    pub epoch: u64,
+    pub last_offset: i64,
+    pub state: AgentState,
+}
+
+/// Everything below `next_offset` on the commands partition is checkpointed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Marker {
+    pub epoch: u64,
+    pub next_offset: i64,
+}
+
+/// A partition owner's identity: its epoch and a nonce so two owners that
+/// happen to pick the same epoch still never share a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Epoch {
+    pub number: u64,
+    pub nonce: u32,
+}
+
+impl Epoch {
+    pub fn agent_key(&self, agent: Uuid) -> String {
+        format!("{agent}@{}.{:08x}", self.number, self.nonce)
+    }
+
+    pub fn marker_key(&self) -> String {
+        format!("{MARKER_PREFIX}@{}.{:08x}", self.number, self.nonce)
+    }
+}
+
+fn epoch_of(key: &str) -> Option<u64> {
+    let (_, suffix) = key.rsplit_once('@')?;
+    suffix.split('.').next()?.parse().ok()
+}
+
+/// A partition's state rebuilt from its changelog.
+#[derive(Debug, Default)]
+pub struct Restored {
+    /// Per agent: the state and the last input offset it reflects.
+    pub agents: HashMap<Uuid, (AgentState, i64)>,
+    /// The first commands offset not covered by a checkpoint.
+    pub next_offset: i64,
+    /// The highest epoch seen; a new owner takes a higher one.
+    pub max_epoch: u64,
+    /// Keys with a live (non-tombstone) record, for garbage collection.
+    pub live_keys: Vec<String>,
+}
+
+/// Rebuilds a partition from its changelog records, in log order.
+pub fn restore<I>(records: I) -> Result<Restored, ProcessorError>
+where
+    I: IntoIterator<Item = (String, Option<Vec<u8>>)>,
+{
+    let mut latest: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut max_epoch = 0;
+    for (key, value) in records {
+        if let Some(e) = epoch_of(&key) {
+            max_epoch = max_epoch.max(e);
+        }
+        match value {
+            Some(v) => latest.insert(key, v),
+            None => latest.remove(&key),
+        };
+    }
+    let mut out = Restored {
+        max_epoch,
+        ..Restored::default()
+    };
+    for (key, value) in &latest {
+        if key.starts_with(MARKER_PREFIX) {
+            let m: Marker = serde_json::from_slice(value)
+                .map_err(|e| ProcessorError::Checkpoint(format!("marker {key}: {e}")))?;
+            out.next_offset = out.next_offset.max(m.next_offset);
+        } else {
+            let r: AgentRecord = serde_json::from_slice(value)
+                .map_err(|e| ProcessorError::Checkpoint(format!("record {key}: {e}")))?;
+            let agent = r.state.view.agent_id;
+            let newer = out
+                .agents
+                .get(&agent)
+                .is_none_or(|(_, last)| r.last_offset > *last);
+            if newer {
+                out.agents.insert(agent, (r.state, r.last_offset));
+            }
+        }
+        out.live_keys.push(key.clone());
+    }
+    out.live_keys.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agents::AgentState;
+    use rust_decimal::Decimal;
+    use schemas::reply::AgentView;
+    use std::collections::VecDeque;
+
+    fn state(agent: Uuid, balance: i64) -> AgentState {
+        AgentState {
+            view: AgentView {
+                agent_id: agent,
+                user_id: Uuid::nil(),
+                name: "a".into(),
+                description: String::new(),
+                wallet_address: None,
+                currency: "USDC".into(),
+                rules: Default::default(),
+                tags: vec![],
+                status: "active".into(),
+                created_ms: 0,
+                balance: Decimal::from(balance),
+            },
+            version: balance,
+            recent: VecDeque::new(),
+        }
+    }
+
+    fn rec(epoch: Epoch, agent: Uuid, last: i64, balance: i64) -> (String, Option<Vec<u8>>) {
+        let r = AgentRecord {
+            epoch: epoch.number,
+            last_offset: last,
+            state: state(agent, balance),
+        };
+        (
+            epoch.agent_key(agent),
+            Some(serde_json::to_vec(&r).unwrap()),
+        )
+    }
+
+    fn marker(epoch: Epoch, next: i64) -> (String, Option<Vec<u8>>) {
+        let m = Marker {
+            epoch: epoch.number,
+            next_offset: next,
+        };
+        (epoch.marker_key(), Some(serde_json::to_vec(&m).unwrap()))
+    }
+
+    #[test]
+    fn empty_changelog_starts_at_zero() {
+        let r = restore(vec![]).unwrap();
+        assert_eq!((r.next_offset, r.max_epoch, r.agents.len()), (0, 0, 0));
+    }
+
+    #[test]
+    fn latest_record_and_highest_marker_win() {
+        let e1 = Epoch {
+            number: 1,
+            nonce: 7,
+        };
+        let a = Uuid::from_u128(1);
+        let r = restore(vec![
+            rec(e1, a, 3, 10),
+            marker(e1, 4),
+            rec(e1, a, 9, 20),
+            marker(e1, 10),
+        ])
+        .unwrap();
+        assert_eq!(r.next_offset, 10);
+        assert_eq!(r.agents[&a].1, 9);
+        assert_eq!(r.agents[&a].0.view.balance, Decimal::from(20));
+    }
+
+    #[test]
+    fn a_stale_owner_never_rolls_an_agent_back() {
+        // B took over at epoch 2 and checkpointed agent a at offset 20; then
+        // the stale owner A (epoch 1) wrote a at offset 12. A's key differs, so
+        // compaction keeps both; restore keeps the one reflecting more input.
+        let (ea, eb) = (
+            Epoch {
+                number: 1,
+                nonce: 1,
+            },
+            Epoch {
+                number: 2,
+                nonce: 2,
+            },
+        );
+        let a = Uuid::from_u128(1);
+        let r = restore(vec![
+            rec(ea, a, 5, 1),
+            marker(eb, 6),
+            rec(eb, a, 20, 3),
+            marker(eb, 21),
+            rec(ea, a, 12, 2),
+        ])
+        .unwrap();
+        assert_eq!(r.agents[&a].1, 20);
+        assert_eq!(r.max_epoch, 2);
+        assert_eq!(r.next_offset, 21);
+    }
+
+    #[test]
+    fn tombstones_remove_keys_and_records_without_marker_still_count() {
+        let (e1, e2) = (
+            Epoch {
+                number: 1,
+                nonce: 1,
+            },
+            Epoch {
+                number: 2,
+                nonce: 1,
+            },
+        );
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let mut log = vec![
+            rec(e1, a, 1, 1),
+            marker(e1, 2),
+            rec(e2, a, 1, 1),
+            marker(e2, 2),
+        ];
+        log.push((e1.agent_key(a), None));
+        log.push((e1.marker_key(), None));
+        // A batch whose marker never made it: b's record counts, the marker stays at 2.
+        log.push(rec(e2, b, 5, 9));
+        let r = restore(log).unwrap();
+        assert_eq!(r.next_offset, 2);
+        assert_eq!(r.agents.len(), 2);
+        assert_eq!(r.agents[&b].1, 5);
+        assert!(r.live_keys.iter().all(|k| k.contains("@2.")));
+    }
+}

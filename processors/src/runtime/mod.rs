@@ -1,0 +1,436 @@
+//! The runtime: drives the agent state machine from the commands topic with
+//! exactly-once *effects* and no broker transactions (see [`checkpoint`]).
+//!
+//! One loop per processor instance, per batch of up to [`BATCH_MAX`] commands:
+//! 1. apply each command to its agent (pure), collecting events and replies;
+//! 2. produce the events and wait for their acks (their offsets let the
+//!    gateway wait for the sink: read-your-writes);
+//! 3. produce the replies and the changed agents' checkpoint records, wait;
+//! 4. produce the partition markers, then commit the group offsets.
+//!
+//! A crash anywhere repeats at most the unfinished batch, with the same ids.
+//! Rebalance callbacks only record what changed; the loop acts on them between
+//! batches, so a partition is never handed over mid-batch.
+
+pub mod checkpoint;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::FutureProducer;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use connectors::kafka::{produce_all, KafkaConfig, Outgoing};
+use schemas::reply::Reply;
+use schemas::topics::Topics;
+use schemas::{ids, Command};
+
+use crate::agents::{self, AgentState};
+use crate::ProcessorError;
+use checkpoint::{AgentRecord, Epoch, Marker};
+
+/// Most commands applied per batch (one produce round and one checkpoint).
+pub const BATCH_MAX: usize = 1_000;
+/// How long a restore may take to read one changelog partition.
+pub const RESTORE_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone)]
+pub struct ProcessorConfig {
+    pub kafka: KafkaConfig,
+    pub topics: Topics,
+    pub group_id: String,
+}
+
+/// Liveness a co-located gateway can report in `/health`.
+#[derive(Debug, Default)]
+pub struct ProcessorStatus {
+    pub batches: AtomicU64,
+    pub commands: AtomicU64,
+    pub partitions: AtomicU64,
+}
+
+/// What the rebalance callbacks saw since the loop last looked.
+#[derive(Default)]
+struct RebalanceLog {
+    assigned: Vec<i32>,
+    revoked: Vec<i32>,
+}
+
+struct Context {
+    log: Mutex<RebalanceLog>,
+}
+
+impl ClientContext for Context {}
+
+impl ConsumerContext for Context {
+    fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let mut log = self.log.lock().expect("rebalance log");
+        match rebalance {
+            Rebalance::Assign(tpl) => log
+                .assigned
+                .extend(tpl.elements().iter().map(|e| e.partition())),
+            Rebalance::Revoke(tpl) => log
+                .revoked
+                .extend(tpl.elements().iter().map(|e| e.partition())),
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+}
+
+/// One owned partition: its agents and where its input continues.
+struct Partition {
+    epoch: Epoch,
+    next_offset: i64,
+    agents: HashMap<Uuid, (Option<AgentState>, i64)>,
+    /// The first message after restore has been checked against next_offset.
+    positioned: bool,
+}
+
+/// Runs a processor until `shutdown` turns true; the batch in hand completes.
+pub async fn run(
+    config: ProcessorConfig,
+    status: Arc<ProcessorStatus>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ProcessorError> {
+    let context = Context {
+        log: Mutex::new(RebalanceLog::default()),
+    };
+    let consumer = config.kafka.group_consumer(&config.group_id, context)?;
+    consumer.subscribe(&[&config.topics.commands])?;
+    let producer = config.kafka.producer()?;
+    let mut owned: BTreeMap<i32, Partition> = BTreeMap::new();
+    tracing::info!(group = %config.group_id, topic = %config.topics.commands, "processor started");
+
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.changed() => break,
+            m = consumer.recv() => m.map(|m| m.detach()),
+            // Wake up now and then so rebalances are acted on when idle.
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                sync_assignment(&config, &consumer, &producer, &mut owned, &status).await?;
+                continue;
+            }
+        }?;
+        let mut batch = vec![first];
+        while batch.len() < BATCH_MAX {
+            match consumer.recv().now_or_never() {
+                Some(Ok(m)) => batch.push(m.detach()),
+                Some(Err(e)) => return Err(e.into()),
+                None => break,
+            }
+        }
+        sync_assignment(&config, &consumer, &producer, &mut owned, &status).await?;
+        process_batch(&config, &consumer, &producer, &mut owned, batch, &status).await?;
+        if *shutdown.borrow() {
+            break;
+        }
+    }
+    tracing::info!("processor stopped");
+    Ok(())
+}
+
+/// Drops revoked partitions and restores newly assigned ones.
+async fn sync_assignment(
+    config: &ProcessorConfig,
+    consumer: &rdkafka::consumer::StreamConsumer<Context>,
+    producer: &FutureProducer,
+    owned: &mut BTreeMap<i32, Partition>,
+    status: &ProcessorStatus,
+) -> Result<(), ProcessorError> {
+    let (assigned, revoked) = {
+        let mut log = consumer.context().log.lock().expect("rebalance log");
+        (
+            std::mem::take(&mut log.assigned),
+            std::mem::take(&mut log.revoked),
+        )
+    };
+    for p in revoked {
+        if owned.remove(&p).is_some() {
+            tracing::info!(partition = p, "partition revoked");
+        }
+    }
+    for p in assigned {
+        let started = Instant::now();
+        let partition = claim(config, producer, p).await?;
+        tracing::info!(
+            partition = p,
+            epoch = partition.epoch.number,
+            agents = partition.agents.len(),
+            next_offset = partition.next_offset,
+            ms = started.elapsed().as_millis() as u64,
+            "partition restored"
+        );
+        metrics::histogram!("agentbank_processor_restore_seconds")
+            .record(started.elapsed().as_secs_f64());
+        owned.insert(p, partition);
+    }
+    status
+        .partitions
+        .store(owned.len() as u64, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Reads partition `p` of the changelog, takes a new epoch, rewrites the state
+/// under it and tombstones the old keys.
+async fn claim(
+    config: &ProcessorConfig,
+    producer: &FutureProducer,
+    p: i32,
+) -> Result<Partition, ProcessorError> {
+    let records = read_partition(config.kafka.clone(), config.topics.state.clone(), p).await?;
+    let restored = checkpoint::restore(records)?;
+    let epoch = Epoch {
+        number: restored.max_epoch + 1,
+        nonce: rand_nonce(),
+    };
+    let mut out = Vec::with_capacity(restored.agents.len() * 2 + 1);
+    for (state, last_offset) in restored.agents.values() {
+        out.push(agent_record(&config.topics, p, epoch, state, *last_offset));
+    }
+    out.push(marker_record(
+        &config.topics,
+        p,
+        epoch,
+        restored.next_offset,
+    ));
+    produce_all(producer, &out).await?;
+    let tombstones: Vec<Outgoing> = restored
+        .live_keys
+        .iter()
+        .map(|key| Outgoing {
+            topic: config.topics.state.clone(),
+            key: key.clone(),
+            payload: None,
+            partition: Some(p),
+        })
+        .collect();
+    produce_all(producer, &tombstones).await?;
+    Ok(Partition {
+        epoch,
+        next_offset: restored.next_offset,
+        agents: restored
+            .agents
+            .into_iter()
+            .map(|(id, (s, o))| (id, (Some(s), o)))
+            .collect(),
+        positioned: false,
+    })
+}
+
+fn rand_nonce() -> u32 {
+    // Uniqueness, not secrecy: the low bits of a v4 UUID are random enough.
+    Uuid::new_v4().as_u128() as u32
+}
+
+/// Reads one changelog partition from its start to its current end.
+async fn read_partition(
+    kafka: KafkaConfig,
+    topic: String,
+    p: i32,
+) -> Result<Vec<(String, Option<Vec<u8>>)>, ProcessorError> {
+    tokio::task::spawn_blocking(move || {
+        let reader = kafka.reader()?;
+        let (low, high) = reader.fetch_watermarks(&topic, p, Duration::from_secs(10))?;
+        let mut records = Vec::new();
+        if high <= low {
+            return Ok(records);
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, p, Offset::Beginning)?;
+        reader.assign(&tpl)?;
+        let deadline = Instant::now() + RESTORE_TIMEOUT;
+        loop {
+            if Instant::now() > deadline {
+                return Err(ProcessorError::Checkpoint(format!(
+                    "restore of {topic}/{p} timed out"
+                )));
+            }
+            let Some(m) = reader.poll(Duration::from_millis(100)) else {
+                continue;
+            };
+            let m = m?;
+            let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+            records.push((key, m.payload().map(<[u8]>::to_vec)));
+            if m.offset() + 1 >= high {
+                return Ok(records);
+            }
+        }
+    })
+    .await
+    .map_err(|e| ProcessorError::Checkpoint(format!("restore task: {e}")))?
+}
+
+fn agent_record(
+    topics: &Topics,
+    p: i32,
+    epoch: Epoch,
+    state: &AgentState,
+    last_offset: i64,
+) -> Outgoing {
+    let record = AgentRecord {
+        epoch: epoch.number,
+        last_offset,
+        state: state.clone(),
+    };
+    Outgoing {
+        topic: topics.state.clone(),
+        key: epoch.agent_key(state.view.agent_id),
+        payload: Some(serde_json::to_vec(&record).expect("state serializes")),
+        partition: Some(p),
+    }
+}
+
+fn marker_record(topics: &Topics, p: i32, epoch: Epoch, next_offset: i64) -> Outgoing {
+    let marker = Marker {
+        epoch: epoch.number,
+        next_offset,
+    };
+    Outgoing {
+        topic: topics.state.clone(),
+        key: epoch.marker_key(),
+        payload: Some(serde_json::to_vec(&marker).expect("marker serializes")),
+        partition: Some(p),
+    }
+}
+
+/// Applies one batch and makes its effects durable (steps 1–4 above).
+async fn process_batch(
+    config: &ProcessorConfig,
+    consumer: &rdkafka::consumer::StreamConsumer<Context>,
+    producer: &FutureProducer,
+    owned: &mut BTreeMap<i32, Partition>,
+    batch: Vec<OwnedMessage>,
+    status: &ProcessorStatus,
+) -> Result<(), ProcessorError> {
+    let started = Instant::now();
+    let topics = &config.topics;
+    let mut events: Vec<Outgoing> = Vec::new();
+    // Per reply: the reply and the index range of its events in `events`.
+    let mut replies: Vec<(Reply, std::ops::Range<usize>)> = Vec::new();
+    let mut changed: BTreeMap<(i32, Uuid), ()> = BTreeMap::new();
+    let mut touched: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut seek_to: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut applied = 0u64;
+
+    for m in &batch {
+        let (p, offset) = (m.partition(), m.offset());
+        let Some(part) = owned.get_mut(&p) else {
+            continue;
+        }; // revoked mid-batch
+        if seek_to.contains_key(&p) || offset < part.next_offset {
+            continue; // already checkpointed (redelivery after a restart)
+        }
+        if offset > part.next_offset && !part.positioned {
+            // The group's committed offset is ahead of our checkpoint: go back.
+            seek_to.insert(p, part.next_offset);
+            continue;
+        }
+        part.positioned = true;
+        part.next_offset = offset + 1;
+        touched.insert(p, offset + 1);
+        let command = match Command::decode(m.payload().unwrap_or_default()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(partition = p, offset, error = %e, "undecodable command skipped");
+                metrics::counter!("agentbank_processor_undecodable_total").increment(1);
+                continue;
+            }
+        };
+        let slot = part.agents.entry(command.agent_id).or_insert((None, -1));
+        if slot.1 >= offset {
+            continue; // this agent's checkpoint already reflects the command
+        }
+        let result = agents::apply(&mut slot.0, &command, |i| {
+            ids::derived(&topics.commands, p, offset, i as u32)
+        });
+        applied += 1;
+        if slot.0.is_some() {
+            slot.1 = offset;
+            changed.insert((p, command.agent_id), ());
+        } else {
+            part.agents.remove(&command.agent_id);
+        }
+        let first = events.len();
+        for e in &result.events {
+            events.push(Outgoing {
+                topic: topics.events.clone(),
+                key: e.agent_id.to_string(),
+                payload: Some(e.encode()?),
+                partition: None,
+            });
+        }
+        if let Some(correlation_id) = command.correlation_id.clone() {
+            let reply = Reply {
+                correlation_id,
+                command_id: command.id,
+                outcome: result.outcome,
+                wait_for: vec![],
+            };
+            replies.push((reply, first..events.len()));
+        }
+    }
+
+    for (p, offset) in &seek_to {
+        tracing::warn!(partition = p, offset, "seeking back to the checkpoint");
+        consumer.seek(
+            &topics.commands,
+            *p,
+            Offset::Offset(*offset),
+            Duration::from_secs(10),
+        )?;
+    }
+
+    // 2. events first: their offsets tell the gateway what the sink must pass.
+    let positions = produce_all(producer, &events).await?;
+
+    // 3. replies and checkpoint records.
+    let mut out = Vec::with_capacity(replies.len() + changed.len());
+    for (mut reply, range) in replies {
+        reply.wait_for = positions[range].to_vec();
+        out.push(Outgoing {
+            topic: topics.replies.clone(),
+            key: reply.correlation_id.clone(),
+            payload: Some(reply.encode()),
+            partition: None,
+        });
+    }
+    for (p, agent) in changed.keys() {
+        let part = &owned[p];
+        if let Some((Some(state), last)) = part.agents.get(agent) {
+            out.push(agent_record(topics, *p, part.epoch, state, *last));
+        }
+    }
+    produce_all(producer, &out).await?;
+
+    // 4. markers, then the group offsets (a hint for where to start fetching).
+    let markers: Vec<Outgoing> = touched
+        .iter()
+        .map(|(p, next)| marker_record(topics, *p, owned[p].epoch, *next))
+        .collect();
+    produce_all(producer, &markers).await?;
+    if !touched.is_empty() {
+        let mut tpl = TopicPartitionList::new();
+        for (p, next) in &touched {
+            tpl.add_partition_offset(&topics.commands, *p, Offset::Offset(*next))?;
+        }
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!(error = %e, "offset commit failed; the checkpoint still holds");
+        }
+    }
+
+    status.batches.fetch_add(1, Ordering::Relaxed);
+    status.commands.fetch_add(applied, Ordering::Relaxed);
+    metrics::counter!("agentbank_processor_commands_total").increment(applied);
+    metrics::counter!("agentbank_processor_events_total").increment(events.len() as u64);
+    metrics::histogram!("agentbank_processor_batch_size").record(batch.len() as f64);
+    metrics::histogram!("agentbank_processor_batch_seconds")
+        .record(started.elapsed().as_secs_f64());
+    Ok(())
+}

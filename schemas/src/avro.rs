@@ -1,0 +1,377 @@
+//! The published Avro schemas (`schemas/avro/*.avsc`) and the wire format of
+//! the command and event topics: Avro *single-object encoding* — the two bytes
+//! `C3 01`, the schema's 8-byte little-endian CRC-64-AVRO (Rabin) fingerprint,
+//! then the Avro binary body. Any outside consumer decodes a record with the
+//! `.avsc` file whose fingerprint matches.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use apache_avro::rabin::Rabin;
+use apache_avro::types::Value;
+use apache_avro::{from_avro_datum, from_value, to_avro_datum, to_value, Schema};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::command::{Command, CommandPayload};
+use crate::event::{Event, EventPayload};
+use crate::SchemaError;
+
+/// The command envelope schema, as published.
+pub const COMMAND_AVSC: &str = include_str!("../avro/command.avsc");
+/// The event envelope schema, as published.
+pub const EVENT_AVSC: &str = include_str!("../avro/event.avsc");
+
+/// Single-object encoding marker.
+pub const MAGIC: [u8; 2] = [0xC3, 0x01];
+const HEADER_LEN: usize = 10;
+
+/// One envelope schema with its fingerprint and the schemas of its payload
+/// union's branches (in union order).
+pub struct EnvelopeCodec {
+    schema: Schema,
+    fingerprint: [u8; 8],
+    branches: Vec<Schema>,
+}
+
+pub static COMMANDS: LazyLock<EnvelopeCodec> =
+    LazyLock::new(|| EnvelopeCodec::new(COMMAND_AVSC).expect("command.avsc is valid"));
+pub static EVENTS: LazyLock<EnvelopeCodec> =
+    LazyLock::new(|| EnvelopeCodec::new(EVENT_AVSC).expect("event.avsc is valid"));
+
+impl EnvelopeCodec {
+    fn new(avsc: &str) -> Result<Self, SchemaError> {
+        let schema = Schema::parse_str(avsc)?;
+        let fp = schema.fingerprint::<Rabin>();
+        let fingerprint: [u8; 8] = fp
+            .bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| SchemaError::Shape("fingerprint is not 8 bytes".into()))?;
+        let Schema::Record(record) = &schema else {
+            return Err(SchemaError::Shape("envelope is not a record".into()));
+        };
+        let payload = record
+            .fields
+            .iter()
+            .find(|f| f.name == "payload")
+            .ok_or_else(|| SchemaError::Shape("no payload field".into()))?;
+        let Schema::Union(union) = &payload.schema else {
+            return Err(SchemaError::Shape("payload is not a union".into()));
+        };
+        Ok(EnvelopeCodec {
+            branches: union.variants().to_vec(),
+            schema,
+            fingerprint,
+        })
+    }
+
+    /// The CRC-64-AVRO fingerprint, little-endian, as in the record header.
+    pub fn fingerprint(&self) -> [u8; 8] {
+        self.fingerprint
+    }
+
+    fn encode(&self, fields: Vec<(&str, Value)>) -> Result<Vec<u8>, SchemaError> {
+        let record = Value::Record(
+            fields
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        );
+        let body = to_avro_datum(&self.schema, record)?;
+        let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&self.fingerprint);
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<Fields, SchemaError> {
+        if bytes.len() < HEADER_LEN || bytes[..2] != MAGIC {
+            return Err(SchemaError::Framing("missing C3 01 marker"));
+        }
+        if bytes[2..HEADER_LEN] != self.fingerprint {
+            return Err(SchemaError::Framing("unknown schema fingerprint"));
+        }
+        let mut body = &bytes[HEADER_LEN..];
+        match from_avro_datum(&self.schema, &mut body, None)? {
+            Value::Record(fields) => Ok(Fields(fields.into_iter().collect())),
+            other => Err(SchemaError::Shape(format!(
+                "expected record, got {other:?}"
+            ))),
+        }
+    }
+
+    fn payload<T: Serialize>(&self, index: usize, payload: &T) -> Result<Value, SchemaError> {
+        let value = to_value(payload)?.resolve(&self.branches[index])?;
+        Ok(Value::Union(index as u32, Box::new(value)))
+    }
+}
+
+/// A decoded record's fields by name.
+struct Fields(HashMap<String, Value>);
+
+impl Fields {
+    fn take(&mut self, name: &str) -> Result<Value, SchemaError> {
+        self.0
+            .remove(name)
+            .ok_or_else(|| SchemaError::Shape(format!("missing field {name}")))
+    }
+
+    fn string(&mut self, name: &str) -> Result<String, SchemaError> {
+        match self.take(name)? {
+            Value::String(s) => Ok(s),
+            other => Err(SchemaError::Shape(format!(
+                "{name}: expected string, got {other:?}"
+            ))),
+        }
+    }
+
+    fn uuid(&mut self, name: &str) -> Result<Uuid, SchemaError> {
+        let s = self.string(name)?;
+        Uuid::parse_str(&s).map_err(|_| SchemaError::Shape(format!("{name}: '{s}' is not a UUID")))
+    }
+
+    fn long(&mut self, name: &str) -> Result<i64, SchemaError> {
+        match self.take(name)? {
+            Value::Long(v) | Value::TimestampMillis(v) => Ok(v),
+            other => Err(SchemaError::Shape(format!(
+                "{name}: expected long, got {other:?}"
+            ))),
+        }
+    }
+
+    fn optional_string(&mut self, name: &str) -> Result<Option<String>, SchemaError> {
+        match self.take(name)? {
+            Value::Union(_, inner) => match *inner {
+                Value::Null => Ok(None),
+                Value::String(s) => Ok(Some(s)),
+                other => Err(SchemaError::Shape(format!("{name}: got {other:?}"))),
+            },
+            other => Err(SchemaError::Shape(format!(
+                "{name}: expected union, got {other:?}"
+            ))),
+        }
+    }
+
+    fn union(&mut self, name: &str) -> Result<(u32, Value), SchemaError> {
+        match self.take(name)? {
+            Value::Union(index, inner) => Ok((index, *inner)),
+            other => Err(SchemaError::Shape(format!(
+                "{name}: expected union, got {other:?}"
+            ))),
+        }
+    }
+}
+
+fn optional(value: Option<&str>) -> Value {
+    match value {
+        None => Value::Union(0, Box::new(Value::Null)),
+        Some(s) => Value::Union(1, Box::new(Value::String(s.to_string()))),
+    }
+}
+
+fn branch<T: DeserializeOwned>(value: Value) -> Result<T, SchemaError> {
+    Ok(from_value::<T>(&value)?)
+}
+
+fn check_type(expected: &str, found: String) -> Result<(), SchemaError> {
+    if expected == found {
+        Ok(())
+    } else {
+        Err(SchemaError::Shape(format!(
+            "type '{found}' but payload is {expected}"
+        )))
+    }
+}
+
+impl Command {
+    /// Avro single-object encoding against `command.avsc`.
+    pub fn encode(&self) -> Result<Vec<u8>, SchemaError> {
+        let codec = &*COMMANDS;
+        let payload = match &self.payload {
+            CommandPayload::CreateAgent(p) => codec.payload(0, p)?,
+            CommandPayload::Deposit(p) => codec.payload(1, p)?,
+        };
+        codec.encode(vec![
+            ("id", Value::String(self.id.to_string())),
+            ("type", Value::String(self.payload.type_name().into())),
+            ("agent_id", Value::String(self.agent_id.to_string())),
+            ("user_id", Value::String(self.user_id.to_string())),
+            ("correlation_id", optional(self.correlation_id.as_deref())),
+            ("timestamp", Value::TimestampMillis(self.timestamp_ms)),
+            ("payload", payload),
+        ])
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, SchemaError> {
+        let mut f = COMMANDS.decode(bytes)?;
+        let type_name = f.string("type")?;
+        let payload = match f.union("payload")? {
+            (0, v) => CommandPayload::CreateAgent(branch(v)?),
+            (1, v) => CommandPayload::Deposit(branch(v)?),
+            (i, _) => return Err(SchemaError::Shape(format!("unknown command branch {i}"))),
+        };
+        check_type(payload.type_name(), type_name)?;
+        Ok(Command {
+            id: f.uuid("id")?,
+            agent_id: f.uuid("agent_id")?,
+            user_id: f.uuid("user_id")?,
+            correlation_id: f.optional_string("correlation_id")?,
+            timestamp_ms: f.long("timestamp")?,
+            payload,
+        })
+    }
+}
+
+impl Event {
+    /// Avro single-object encoding against `event.avsc`.
+    pub fn encode(&self) -> Result<Vec<u8>, SchemaError> {
+        let codec = &*EVENTS;
+        let payload = match &self.payload {
+            EventPayload::AgentCreated(p) => codec.payload(0, p)?,
+            EventPayload::FundsDeposited(p) => codec.payload(1, p)?,
+        };
+        codec.encode(vec![
+            ("id", Value::String(self.id.to_string())),
+            ("type", Value::String(self.payload.type_name().into())),
+            ("agent_id", Value::String(self.agent_id.to_string())),
+            ("user_id", Value::String(self.user_id.to_string())),
+            ("command_id", Value::String(self.command_id.to_string())),
+            ("correlation_id", optional(self.correlation_id.as_deref())),
+            ("timestamp", Value::TimestampMillis(self.timestamp_ms)),
+            ("agent_version", Value::Long(self.agent_version)),
+            ("payload", payload),
+        ])
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, SchemaError> {
+        let mut f = EVENTS.decode(bytes)?;
+        let type_name = f.string("type")?;
+        let payload = match f.union("payload")? {
+            (0, v) => EventPayload::AgentCreated(branch(v)?),
+            (1, v) => EventPayload::FundsDeposited(branch(v)?),
+            (i, _) => return Err(SchemaError::Shape(format!("unknown event branch {i}"))),
+        };
+        check_type(payload.type_name(), type_name)?;
+        Ok(Event {
+            id: f.uuid("id")?,
+            agent_id: f.uuid("agent_id")?,
+            user_id: f.uuid("user_id")?,
+            command_id: f.uuid("command_id")?,
+            correlation_id: f.optional_string("correlation_id")?,
+            timestamp_ms: f.long("timestamp")?,
+            agent_version: f.long("agent_version")?,
+            payload,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{CreateAgent, Deposit};
+    use crate::event::{FundsDeposited, JournalEntry, Posting};
+    use rust_decimal::Decimal;
+
+    fn create_agent() -> Command {
+        Command {
+            id: Uuid::new_v4(),
+            agent_id: Uuid::new_v4(),
+            user_id: Uuid::new_v4(),
+            correlation_id: Some("c-1".into()),
+            timestamp_ms: 1_700_000_000_123,
+            payload: CommandPayload::CreateAgent(CreateAgent {
+                name: "Payment Assistant".into(),
+                description: "d".into(),
+                wallet_address: None,
+                currency: "USDC".into(),
+                daily_limit: Some(Decimal::new(1000, 0)),
+                transaction_limit: None,
+                require_approval_for_all: false,
+                require_approval_above_amount: Some(Decimal::new(505, 1)),
+                tags: vec!["a".into(), "b".into()],
+                initial_balance: Decimal::new(6, 0),
+            }),
+        }
+    }
+
+    #[test]
+    fn commands_round_trip_with_single_object_header() {
+        for cmd in [
+            create_agent(),
+            Command {
+                correlation_id: None,
+                payload: CommandPayload::Deposit(Deposit {
+                    amount: Decimal::new(1, 6),
+                    currency: "USDC".into(),
+                }),
+                ..create_agent()
+            },
+        ] {
+            let bytes = cmd.encode().unwrap();
+            assert_eq!(bytes[..2], MAGIC);
+            assert_eq!(bytes[2..10], COMMANDS.fingerprint());
+            assert_eq!(Command::decode(&bytes).unwrap(), cmd);
+        }
+    }
+
+    #[test]
+    fn events_round_trip() {
+        let agent = Uuid::new_v4();
+        let ev = Event {
+            id: Uuid::new_v4(),
+            agent_id: agent,
+            user_id: Uuid::new_v4(),
+            command_id: Uuid::new_v4(),
+            correlation_id: None,
+            timestamp_ms: 5,
+            agent_version: 2,
+            payload: EventPayload::FundsDeposited(FundsDeposited {
+                amount: Decimal::new(50, 0),
+                currency: "USDC".into(),
+                balance_after: Decimal::new(1500000001, 6),
+                memo: "deposit".into(),
+                journal: JournalEntry {
+                    entry_id: "e".into(),
+                    postings: vec![
+                        Posting {
+                            account: "a".into(),
+                            amount: Decimal::new(50, 0),
+                        },
+                        Posting {
+                            account: "b".into(),
+                            amount: Decimal::new(-50, 0),
+                        },
+                    ],
+                },
+            }),
+        };
+        let bytes = ev.encode().unwrap();
+        assert_eq!(Event::decode(&bytes).unwrap(), ev);
+        assert!(
+            Command::decode(&bytes).is_err(),
+            "an event is not a command"
+        );
+    }
+
+    #[test]
+    fn garbage_is_rejected_not_panicked_on() {
+        assert!(Command::decode(b"").is_err());
+        assert!(Command::decode(b"{\"json\":1}").is_err());
+        let mut bytes = create_agent().encode().unwrap();
+        bytes.truncate(20);
+        assert!(Command::decode(&bytes).is_err());
+    }
+
+    #[test]
+    fn fingerprint_matches_the_published_avsc() {
+        // An outside consumer computes the fingerprint from the file it downloaded.
+        let schema = Schema::parse_str(COMMAND_AVSC).unwrap();
+        assert_eq!(
+            schema.fingerprint::<Rabin>().bytes,
+            COMMANDS.fingerprint().to_vec()
+        );
+    }
+}

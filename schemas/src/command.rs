@@ -1,0 +1,84 @@
+//! Commands: requests to change an agent's state, on `agentbank.commands`,
+//! keyed by the agent whose processor decides them. Shape: `avro/command.avsc`.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The command envelope. `id` is the idempotency key: a processor applies a
+/// command id at most once per agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Command {
+    pub id: Uuid,
+    pub agent_id: Uuid,
+    pub user_id: Uuid,
+    pub correlation_id: Option<String>,
+    pub timestamp_ms: i64,
+    pub payload: CommandPayload,
+}
+
+/// What a command asks for. The order of variants is the Avro union's order:
+/// append only.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommandPayload {
+    CreateAgent(CreateAgent),
+    Deposit(Deposit),
+}
+
+impl CommandPayload {
+    /// The record name, also the envelope's `type`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            CommandPayload::CreateAgent(_) => "CreateAgent",
+            CommandPayload::Deposit(_) => "Deposit",
+        }
+    }
+}
+
+/// Spending rules of an agent (Mage `paymentRules`); `None` means no limit.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct PaymentRules {
+    #[serde(with = "rust_decimal::serde::str_option")]
+    pub daily_limit: Option<Decimal>,
+    #[serde(with = "rust_decimal::serde::str_option")]
+    pub transaction_limit: Option<Decimal>,
+    pub require_approval_for_all: bool,
+    #[serde(with = "rust_decimal::serde::str_option")]
+    pub require_approval_above_amount: Option<Decimal>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateAgent {
+    pub name: String,
+    pub description: String,
+    pub wallet_address: Option<String>,
+    pub currency: String,
+    #[serde(with = "rust_decimal::serde::str_option")]
+    pub daily_limit: Option<Decimal>,
+    #[serde(with = "rust_decimal::serde::str_option")]
+    pub transaction_limit: Option<Decimal>,
+    pub require_approval_for_all: bool,
+    #[serde(with = "rust_decimal::serde::str_option")]
+    pub require_approval_above_amount: Option<Decimal>,
+    pub tags: Vec<String>,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub initial_balance: Decimal,
+}
+
+impl CreateAgent {
+    pub fn rules(&self) -> PaymentRules {
+        PaymentRules {
+            daily_limit: self.daily_limit,
+            transaction_limit: self.transaction_limit,
+            require_approval_for_all: self.require_approval_for_all,
+            require_approval_above_amount: self.require_approval_above_amount,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deposit {
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    pub currency: String,
+}

@@ -1,0 +1,116 @@
+//! Events: facts about an agent, the public stream on `agentbank.events`,
+//! keyed by agent id. Shape: `avro/event.avsc`. At-least-once on the topic,
+//! with deterministic ids: consumers dedupe by `id`.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The event envelope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub id: Uuid,
+    pub agent_id: Uuid,
+    pub user_id: Uuid,
+    pub command_id: Uuid,
+    pub correlation_id: Option<String>,
+    pub timestamp_ms: i64,
+    /// The agent's version after this event: +1 per event of the agent.
+    pub agent_version: i64,
+    pub payload: EventPayload,
+}
+
+/// The order of variants is the Avro union's order: append only.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventPayload {
+    AgentCreated(AgentCreated),
+    FundsDeposited(FundsDeposited),
+}
+
+impl EventPayload {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventPayload::AgentCreated(_) => "AgentCreated",
+            EventPayload::FundsDeposited(_) => "FundsDeposited",
+        }
+    }
+
+    /// The journal entry this event posts, if it moves money.
+    pub fn journal(&self) -> Option<&JournalEntry> {
+        match self {
+            EventPayload::AgentCreated(_) => None,
+            EventPayload::FundsDeposited(e) => Some(&e.journal),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentCreated {
+    pub name: String,
+    pub description: String,
+    pub wallet_address: Option<String>,
+    pub currency: String,
+    #[serde(with = "rust_decimal::serde::str_option")]
+    pub daily_limit: Option<Decimal>,
+    #[serde(with = "rust_decimal::serde::str_option")]
+    pub transaction_limit: Option<Decimal>,
+    pub require_approval_for_all: bool,
+    #[serde(with = "rust_decimal::serde::str_option")]
+    pub require_approval_above_amount: Option<Decimal>,
+    pub tags: Vec<String>,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FundsDeposited {
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    pub currency: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub balance_after: Decimal,
+    pub memo: String,
+    pub journal: JournalEntry,
+}
+
+/// A double-entry journal entry: postings whose signed amounts sum to zero.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub entry_id: String,
+    pub postings: Vec<Posting>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Posting {
+    pub account: String,
+    /// Signed change of the account's balance.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+}
+
+impl JournalEntry {
+    /// Debits equal credits: the signed amounts sum to zero.
+    pub fn is_balanced(&self) -> bool {
+        self.postings.len() >= 2
+            && self
+                .postings
+                .iter()
+                .map(|p| p.amount)
+                .sum::<Decimal>()
+                .is_zero()
+    }
+}
+
+/// Ledger account names, defined once.
+pub mod accounts {
+    use uuid::Uuid;
+
+    /// An agent's spendable balance.
+    pub fn agent_available(agent_id: Uuid) -> String {
+        format!("agent:{agent_id}:available")
+    }
+
+    /// Where money enters from outside the ledger (user wallets, chain).
+    pub fn external_funding(currency: &str) -> String {
+        format!("external:{currency}:funding")
+    }
+}

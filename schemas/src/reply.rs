@@ -1,0 +1,64 @@
+//! Replies: a processor's answer to one command, on `agentbank.replies`, keyed
+//! by correlation id. Internal to agentbank (JSON, not a public contract):
+//! only the gateway that sent the command reads them.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::command::PaymentRules;
+
+/// An agent as the processor knows it; what a write's reply carries back so
+/// the client sees its own write at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentView {
+    pub agent_id: Uuid,
+    pub user_id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub wallet_address: Option<String>,
+    pub currency: String,
+    pub rules: PaymentRules,
+    pub tags: Vec<String>,
+    pub status: String,
+    pub created_ms: i64,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub balance: Decimal,
+}
+
+/// Why a processor refused a command. The gateway maps each to an HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RejectCode {
+    /// No such agent, or not the caller's (indistinguishable on purpose).
+    NotFound,
+    /// The command contradicts the agent's state (e.g. wrong currency).
+    Invalid,
+    /// The agent already exists with different content.
+    Conflict,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Outcome {
+    Agent(AgentView),
+    Rejected { code: RejectCode, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    pub correlation_id: String,
+    pub command_id: Uuid,
+    pub outcome: Outcome,
+    /// (events partition, offset) pairs the Postgres sink must have written
+    /// before the gateway answers, so the client's next read sees this write.
+    pub wait_for: Vec<(i32, i64)>,
+}
+
+impl Reply {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("replies serialize")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, crate::SchemaError> {
+        Ok(serde_json::from_slice(bytes)?)
+    }
+}
