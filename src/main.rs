@@ -1,1 +1,287 @@
-fn main() {}
+//! `agentbank`: one binary, one subcommand per role.
+//!
+//! `dev` runs every role in one process against the local stack
+//! (`deploy/local/up`); `gateway`, `processor`, `sink` run one role each;
+//! `migrate` applies the Postgres migrations; `topics` creates the topics.
+//! Configuration comes from flags or the environment, read once here.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tokio::sync::watch;
+
+use connectors::kafka::KafkaConfig;
+use gateway::{GatewayConfig, ProcessorProbe};
+use processors::runtime::{ProcessorConfig, ProcessorStatus};
+use schemas::topics::Topics;
+
+#[derive(Parser)]
+#[command(
+    name = "agentbank",
+    version,
+    about = "A bank and revenue platform for AI agents, on Kafka"
+)]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    role: Role,
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// Kafka bootstrap servers (Tansu locally; any Kafka-protocol broker).
+    #[arg(
+        long,
+        env = "KAFKA_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092",
+        global = true
+    )]
+    bootstrap_servers: String,
+    /// Postgres for the read model.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/agentbank",
+        global = true
+    )]
+    database_url: String,
+    /// Prefix of every topic and consumer group (isolates deployments sharing a broker).
+    #[arg(
+        long,
+        env = "AGENTBANK_TOPIC_PREFIX",
+        default_value = "",
+        global = true
+    )]
+    topic_prefix: String,
+    /// Partitions of topics created by `topics`/`dev`.
+    #[arg(long, env = "AGENTBANK_PARTITIONS", default_value_t = 4, global = true)]
+    partitions: i32,
+    #[arg(
+        long,
+        env = "AGENTBANK_REPLICATION_FACTOR",
+        default_value_t = 1,
+        global = true
+    )]
+    replication_factor: i32,
+}
+
+#[derive(Subcommand)]
+enum Role {
+    /// Every role in one process (creates topics and migrates first).
+    Dev(HttpArgs),
+    /// The HTTP API.
+    Gateway(HttpArgs),
+    /// The agent processor (scale out by running more: one consumer group).
+    Processor,
+    /// The Postgres sink.
+    Sink,
+    /// Applies the Postgres migrations and exits.
+    Migrate,
+    /// Creates the topics and exits.
+    Topics,
+}
+
+#[derive(Args, Clone)]
+struct HttpArgs {
+    #[arg(long, env = "AGENTBANK_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    http_addr: SocketAddr,
+    /// How long a write waits for its reply before 503.
+    #[arg(long, env = "AGENTBANK_REPLY_TIMEOUT_MS", default_value_t = 10_000)]
+    reply_timeout_ms: u64,
+    #[arg(long, env = "AGENTBANK_NETWORK_ID", default_value = "ledger")]
+    network_id: String,
+}
+
+impl Common {
+    fn kafka(&self) -> KafkaConfig {
+        KafkaConfig {
+            bootstrap_servers: self.bootstrap_servers.clone(),
+            partitions: self.partitions,
+            replication_factor: self.replication_factor,
+        }
+    }
+
+    fn topics(&self) -> Topics {
+        Topics::with_prefix(&self.topic_prefix)
+    }
+
+    fn processor(&self) -> ProcessorConfig {
+        ProcessorConfig {
+            kafka: self.kafka(),
+            topics: self.topics(),
+            group_id: format!("{}agentbank-processors", self.topic_prefix),
+        }
+    }
+
+    fn gateway(&self, http: &HttpArgs) -> GatewayConfig {
+        GatewayConfig {
+            http_addr: http.http_addr,
+            kafka: self.kafka(),
+            topics: self.topics(),
+            reply_timeout: Duration::from_millis(http.reply_timeout_ms),
+            network_id: http.network_id.clone(),
+        }
+    }
+
+    async fn pool(&self, max: u32) -> anyhow::Result<sqlx::PgPool> {
+        connectors::db::connect(&self.database_url, max)
+            .await
+            .context("connecting to Postgres")
+    }
+
+    async fn prepare(&self) -> anyhow::Result<()> {
+        let topics = self.topics();
+        self.kafka()
+            .ensure_topics(&topics.all())
+            .await
+            .context("creating topics")?;
+        let pool = self.pool(2).await?;
+        connectors::db::migrate(&pool).await.context("migrating")?;
+        Ok(())
+    }
+}
+
+/// Runs `role` until shutdown; on error, logs and restarts it after a bounded
+/// backoff. A restart resumes from durable state (checkpoint, sink offsets),
+/// so an error never loses or repeats an effect.
+async fn supervise<F, Fut, E>(name: &'static str, shutdown: watch::Receiver<bool>, mut role: F)
+where
+    F: FnMut(watch::Receiver<bool>) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    const BACKOFF_MAX: Duration = Duration::from_secs(5);
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match role(shutdown.clone()).await {
+            Ok(()) => return,
+            Err(e) => {
+                if *shutdown.borrow() {
+                    return;
+                }
+                tracing::error!(role = name, error = %e, retry_in_ms = backoff.as_millis() as u64, "role failed; restarting");
+                metrics::counter!("agentbank_role_restarts_total", "role" => name).increment(1);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down: finishing the batches in hand");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .ok()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rdkafka=warn,sqlx=warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let common = cli.common;
+    let shutdown = shutdown_signal();
+    match cli.role {
+        Role::Topics => {
+            let topics = common.topics();
+            common.kafka().ensure_topics(&topics.all()).await?;
+            println!("topics ready: {}", topics.all().map(|(t, _)| t).join(", "));
+        }
+        Role::Migrate => {
+            connectors::db::migrate(&common.pool(2).await?).await?;
+            println!("migrations applied");
+        }
+        Role::Processor => {
+            let config = common.processor();
+            let status = Arc::new(ProcessorStatus::default());
+            supervise("processor", shutdown, |s| {
+                processors::runtime::run(config.clone(), status.clone(), s)
+            })
+            .await;
+        }
+        Role::Sink => run_sink(&common, shutdown).await?,
+        Role::Gateway(http) => {
+            let pool = common.pool(32).await?;
+            let config = common.gateway(&http);
+            let metrics = install_metrics();
+            supervise("gateway", shutdown, |s| {
+                gateway::serve(config.clone(), pool.clone(), metrics.clone(), None, s)
+            })
+            .await;
+        }
+        Role::Dev(http) => {
+            common.prepare().await?;
+            let pool = common.pool(32).await?;
+            let metrics = install_metrics();
+            let status = Arc::new(ProcessorStatus::default());
+            let probe_status = status.clone();
+            let probe: ProcessorProbe = Arc::new(move || {
+                serde_json::json!({
+                    "status": "running",
+                    "partitions": probe_status.partitions.load(Ordering::Relaxed),
+                    "batches": probe_status.batches.load(Ordering::Relaxed),
+                    "commands": probe_status.commands.load(Ordering::Relaxed),
+                })
+            });
+            let processor_config = common.processor();
+            let gateway_config = common.gateway(&http);
+            tokio::join!(
+                supervise("processor", shutdown.clone(), |s| processors::runtime::run(
+                    processor_config.clone(),
+                    status.clone(),
+                    s
+                )),
+                run_sink(&common, shutdown.clone()),
+                supervise("gateway", shutdown.clone(), |s| gateway::serve(
+                    gateway_config.clone(),
+                    pool.clone(),
+                    metrics.clone(),
+                    Some(probe.clone()),
+                    s
+                )),
+            )
+            .1?;
+        }
+    }
+    Ok(())
+}
+
+async fn run_sink(common: &Common, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let pool = common.pool(4).await?;
+    let kafka = common.kafka();
+    let topic = common.topics().events;
+    supervise("sink", shutdown, |s| {
+        let config = connectors::postgres_sink::SinkConfig {
+            kafka: kafka.clone(),
+            topic: topic.clone(),
+        };
+        connectors::postgres_sink::run(config, pool.clone(), s)
+    })
+    .await;
+    Ok(())
+}

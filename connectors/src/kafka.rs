@@ -31,9 +31,6 @@ impl KafkaConfig {
     fn base(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap_servers)
-            // Java clients' partitioner, so any client keyed by agent id lands
-            // on the same partition as ours.
-            .set("partitioner", "murmur2_random")
             .set("socket.keepalive.enable", "true")
             .set("log_level", "4");
         c
@@ -44,6 +41,9 @@ impl KafkaConfig {
     pub fn producer(&self) -> Result<FutureProducer, ConnectorError> {
         Ok(self
             .base()
+            // Java clients' partitioner, so any client keyed by agent id lands
+            // on the same partition as ours.
+            .set("partitioner", "murmur2_random")
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("max.in.flight.requests.per.connection", "5")

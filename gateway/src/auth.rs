@@ -1,0 +1,137 @@
+//! Authentication by `x-api-key`. A key is `mag_<key id>_<secret>`: the key id
+//! (public) finds the row, the 256-bit secret is checked against its stored
+//! SHA-256 in constant time. Keys are shown once, at creation, and never
+//! stored or logged in clear. Passwords are hashed with argon2id.
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHasher, SaltString};
+use argon2::Argon2;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+pub const API_KEY_PREFIX: &str = "mag_";
+/// Longest `x-api-key` value we look at.
+pub const API_KEY_CHARS_MAX: usize = 128;
+
+/// Who is calling: a user, or one agent acting with its own key.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub user_id: Uuid,
+    /// Set when the key is an agent's: it may act only for that agent.
+    pub agent_id: Option<Uuid>,
+}
+
+impl Caller {
+    /// Rejects agent keys where a user's key is needed.
+    pub fn require_user_key(&self) -> Result<(), ApiError> {
+        match self.agent_id {
+            None => Ok(()),
+            Some(_) => Err(ApiError::Forbidden(
+                "This operation requires a user API key".into(),
+            )),
+        }
+    }
+
+    /// Whether this caller may act for `agent_id` (ownership is checked by the
+    /// processor or the scoped query; this narrows agent keys further).
+    pub fn may_act_for(&self, agent_id: Uuid) -> bool {
+        self.agent_id.is_none_or(|a| a == agent_id)
+    }
+}
+
+/// A newly minted key: the text for the client and what we store.
+pub struct NewKey {
+    pub text: String,
+    pub key_id: String,
+    pub secret_sha256: Vec<u8>,
+}
+
+pub fn mint_key() -> NewKey {
+    let mut id = [0u8; 12];
+    let mut secret = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut id);
+    rand::rngs::OsRng.fill_bytes(&mut secret);
+    let key_id = bs58::encode(id).into_string();
+    let text = format!(
+        "{API_KEY_PREFIX}{key_id}_{}",
+        bs58::encode(secret).into_string()
+    );
+    NewKey {
+        text,
+        key_id,
+        secret_sha256: Sha256::digest(secret).to_vec(),
+    }
+}
+
+fn parse_key(text: &str) -> Option<(&str, Vec<u8>)> {
+    if text.len() > API_KEY_CHARS_MAX {
+        return None;
+    }
+    let rest = text.strip_prefix(API_KEY_PREFIX)?;
+    let (key_id, secret) = rest.split_once('_')?;
+    let secret = bs58::decode(secret).into_vec().ok()?;
+    Some((key_id, secret))
+}
+
+pub async fn hash_password(password: String) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| ApiError::Internal(format!("argon2: {e}")))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let invalid = || ApiError::Unauthorized("Invalid or missing API key".into());
+        let text = parts
+            .headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(invalid)?;
+        let (key_id, secret) = parse_key(text.trim()).ok_or_else(invalid)?;
+        let row: Option<(Vec<u8>, Uuid, Option<Uuid>)> = sqlx::query_as(
+            "SELECT secret_sha256, user_id, agent_id FROM api_keys WHERE key_id = $1",
+        )
+        .bind(key_id)
+        .fetch_optional(&state.pool)
+        .await?;
+        let presented = Sha256::digest(&secret);
+        // Compare even when the key id is unknown, so timing says nothing.
+        let (stored, user_id, agent_id) = row.unwrap_or((vec![0u8; 32], Uuid::nil(), None));
+        let matches: bool = stored.as_slice().ct_eq(presented.as_slice()).into();
+        if !matches || user_id.is_nil() {
+            return Err(invalid());
+        }
+        Ok(Caller { user_id, agent_id })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minted_keys_parse_back_to_their_secret() {
+        let k = mint_key();
+        let (id, secret) = parse_key(&k.text).unwrap();
+        assert_eq!(id, k.key_id);
+        assert_eq!(Sha256::digest(&secret).to_vec(), k.secret_sha256);
+        assert!(parse_key("mag_nounderscore").is_none());
+        assert!(parse_key("xyz_a_b").is_none());
+        assert!(parse_key(&"m".repeat(500)).is_none());
+    }
+}

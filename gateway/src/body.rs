@@ -1,0 +1,161 @@
+//! Request bodies: parsed as JSON into a `serde_json::Value` (numbers kept as
+//! their exact text), then read field by field with bounds, so every mistake
+//! gets a precise message in the API's format and amounts never pass through
+//! `f64`.
+
+use axum::extract::{FromRequest, Request};
+use axum::http::header;
+use rust_decimal::Decimal;
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+use schemas::money;
+
+/// Largest request body accepted, in bytes.
+pub const BODY_BYTES_MAX: usize = 64 * 1024;
+/// Longest free-text field (descriptions).
+pub const TEXT_CHARS_MAX: usize = 1_000;
+/// Longest name-like field.
+pub const NAME_CHARS_MAX: usize = 100;
+
+/// A JSON object body.
+pub struct JsonObject(pub Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for JsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("application/json")
+            });
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType(
+                "Content-Type must be application/json".into(),
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge(format!(
+                        "Request body exceeds {BODY_BYTES_MAX} bytes"
+                    ))
+                } else {
+                    ApiError::BadRequest("Could not read the request body".into())
+                }
+            })?;
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(map)) => Ok(JsonObject(map)),
+            Ok(_) => Err(ApiError::BadRequest(
+                "Request body must be a JSON object".into(),
+            )),
+            Err(e) => Err(ApiError::BadRequest(format!("Malformed JSON: {e}"))),
+        }
+    }
+}
+
+fn bad(msg: String) -> ApiError {
+    ApiError::BadRequest(msg)
+}
+
+impl JsonObject {
+    fn present(&self, name: &str) -> Option<&Value> {
+        self.0.get(name).filter(|v| !v.is_null())
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.present(name).is_some()
+    }
+
+    /// A string of 1..=max_chars characters (trimmed), if present.
+    pub fn opt_str(&self, name: &str, max_chars: usize) -> Result<Option<String>, ApiError> {
+        match self.present(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => {
+                let s = s.trim();
+                if s.chars().count() > max_chars {
+                    return Err(bad(format!(
+                        "{name} must be at most {max_chars} characters"
+                    )));
+                }
+                Ok(Some(s.to_string()))
+            }
+            Some(_) => Err(bad(format!("{name} must be a string"))),
+        }
+    }
+
+    /// A required non-empty string.
+    pub fn str(&self, name: &str, max_chars: usize, missing: &str) -> Result<String, ApiError> {
+        match self.opt_str(name, max_chars)? {
+            Some(s) if !s.is_empty() => Ok(s),
+            _ => Err(bad(missing.to_string())),
+        }
+    }
+
+    pub fn opt_bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        match self.present(name) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(bad(format!("{name} must be a boolean"))),
+        }
+    }
+
+    /// An amount given as a JSON number or a decimal string, parsed exactly.
+    pub fn opt_amount(&self, name: &str) -> Result<Option<Decimal>, ApiError> {
+        let text = match self.present(name) {
+            None => return Ok(None),
+            // With serde_json's arbitrary_precision, a Number prints its source text.
+            Some(Value::Number(n)) => n.to_string(),
+            Some(Value::String(s)) => s.clone(),
+            Some(_) => return Err(bad(format!("{name} must be a number"))),
+        };
+        money::parse_exact(&text)
+            .map(Some)
+            .map_err(|_| bad(format!("{name} must be a number")))
+    }
+
+    /// A list of at most `max_items` strings of at most `max_chars` each.
+    pub fn opt_strings(
+        &self,
+        name: &str,
+        max_items: usize,
+        max_chars: usize,
+    ) -> Result<Vec<String>, ApiError> {
+        match self.present(name) {
+            None => Ok(vec![]),
+            Some(Value::Array(items)) => {
+                if items.len() > max_items {
+                    return Err(bad(format!("{name} may have at most {max_items} items")));
+                }
+                items
+                    .iter()
+                    .map(|v| match v {
+                        Value::String(s)
+                            if !s.trim().is_empty() && s.chars().count() <= max_chars =>
+                        {
+                            Ok(s.trim().to_string())
+                        }
+                        _ => Err(bad(format!(
+                            "{name} must be non-empty strings of at most {max_chars} characters"
+                        ))),
+                    })
+                    .collect()
+            }
+            Some(_) => Err(bad(format!("{name} must be an array of strings"))),
+        }
+    }
+}
+
+/// Renders a Decimal as a JSON number with its exact digits.
+pub fn number(d: Decimal) -> Value {
+    let text = money::display(d);
+    serde_json::from_str::<serde_json::Number>(&text)
+        .map(Value::Number)
+        .unwrap_or(Value::String(text))
+}

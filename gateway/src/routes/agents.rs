@@ -1,0 +1,362 @@
+//! Agents: create, read, list, deposit — the Mage shapes.
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use schemas::command::{CreateAgent, Deposit};
+use schemas::ids::{self, Kind};
+use schemas::money;
+use schemas::reply::{AgentView, Outcome, RejectCode};
+use schemas::{Command, CommandPayload};
+
+use crate::auth::{mint_key, Caller};
+use crate::body::{number, JsonObject, NAME_CHARS_MAX, TEXT_CHARS_MAX};
+use crate::error::ApiError;
+use crate::AppState;
+
+pub const TAGS_MAX: usize = 5;
+pub const TAG_CHARS_MAX: usize = 50;
+pub const WALLET_ADDRESS_CHARS_MAX: usize = 100;
+pub const IDEMPOTENCY_KEY_CHARS_MAX: usize = 255;
+pub const PAGE_LIMIT_DEFAULT: i64 = 20;
+pub const PAGE_LIMIT_MAX: i64 = 100;
+const DEFAULT_CURRENCY: &str = "USDC";
+
+/// The Mage JSON of an agent.
+pub fn agent_json(v: &AgentView, network_id: &str) -> Value {
+    let created = chrono::DateTime::from_timestamp_millis(v.created_ms).unwrap_or_default();
+    json!({
+        "id": ids::short(Kind::Agent, v.agent_id),
+        "userId": ids::short(Kind::User, v.user_id),
+        "name": v.name,
+        "description": v.description,
+        "status": v.status,
+        "walletAddress": {
+            "addressId": v.wallet_address.clone().unwrap_or_default(),
+            "networkId": network_id,
+        },
+        "balance": money::display(v.balance),
+        "currency": v.currency,
+        "paymentRules": {
+            "dailyLimit": v.rules.daily_limit.map(number),
+            "transactionLimit": v.rules.transaction_limit.map(number),
+            "requireApprovalAboveAmount": v.rules.require_approval_above_amount.map(number),
+            "requireApprovalForAll": v.rules.require_approval_for_all,
+        },
+        "tags": v.tags,
+        "created": created.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    })
+}
+
+/// The command id: derived from `Idempotency-Key` when given (a retry is then
+/// the same command and applies once), random otherwise.
+fn command_id(headers: &HeaderMap, user_id: Uuid, route: &str) -> Result<Uuid, ApiError> {
+    match headers.get("idempotency-key") {
+        None => Ok(Uuid::new_v4()),
+        Some(v) => {
+            let key = v
+                .to_str()
+                .map_err(|_| ApiError::BadRequest("Idempotency-Key must be ASCII".into()))?;
+            if key.is_empty() || key.len() > IDEMPOTENCY_KEY_CHARS_MAX {
+                return Err(ApiError::BadRequest(format!(
+                    "Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_CHARS_MAX} characters"
+                )));
+            }
+            Ok(ids::from_idempotency_key(user_id, route, key))
+        }
+    }
+}
+
+/// The body's `userid` must be the caller; anyone else's is "not found".
+fn check_user(body: &JsonObject, caller: &Caller, missing: &str) -> Result<(), ApiError> {
+    let text = body.str("userid", ids::ID_TEXT_MAX, missing)?;
+    let user_id =
+        ids::parse(Kind::User, &text).map_err(|_| ApiError::NotFound("User not found".into()))?;
+    if user_id != caller.user_id {
+        return Err(ApiError::NotFound("User not found".into()));
+    }
+    Ok(())
+}
+
+fn limit(body: &JsonObject, name: &str) -> Result<Option<Decimal>, ApiError> {
+    body.opt_amount(name)?
+        .map(|d| {
+            money::validate_non_negative(d, DEFAULT_CURRENCY)
+                .map_err(|e| ApiError::BadRequest(format!("{name}: {e}")))
+        })
+        .transpose()
+}
+
+fn rejected(code: RejectCode, message: String) -> ApiError {
+    match code {
+        RejectCode::NotFound => ApiError::NotFound(message),
+        RejectCode::Invalid => ApiError::BadRequest(message),
+        RejectCode::Conflict => ApiError::Conflict(message),
+    }
+}
+
+/// `POST /agents/create`
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_user_key()?;
+    check_user(&body, &caller, "userid is required")?;
+    let name = body.str("name", NAME_CHARS_MAX, "Agent name is required")?;
+    let description = body
+        .opt_str("description", TEXT_CHARS_MAX)?
+        .unwrap_or_default();
+    let wallet_address = body
+        .opt_str("walletaddress", WALLET_ADDRESS_CHARS_MAX)?
+        .filter(|s| !s.is_empty());
+    let currency = body
+        .opt_str("currency", 10)?
+        .unwrap_or_else(|| DEFAULT_CURRENCY.into())
+        .to_ascii_uppercase();
+    if money::currency_scale(&currency).is_none() {
+        return Err(ApiError::BadRequest(format!(
+            "Unsupported currency '{currency}'; supported: USDC"
+        )));
+    }
+    let initial_balance = limit(&body, "balance")?.unwrap_or(Decimal::ZERO);
+    let payload = CreateAgent {
+        name,
+        description,
+        wallet_address,
+        currency,
+        daily_limit: limit(&body, "dailylimit")?,
+        transaction_limit: limit(&body, "transactionlimit")?,
+        require_approval_for_all: body.opt_bool("requireapprovalforall")?.unwrap_or(false),
+        require_approval_above_amount: limit(&body, "requireapprovalaboveamount")?,
+        tags: body.opt_strings("tags", TAGS_MAX, TAG_CHARS_MAX)?,
+        initial_balance,
+    };
+    let id = command_id(&headers, caller.user_id, "agents/create")?;
+    // With an Idempotency-Key the agent id is derived too, so a retry names the same agent.
+    let agent_id = if headers.contains_key("idempotency-key") {
+        id
+    } else {
+        Uuid::new_v4()
+    };
+    let key = mint_key();
+    sqlx::query(
+        "INSERT INTO api_keys (key_id, secret_sha256, user_id, agent_id) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&key.key_id)
+    .bind(&key.secret_sha256)
+    .bind(caller.user_id)
+    .bind(agent_id)
+    .execute(&state.pool)
+    .await?;
+    let command = Command {
+        id,
+        agent_id,
+        user_id: caller.user_id,
+        correlation_id: None,
+        timestamp_ms: chrono::Utc::now().timestamp_millis(),
+        payload: CommandPayload::CreateAgent(payload),
+    };
+    let outcome = state.bus.execute(command).await;
+    let view = match outcome {
+        Ok(Outcome::Agent(view)) => view,
+        other => {
+            // The agent does not exist (or not yet): its key must not either.
+            sqlx::query("DELETE FROM api_keys WHERE key_id = $1")
+                .bind(&key.key_id)
+                .execute(&state.pool)
+                .await?;
+            return Err(match other {
+                Ok(Outcome::Rejected { code, message }) => rejected(code, message),
+                Err(e) => e,
+                Ok(Outcome::Agent(_)) => unreachable!(),
+            });
+        }
+    };
+    let mut out = agent_json(&view, &state.config.network_id);
+    out["apikey"] = json!(key.text);
+    if !initial_balance.is_zero() {
+        out["transferResult"] = json!({
+            "success": true,
+            "txHash": null,
+            "message": format!("Credited {} {} to the agent's ledger balance", money::display(initial_balance), view.currency),
+        });
+    }
+    Ok(Json(out))
+}
+
+/// `POST /agents/deposit`
+pub async fn deposit(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_user_key()?;
+    const MISSING: &str = "userid, agentid, and amount are required.";
+    if !(body.has("userid") && body.has("agentid") && body.has("amount")) {
+        return Err(ApiError::BadRequest(MISSING.into()));
+    }
+    check_user(&body, &caller, MISSING)?;
+    let agent_text = body.str("agentid", ids::ID_TEXT_MAX, MISSING)?;
+    let agent_id = ids::parse(Kind::Agent, &agent_text)
+        .map_err(|_| ApiError::NotFound("Agent not found".into()))?;
+    let currency = body
+        .opt_str("currency", 10)?
+        .unwrap_or_else(|| DEFAULT_CURRENCY.into())
+        .to_ascii_uppercase();
+    let amount = body
+        .opt_amount("amount")
+        .ok()
+        .flatten()
+        .and_then(|a| money::validate_positive(a, &currency).ok())
+        .ok_or_else(|| ApiError::BadRequest("Invalid deposit amount".into()))?;
+    let command = Command {
+        id: command_id(&headers, caller.user_id, "agents/deposit")?,
+        agent_id,
+        user_id: caller.user_id,
+        correlation_id: None,
+        timestamp_ms: chrono::Utc::now().timestamp_millis(),
+        payload: CommandPayload::Deposit(Deposit {
+            amount,
+            currency: currency.clone(),
+        }),
+    };
+    match state.bus.execute(command).await? {
+        Outcome::Agent(view) => Ok(Json(json!({
+            "success": true,
+            "txHash": null,
+            "message": format!("Successfully deposited {} {currency} to agent", money::display(amount)),
+            "updatedBalance": money::display(view.balance),
+        }))),
+        Outcome::Rejected { code, message } => Err(rejected(code, message)),
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct AgentRow {
+    id: Uuid,
+    user_id: Uuid,
+    name: String,
+    description: String,
+    wallet_address: Option<String>,
+    currency: String,
+    daily_limit: Option<Decimal>,
+    transaction_limit: Option<Decimal>,
+    require_approval_for_all: bool,
+    require_approval_above_amount: Option<Decimal>,
+    tags: Vec<String>,
+    status: String,
+    balance: Decimal,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<AgentRow> for AgentView {
+    fn from(r: AgentRow) -> Self {
+        AgentView {
+            agent_id: r.id,
+            user_id: r.user_id,
+            name: r.name,
+            description: r.description,
+            wallet_address: r.wallet_address,
+            currency: r.currency,
+            rules: schemas::command::PaymentRules {
+                daily_limit: r.daily_limit,
+                transaction_limit: r.transaction_limit,
+                require_approval_for_all: r.require_approval_for_all,
+                require_approval_above_amount: r.require_approval_above_amount,
+            },
+            tags: r.tags,
+            status: r.status,
+            created_ms: r.created_at.timestamp_millis(),
+            balance: r.balance,
+        }
+    }
+}
+
+const AGENT_COLUMNS: &str =
+    "id, user_id, name, description, wallet_address, currency, daily_limit, transaction_limit,
+    require_approval_for_all, require_approval_above_amount, tags, status, balance, created_at";
+
+/// `GET /agentsWith/{id}` — only the caller's own agents exist for it.
+pub async fn get_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let not_found = || ApiError::NotFound("Agent not found".into());
+    let agent_id = ids::parse(Kind::Agent, &id).map_err(|_| not_found())?;
+    if !caller.may_act_for(agent_id) {
+        return Err(not_found());
+    }
+    let row: Option<AgentRow> = sqlx::query_as(&format!(
+        "SELECT {AGENT_COLUMNS} FROM agents WHERE id = $1 AND user_id = $2"
+    ))
+    .bind(agent_id)
+    .bind(caller.user_id)
+    .fetch_optional(&state.pool)
+    .await?;
+    let view: AgentView = row.ok_or_else(not_found)?.into();
+    Ok(Json(agent_json(&view, &state.config.network_id)))
+}
+
+#[derive(Deserialize)]
+pub struct PageQuery {
+    page: Option<String>,
+    limit: Option<String>,
+}
+
+/// `page` ≥ 1 and 1 ≤ `limit` ≤ 100, as the API docs state.
+pub fn page_bounds(q: &PageQuery) -> Result<(i64, i64), ApiError> {
+    let parse = |v: &Option<String>, name: &str, default: i64, max: i64| -> Result<i64, ApiError> {
+        match v {
+            None => Ok(default),
+            Some(s) => match s.parse::<i64>() {
+                Ok(n) if (1..=max).contains(&n) => Ok(n),
+                _ => Err(ApiError::BadRequest(format!(
+                    "{name} must be an integer from 1 to {max}"
+                ))),
+            },
+        }
+    };
+    let page = parse(&q.page, "page", 1, 1_000_000)?;
+    let limit = parse(&q.limit, "limit", PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX)?;
+    Ok((page, limit))
+}
+
+/// `GET /agents/{userId}` — the caller's agents, oldest first, paginated.
+pub async fn list_for_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let user_id =
+        ids::parse(Kind::User, &id).map_err(|_| ApiError::NotFound("User not found".into()))?;
+    if user_id != caller.user_id {
+        return Err(ApiError::NotFound("User not found".into()));
+    }
+    let (page, limit) = page_bounds(&q)?;
+    let rows: Vec<AgentRow> = sqlx::query_as(&format!(
+        "SELECT {AGENT_COLUMNS} FROM agents WHERE user_id = $1
+         AND ($2::uuid IS NULL OR id = $2) ORDER BY created_at, id LIMIT $3 OFFSET $4"
+    ))
+    .bind(caller.user_id)
+    .bind(caller.agent_id)
+    .bind(limit)
+    .bind((page - 1) * limit)
+    .fetch_all(&state.pool)
+    .await?;
+    let network = &state.config.network_id;
+    Ok(Json(Value::Array(
+        rows.into_iter()
+            .map(|r| agent_json(&r.into(), network))
+            .collect(),
+    )))
+}

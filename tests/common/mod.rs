@@ -1,0 +1,216 @@
+//! Test harness: runs real `agentbank` processes against the broker and
+//! Postgres that `deploy/local/up` started, each test isolated by its own
+//! topic prefix, consumer group, database and HTTP port.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+pub fn bootstrap() -> String {
+    std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+pub fn admin_database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/agentbank".into())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One isolated deployment: prefix, database, HTTP address, child processes.
+pub struct Deployment {
+    pub name: String,
+    pub database_url: String,
+    pub http: String,
+    pub bootstrap: String,
+    children: Vec<(String, Child)>,
+    pub client: reqwest::Client,
+}
+
+impl Deployment {
+    /// Creates a fresh database and topic prefix for `name`.
+    pub async fn new(name: &str) -> Self {
+        Self::with_bootstrap(name, bootstrap()).await
+    }
+
+    pub async fn with_bootstrap(name: &str, bootstrap: String) -> Self {
+        let unique = format!(
+            "{name}_{}",
+            uuid::Uuid::new_v4().simple().to_string().get(..8).unwrap()
+        );
+        let admin = admin_database_url();
+        let pool = sqlx::PgPool::connect(&admin)
+            .await
+            .expect("postgres up (run deploy/local/up)");
+        sqlx::query(&format!("CREATE DATABASE {unique}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+        let base = admin.rsplit_once('/').unwrap().0;
+        Deployment {
+            name: unique.clone(),
+            database_url: format!("{base}/{unique}"),
+            http: format!("127.0.0.1:{}", free_port()),
+            bootstrap,
+            children: vec![],
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_agentbank"));
+        c.args(args)
+            .env("KAFKA_BOOTSTRAP_SERVERS", &self.bootstrap)
+            .env("DATABASE_URL", &self.database_url)
+            .env("AGENTBANK_TOPIC_PREFIX", format!("{}.", self.name))
+            .env("AGENTBANK_HTTP_ADDR", &self.http)
+            .env("AGENTBANK_PARTITIONS", "4")
+            .env("RUST_LOG", "info,rdkafka=warn,sqlx=warn,librdkafka=error")
+            .stdin(Stdio::null());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(format!("{}/{}-{}.log", log_dir(), self.name, args[0]))
+            .unwrap();
+        c.stdout(log.try_clone().unwrap()).stderr(log);
+        c
+    }
+
+    /// Runs a one-shot subcommand (`topics`, `migrate`) to completion.
+    pub fn run(&self, args: &[&str]) {
+        let status = self.command(args).status().unwrap();
+        assert!(status.success(), "agentbank {args:?} failed");
+    }
+
+    /// Starts a long-running role; `role` names it for `kill`.
+    pub fn start(&mut self, role: &str, args: &[&str]) {
+        let child = self.command(args).spawn().unwrap();
+        self.children.push((role.to_string(), child));
+    }
+
+    /// `kill -9` every process of `role`.
+    pub fn kill(&mut self, role: &str) {
+        for (r, child) in self.children.iter_mut() {
+            if r == role {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        self.children.retain(|(r, _)| r != role);
+    }
+
+    /// Topics + migrations, then every role in one `dev` process.
+    pub async fn start_dev(&mut self) {
+        self.start("dev", &["dev"]);
+        self.wait_healthy().await;
+    }
+
+    /// Topics + migrations, then each role as its own process.
+    pub async fn start_split(&mut self) {
+        self.run(&["topics"]);
+        self.run(&["migrate"]);
+        self.start("processor", &["processor"]);
+        self.start("sink", &["sink"]);
+        self.start("gateway", &["gateway"]);
+        self.wait_healthy().await;
+    }
+
+    pub async fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = self.client.get(self.url("/health")).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "gateway did not become healthy");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    pub async fn pool(&self) -> sqlx::PgPool {
+        sqlx::PgPool::connect(&self.database_url).await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str, key: Option<&str>, body: Value) -> (u16, Value) {
+        let mut req = self.client.post(self.url(path)).json(&body);
+        if let Some(k) = key {
+            req = req.header("x-api-key", k);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .get(self.url(path))
+            .header("x-api-key", key)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Signs up a user; returns (user id, api key).
+    pub async fn sign_up(&self, name: &str) -> (String, String) {
+        let email = format!("{name}-{}@example.com", uuid::Uuid::new_v4().simple());
+        let (status, body) = self
+            .post(
+                "/users",
+                None,
+                json!({"name": name, "email": email, "password": "hunter2hunter2"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        (
+            body["id"].as_str().unwrap().into(),
+            body["apikey"].as_str().unwrap().into(),
+        )
+    }
+
+    /// Creates an agent; returns its id.
+    pub async fn create_agent(&self, user: &str, key: &str, extra: Value) -> String {
+        let mut body = json!({"userid": user, "name": "Payment Assistant"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let (status, body) = self.post("/agents/create", Some(key), body).await;
+        assert_eq!(status, 200, "{body}");
+        body["id"].as_str().unwrap().into()
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        for (_, child) in self.children.iter_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn log_dir() -> String {
+    let dir = std::env::var("AGENTBANK_TEST_LOG_DIR")
+        .unwrap_or_else(|_| format!("{}/.run/test-logs", env!("CARGO_MANIFEST_DIR")));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

@@ -1,0 +1,345 @@
+//! The first vertical slice over HTTP, against the real broker and Postgres:
+//! sign up → create agent → get → list → deposit, read-your-writes, and bad
+//! input answered in the Mage error format with nothing written.
+
+mod common;
+
+use common::Deployment;
+use rust_decimal::Decimal;
+use serde_json::json;
+use std::str::FromStr;
+
+async fn journal_rows(d: &Deployment) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM journal_postings")
+        .fetch_one(&d.pool().await)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slice_end_to_end_with_exact_amounts_and_read_your_writes() {
+    let mut d = Deployment::new("slice").await;
+    d.start_dev().await;
+    let (user, key) = d.sign_up("ada").await;
+    assert!(user.starts_with("user_"));
+
+    let (status, created) = d
+        .post(
+            "/agents/create",
+            Some(&key),
+            json!({"userid": user, "name": "Payment Assistant", "description": "pays", "balance": 6,
+                   "dailylimit": 1000, "transactionlimit": 100, "requireapprovalaboveamount": 50.5,
+                   "tags": ["customer-support", "payments"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let agent = created["id"].as_str().unwrap().to_string();
+    assert!(agent.starts_with("agent_"));
+    assert!(created["apikey"].as_str().unwrap().starts_with("mag_"));
+    assert_eq!(created["balance"], "6");
+    assert_eq!(
+        created["paymentRules"]["requireApprovalAboveAmount"],
+        json!(50.5)
+    );
+    assert_eq!(created["tags"], json!(["customer-support", "payments"]));
+
+    // Read-your-writes: the GET right after the write sees it.
+    let (status, got) = d.get(&format!("/agentsWith/{agent}"), &key).await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["balance"], "6");
+
+    // Exact decimals: 0.1 + 0.2 is 0.3 here, and 0.000001 (USDC's smallest unit) is kept.
+    for amount in [json!(0.1), json!("0.2"), json!(0.000001)] {
+        let (status, dep) = d
+            .post(
+                "/v1/agents/deposit",
+                Some(&key),
+                json!({"userid": user, "agentid": agent, "amount": amount}),
+            )
+            .await;
+        assert_eq!(status, 200, "{dep}");
+        assert_eq!(dep["success"], true);
+    }
+    let (_, got) = d.get(&format!("/v1/agentsWith/{agent}"), &key).await;
+    assert_eq!(got["balance"], "6.300001");
+
+    // The list, by short id and by raw UUID of the user; both prefixes.
+    let (status, list) = d.get(&format!("/agents/{user}"), &key).await;
+    assert_eq!(status, 200);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["id"], agent);
+
+    // The journal: balanced, and the agent's account equals its balance.
+    let pool = d.pool().await;
+    let total: Decimal = sqlx::query_scalar("SELECT sum(amount) FROM journal_postings")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(total.is_zero());
+    let agent_sum: Decimal = sqlx::query_scalar(
+        "SELECT sum(amount) FROM journal_postings WHERE account LIKE 'agent:%:available'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(agent_sum, Decimal::from_str("6.300001").unwrap());
+
+    // Idempotency-Key: the same deposit twice applies once.
+    for _ in 0..2 {
+        let r = d
+            .client
+            .post(d.url("/agents/deposit"))
+            .header("x-api-key", &key)
+            .header("Idempotency-Key", "dep-1")
+            .json(&json!({"userid": user, "agentid": agent, "amount": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["updatedBalance"], "7.300001");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_gets_a_clear_error_and_writes_nothing() {
+    let mut d = Deployment::new("badinput").await;
+    d.start_dev().await;
+    let (user, key) = d.sign_up("bob").await;
+    let agent = d.create_agent(&user, &key, json!({})).await;
+    let (other_user, other_key) = d.sign_up("eve").await;
+    let before = journal_rows(&d).await;
+
+    let deposit = |body: serde_json::Value| body;
+    let cases: Vec<(&str, Option<&str>, serde_json::Value, u16, &str)> = vec![
+        (
+            "/agents/deposit",
+            Some(&key),
+            deposit(json!({"agentid": agent, "amount": 1})),
+            400,
+            "userid, agentid, and amount are required.",
+        ),
+        (
+            "/agents/deposit",
+            Some(&key),
+            deposit(json!({"userid": user, "agentid": agent, "amount": -5})),
+            400,
+            "Invalid deposit amount",
+        ),
+        (
+            "/agents/deposit",
+            Some(&key),
+            deposit(json!({"userid": user, "agentid": agent, "amount": 0})),
+            400,
+            "Invalid deposit amount",
+        ),
+        (
+            "/agents/deposit",
+            Some(&key),
+            deposit(json!({"userid": user, "agentid": agent, "amount": 0.0000001})),
+            400,
+            "Invalid deposit amount",
+        ),
+        (
+            "/agents/deposit",
+            Some(&key),
+            deposit(json!({"userid": user, "agentid": agent, "amount": "ten"})),
+            400,
+            "Invalid deposit amount",
+        ),
+        (
+            "/agents/deposit",
+            Some(&key),
+            deposit(json!({"userid": user, "agentid": agent, "amount": true})),
+            400,
+            "Invalid deposit amount",
+        ),
+        (
+            "/agents/deposit",
+            Some(&key),
+            deposit(json!({"userid": user, "agentid": agent, "amount": 1e300})),
+            400,
+            "Invalid deposit amount",
+        ),
+        (
+            "/agents/deposit",
+            Some(&key),
+            deposit(json!({"userid": user, "agentid": agent, "amount": 1, "currency": "EUR"})),
+            400,
+            "Invalid deposit amount",
+        ),
+        (
+            "/agents/deposit",
+            Some(&key),
+            deposit(
+                json!({"userid": user, "agentid": "agent_1111111111111111111111", "amount": 1}),
+            ),
+            404,
+            "Agent not found",
+        ),
+        (
+            "/agents/deposit",
+            Some(&key),
+            deposit(json!({"userid": user, "agentid": "not-an-id", "amount": 1})),
+            404,
+            "Agent not found",
+        ),
+        // Another user's agent: not found, never moved.
+        (
+            "/agents/deposit",
+            Some(&other_key),
+            deposit(json!({"userid": other_user, "agentid": agent, "amount": 1})),
+            404,
+            "Agent not found",
+        ),
+        // Acting as another user.
+        (
+            "/agents/deposit",
+            Some(&other_key),
+            deposit(json!({"userid": user, "agentid": agent, "amount": 1})),
+            404,
+            "User not found",
+        ),
+        (
+            "/agents/deposit",
+            Some("mag_nope_nope"),
+            deposit(json!({"userid": user, "agentid": agent, "amount": 1})),
+            401,
+            "Invalid or missing API key",
+        ),
+        (
+            "/agents/deposit",
+            None,
+            deposit(json!({"userid": user, "agentid": agent, "amount": 1})),
+            401,
+            "Invalid or missing API key",
+        ),
+        (
+            "/agents/create",
+            Some(&key),
+            json!({"userid": user}),
+            400,
+            "Agent name is required",
+        ),
+        (
+            "/agents/create",
+            Some(&key),
+            json!({"userid": user, "name": 5}),
+            400,
+            "name must be a string",
+        ),
+        (
+            "/agents/create",
+            Some(&key),
+            json!({"userid": user, "name": "x", "tags": ["1","2","3","4","5","6"]}),
+            400,
+            "tags may have at most 5 items",
+        ),
+        (
+            "/agents/create",
+            Some(&key),
+            json!({"userid": user, "name": "x".repeat(101)}),
+            400,
+            "name must be at most 100 characters",
+        ),
+        (
+            "/agents/create",
+            Some(&key),
+            json!({"userid": user, "name": "x", "balance": -1}),
+            400,
+            "balance: invalid amount: amount must not be negative",
+        ),
+        (
+            "/users",
+            None,
+            json!({"name": "x", "email": "not-an-email", "password": "longenough"}),
+            400,
+            "email is not a valid address",
+        ),
+        (
+            "/users",
+            None,
+            json!({"name": "x", "email": "x@y.zz", "password": "short"}),
+            400,
+            "password must be 8 to 128 characters",
+        ),
+        (
+            "/users",
+            None,
+            json!({"email": "x@y.zz"}),
+            400,
+            "name, email and password are required",
+        ),
+    ];
+    for (path, k, body, status, message) in cases {
+        let (got_status, got) = d.post(path, k, body.clone()).await;
+        assert_eq!(
+            (got_status, got["error"].as_str().unwrap_or_default()),
+            (status, message),
+            "{path} {body}"
+        );
+    }
+
+    // Malformed JSON, wrong content type, oversized body.
+    let r = d
+        .client
+        .post(d.url("/agents/deposit"))
+        .header("x-api-key", &key)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.json::<serde_json::Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("Malformed JSON"));
+    let r = d
+        .client
+        .post(d.url("/agents/deposit"))
+        .header("x-api-key", &key)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    let big = json!({"userid": user, "name": "x", "description": "y".repeat(100_000)});
+    let r = d
+        .client
+        .post(d.url("/agents/create"))
+        .header("x-api-key", &key)
+        .json(&big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert!(r.json::<serde_json::Value>().await.unwrap()["error"].is_string());
+
+    // Reads are scoped too.
+    let (status, body) = d.get(&format!("/agentsWith/{agent}"), &other_key).await;
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (404, "Agent not found")
+    );
+    let (status, _) = d.get(&format!("/agents/{user}"), &other_key).await;
+    assert_eq!(status, 404);
+    let (status, body) = d.get(&format!("/agents/{user}?limit=1000"), &key).await;
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (400, "limit must be an integer from 1 to 100")
+    );
+    let (status, body) = d.get("/nope", &key).await;
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (404, "Not found")
+    );
+
+    assert_eq!(
+        journal_rows(&d).await,
+        before,
+        "a rejected request wrote to the journal"
+    );
+    let (_, got) = d.get(&format!("/agentsWith/{agent}"), &key).await;
+    assert_eq!(got["balance"], "0");
+}
