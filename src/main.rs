@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use connectors::kafka::KafkaConfig;
 use gateway::{GatewayConfig, ProcessorProbe};
-use processors::runtime::{ProcessorConfig, ProcessorStatus};
+use processors::runtime::{Assignment, ProcessorConfig, ProcessorStatus};
 use schemas::topics::Topics;
 
 #[derive(Parser)]
@@ -69,6 +69,15 @@ struct Common {
         global = true
     )]
     replication_factor: i32,
+    /// Processor partition ownership: `static` (instance i of n owns p % n == i)
+    /// or `group` (the broker's consumer group assigns and rebalances).
+    #[arg(long, env = "AGENTBANK_PROCESSOR_ASSIGNMENT", default_value = "static", global = true)]
+    assignment: String,
+    /// This processor's index among `instance_count` (static assignment).
+    #[arg(long, env = "AGENTBANK_INSTANCE_INDEX", default_value_t = 0, global = true)]
+    instance_index: u32,
+    #[arg(long, env = "AGENTBANK_INSTANCE_COUNT", default_value_t = 1, global = true)]
+    instance_count: u32,
 }
 
 #[derive(Subcommand)]
@@ -111,12 +120,21 @@ impl Common {
         Topics::with_prefix(&self.topic_prefix)
     }
 
-    fn processor(&self) -> ProcessorConfig {
-        ProcessorConfig {
+    fn processor(&self) -> anyhow::Result<ProcessorConfig> {
+        let assignment = match self.assignment.as_str() {
+            "group" => Assignment::Group,
+            "static" if self.instance_index < self.instance_count => {
+                Assignment::Static { index: self.instance_index, count: self.instance_count }
+            }
+            "static" => anyhow::bail!("instance index must be below instance count"),
+            other => anyhow::bail!("unknown assignment '{other}': use static or group"),
+        };
+        Ok(ProcessorConfig {
             kafka: self.kafka(),
             topics: self.topics(),
             group_id: format!("{}agentbank-processors", self.topic_prefix),
-        }
+            assignment,
+        })
     }
 
     fn gateway(&self, http: &HttpArgs) -> GatewayConfig {
@@ -217,7 +235,7 @@ async fn main() -> anyhow::Result<()> {
             println!("migrations applied");
         }
         Role::Processor => {
-            let config = common.processor();
+            let config = common.processor()?;
             let status = Arc::new(ProcessorStatus::default());
             supervise("processor", shutdown, |s| {
                 processors::runtime::run(config.clone(), status.clone(), s)
@@ -248,7 +266,7 @@ async fn main() -> anyhow::Result<()> {
                     "commands": probe_status.commands.load(Ordering::Relaxed),
                 })
             });
-            let processor_config = common.processor();
+            let processor_config = common.processor()?;
             let gateway_config = common.gateway(&http);
             tokio::join!(
                 supervise("processor", shutdown.clone(), |s| processors::runtime::run(

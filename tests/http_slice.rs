@@ -18,7 +18,7 @@ async fn journal_rows(d: &Deployment) -> i64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn slice_end_to_end_with_exact_amounts_and_read_your_writes() {
-    let mut d = Deployment::new("slice").await;
+    let d = Deployment::new("slice").await;
     d.start_dev().await;
     let (user, key) = d.sign_up("ada").await;
     assert!(user.starts_with("user_"));
@@ -103,7 +103,7 @@ async fn slice_end_to_end_with_exact_amounts_and_read_your_writes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_gets_a_clear_error_and_writes_nothing() {
-    let mut d = Deployment::new("badinput").await;
+    let d = Deployment::new("badinput").await;
     d.start_dev().await;
     let (user, key) = d.sign_up("bob").await;
     let agent = d.create_agent(&user, &key, json!({})).await;

@@ -33,6 +33,10 @@ impl KafkaConfig {
         c.set("bootstrap.servers", &self.bootstrap_servers)
             .set("socket.keepalive.enable", "true")
             .set("log_level", "4");
+        // Operators can turn on librdkafka's debug contexts (e.g. "cgrp").
+        if let Ok(contexts) = std::env::var("AGENTBANK_KAFKA_DEBUG") {
+            c.set("debug", contexts).set("log_level", "7");
+        }
         c
     }
 
@@ -72,8 +76,11 @@ impl KafkaConfig {
             // read_committed would buy nothing; say so explicitly.
             .set("isolation.level", "read_uncommitted")
             .set("partition.assignment.strategy", "range")
-            .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "1000")
+            // A killed member holds its partitions until its session expires
+            // (Tansu evicts lazily, on the next group request): keep it short.
+            // librdkafka heartbeats from its own thread, so a busy loop is safe.
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "500")
             .set("fetch.wait.max.ms", "10")
             .create_with_context(context)?)
     }

@@ -32,7 +32,7 @@ pub struct Deployment {
     pub database_url: String,
     pub http: String,
     pub bootstrap: String,
-    children: Vec<(String, Child)>,
+    children: std::sync::Mutex<Vec<(String, Child)>>,
     pub client: reqwest::Client,
 }
 
@@ -61,7 +61,7 @@ impl Deployment {
             database_url: format!("{base}/{unique}"),
             http: format!("127.0.0.1:{}", free_port()),
             bootstrap,
-            children: vec![],
+            children: std::sync::Mutex::new(vec![]),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -77,6 +77,7 @@ impl Deployment {
             .env("AGENTBANK_TOPIC_PREFIX", format!("{}.", self.name))
             .env("AGENTBANK_HTTP_ADDR", &self.http)
             .env("AGENTBANK_PARTITIONS", "4")
+            .env("AGENTBANK_REPLY_TIMEOUT_MS", "3000")
             .env("RUST_LOG", "info,rdkafka=warn,sqlx=warn,librdkafka=error")
             .stdin(Stdio::null());
         let log = std::fs::OpenOptions::new()
@@ -95,30 +96,31 @@ impl Deployment {
     }
 
     /// Starts a long-running role; `role` names it for `kill`.
-    pub fn start(&mut self, role: &str, args: &[&str]) {
+    pub fn start(&self, role: &str, args: &[&str]) {
         let child = self.command(args).spawn().unwrap();
-        self.children.push((role.to_string(), child));
+        self.children.lock().unwrap().push((role.to_string(), child));
     }
 
     /// `kill -9` every process of `role`.
-    pub fn kill(&mut self, role: &str) {
-        for (r, child) in self.children.iter_mut() {
+    pub fn kill(&self, role: &str) {
+        let mut children = self.children.lock().unwrap();
+        for (r, child) in children.iter_mut() {
             if r == role {
                 let _ = child.kill();
                 let _ = child.wait();
             }
         }
-        self.children.retain(|(r, _)| r != role);
+        children.retain(|(r, _)| r != role);
     }
 
     /// Topics + migrations, then every role in one `dev` process.
-    pub async fn start_dev(&mut self) {
+    pub async fn start_dev(&self) {
         self.start("dev", &["dev"]);
         self.wait_healthy().await;
     }
 
     /// Topics + migrations, then each role as its own process.
-    pub async fn start_split(&mut self) {
+    pub async fn start_split(&self) {
         self.run(&["topics"]);
         self.run(&["migrate"]);
         self.start("processor", &["processor"]);
@@ -201,7 +203,7 @@ impl Deployment {
 
 impl Drop for Deployment {
     fn drop(&mut self) {
-        for (_, child) in self.children.iter_mut() {
+        for (_, child) in self.children.get_mut().unwrap().iter_mut() {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -213,4 +215,104 @@ pub fn log_dir() -> String {
         .unwrap_or_else(|_| format!("{}/.run/test-logs", env!("CARGO_MANIFEST_DIR")));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Deposits acknowledged per agent, from [`deposit_load`].
+pub type Acked = std::collections::HashMap<String, rust_decimal::Decimal>;
+
+/// Sends `count` deposits over `agents` with `concurrency` in flight. Each has
+/// its own Idempotency-Key and is retried with the same key until a 200 (or
+/// the deadline): after a crash, a retry must apply at most once. Also returns
+/// how many requests had to be retried (503s, connection errors): proof that
+/// a crash test's crashes hit in-flight work.
+pub async fn deposit_load(
+    d: &Deployment,
+    user: &str,
+    key: &str,
+    agents: &[String],
+    count: usize,
+    concurrency: usize,
+) -> (Acked, usize) {
+    use futures::StreamExt;
+    let retries = std::sync::atomic::AtomicUsize::new(0);
+    let retries = &retries;
+    use rust_decimal::Decimal;
+    let results = futures::stream::iter(0..count)
+        .map(|i| {
+            let agent = agents[i % agents.len()].clone();
+            // Deterministic, varied amounts with all six decimals in use.
+            let amount = Decimal::new(((i as i64 * 7_919) % 9_999_999) + 1, 6);
+            let idem = format!("load-{i}");
+            async move {
+                let deadline = Instant::now() + Duration::from_secs(180);
+                loop {
+                    let r = d
+                        .client
+                        .post(d.url("/agents/deposit"))
+                        .header("x-api-key", key)
+                        .header("Idempotency-Key", &idem)
+                        .json(&json!({"userid": user, "agentid": agent, "amount": amount.to_string()}))
+                        .send()
+                        .await;
+                    if let Ok(r) = r {
+                        if r.status() == 200 {
+                            return (agent, amount);
+                        }
+                        assert!(
+                            r.status() == 503 || r.status() == 502,
+                            "unexpected status {} for deposit {i}",
+                            r.status()
+                        );
+                    }
+                    retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    assert!(Instant::now() < deadline, "deposit {i} never acknowledged");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await;
+    let mut acked = Acked::new();
+    for (agent, amount) in results {
+        *acked.entry(agent).or_default() += amount;
+    }
+    (acked, retries.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// The audit: every acknowledged deposit is in the ledger exactly once, the
+/// journal balances, and each agent's balance (API and journal) equals what
+/// was acknowledged plus its initial balance.
+pub async fn audit(d: &Deployment, key: &str, acked: &Acked, deposits: usize, initial: rust_decimal::Decimal) {
+    use rust_decimal::Decimal;
+    let pool = d.pool().await;
+    // The sink may still be catching up after the last crash: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM transactions WHERE kind = 'deposit'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if n as usize >= deposits || Instant::now() > deadline {
+            assert_eq!(n as usize, deposits, "deposits in the read model vs acknowledged");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let total: Decimal = sqlx::query_scalar("SELECT coalesce(sum(amount), 0) FROM journal_postings")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(total.is_zero(), "journal does not balance: {total}");
+    let entries: i64 = sqlx::query_scalar("SELECT count(DISTINCT entry_id) FROM journal_postings WHERE entry_id LIKE '%:deposit'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(entries as usize, deposits, "journal entries vs acknowledged deposits");
+    for (agent, sum) in acked {
+        let (status, body) = d.get(&format!("/agentsWith/{agent}"), key).await;
+        assert_eq!(status, 200);
+        let balance: Decimal = body["balance"].as_str().unwrap().parse().unwrap();
+        assert_eq!(balance, *sum + initial, "agent {agent}");
+    }
 }

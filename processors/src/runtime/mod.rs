@@ -46,6 +46,20 @@ pub struct ProcessorConfig {
     pub kafka: KafkaConfig,
     pub topics: Topics,
     pub group_id: String,
+    pub assignment: Assignment,
+}
+
+/// How an instance learns which partitions it owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assignment {
+    /// Instance `index` of `count` owns the partitions `p % count == index`
+    /// and resumes them at once after a restart (a StatefulSet's ordinal).
+    /// The default: Tansu 0.6's group coordinator can keep a killed member as
+    /// leader forever during churn (see README), so we do not depend on it.
+    Static { index: u32, count: u32 },
+    /// The consumer group assigns and rebalances partitions (Apache Kafka,
+    /// Redpanda). Handover happens between batches; checkpoints are fenced.
+    Group,
 }
 
 /// Liveness a co-located gateway can report in `/health`.
@@ -103,10 +117,27 @@ pub async fn run(
         log: Mutex::new(RebalanceLog::default()),
     };
     let consumer = config.kafka.group_consumer(&config.group_id, context)?;
-    consumer.subscribe(&[&config.topics.commands])?;
     let producer = config.kafka.producer()?;
     let mut owned: BTreeMap<i32, Partition> = BTreeMap::new();
-    tracing::info!(group = %config.group_id, topic = %config.topics.commands, "processor started");
+    match config.assignment {
+        Assignment::Group => consumer.subscribe(&[&config.topics.commands])?,
+        Assignment::Static { index, count } => {
+            let partitions = config.kafka.partition_count(&config.topics.commands)?;
+            let mut tpl = TopicPartitionList::new();
+            for p in (0..partitions).filter(|p| *p as u32 % count.max(1) == index) {
+                let mut partition = claim(&config, &producer, p).await?;
+                partition.positioned = true; // assigned at the checkpoint's offset
+                tracing::info!(partition = p, epoch = partition.epoch.number, agents = partition.agents.len(),
+                    next_offset = partition.next_offset, "partition restored");
+                tpl.add_partition_offset(&config.topics.commands, p, Offset::Offset(partition.next_offset))?;
+                owned.insert(p, partition);
+            }
+            consumer.assign(&tpl)?;
+            status.partitions.store(owned.len() as u64, Ordering::Relaxed);
+        }
+    }
+    tracing::info!(group = %config.group_id, topic = %config.topics.commands, assignment = ?config.assignment,
+        partitions = owned.len(), "processor started");
 
     loop {
         let first = tokio::select! {

@@ -1,0 +1,124 @@
+//! Crash tests against the real stack: a processor killed mid-stream (and a
+//! second one joining, so partitions are handed over), and the broker killed
+//! with `kill -9`; after restarts nothing acknowledged is lost or doubled.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{audit, deposit_load, Deployment};
+use rust_decimal::Decimal;
+use serde_json::json;
+
+const AGENTS: usize = 8;
+const DEPOSITS: usize = 1_000;
+
+async fn agents(d: &Deployment, user: &str, key: &str) -> Vec<String> {
+    let mut out = vec![];
+    for _ in 0..AGENTS {
+        out.push(d.create_agent(user, key, json!({"balance": 1})).await);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn processor_killed_mid_stream_loses_and_duplicates_nothing() {
+    let d = Deployment::new("proccrash").await;
+    d.start_split().await;
+    let (user, key) = d.sign_up("crash").await;
+    let agents = agents(&d, &user, &key).await;
+
+    let load = deposit_load(&d, &user, &key, &agents, DEPOSITS, 16);
+    let chaos = async {
+        for round in 0..3 {
+            tokio::time::sleep(Duration::from_millis(1_500)).await;
+            d.kill("processor");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            d.start("processor", &["processor"]);
+            if round == 1 {
+                // A second instance joins: the group hands partitions over.
+                d.start("processor", &["processor"]);
+            }
+        }
+    };
+    let ((acked, retries), ()) = tokio::join!(load, chaos);
+    assert!(retries > 0, "no request was disturbed: the crashes missed the load");
+    eprintln!("{retries} requests retried across the crashes");
+    audit(&d, &key, &acked, DEPOSITS, Decimal::ONE).await;
+}
+
+/// A Tansu broker of this test's own (port, SQLite file), so killing it
+/// disturbs no other test.
+struct Broker {
+    dir: std::path::PathBuf,
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl Broker {
+    fn start(dir: std::path::PathBuf, port: u16) -> Self {
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut b = Broker { dir, port, child: None };
+        b.restart();
+        b
+    }
+
+    fn restart(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("tansu.log")).unwrap();
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = std::process::Command::new("tansu")
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(&self.dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("tansu on PATH (deploy/local/up installs it)");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "tansu did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broker_killed_and_restarted_loses_and_duplicates_nothing() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = std::path::PathBuf::from(common::log_dir()).join(format!("broker-{port}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let broker = std::sync::Mutex::new(Broker::start(dir, port));
+    let d = Deployment::with_bootstrap("brokercrash", format!("127.0.0.1:{port}")).await;
+    d.start_dev().await;
+    let (user, key) = d.sign_up("crash").await;
+    let agents = agents(&d, &user, &key).await;
+
+    let load = deposit_load(&d, &user, &key, &agents, DEPOSITS, 16);
+    let chaos = async {
+        for _ in 0..2 {
+            tokio::time::sleep(Duration::from_millis(1_500)).await;
+            broker.lock().unwrap().kill9();
+            tokio::time::sleep(Duration::from_millis(1_000)).await;
+            broker.lock().unwrap().restart();
+        }
+    };
+    let ((acked, retries), ()) = tokio::join!(load, chaos);
+    assert!(retries > 0, "no request was disturbed: the crashes missed the load");
+    eprintln!("{retries} requests retried across the crashes");
+    audit(&d, &key, &acked, DEPOSITS, Decimal::ONE).await;
+}
