@@ -16,6 +16,12 @@ fi
 export CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
 export PATH="$CARGO_BIN:$PATH"
 
+# Where Postgres keeps its data: under the run dir, unless (as root) the
+# unprivileged postgres user cannot reach it there; `up` records the choice.
+pg_dir() {
+  if [ -f "$AGENTBANK_RUN_DIR/pg.path" ]; then cat "$AGENTBANK_RUN_DIR/pg.path"; else echo "$AGENTBANK_RUN_DIR/pg"; fi
+}
+
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 # pg binaries: Debian's versioned dir or anything on PATH.

@@ -1,1 +1,7 @@
-//! placeholder
+//! Load generation and measurement for agentbank, over HTTP like any client.
+//!
+//! - [`client`]: the few API calls a load run needs (sign-up, agents, deposits).
+//! - [`report`]: latency histograms (HdrHistogram) and the final report.
+
+pub mod client;
+pub mod report;
