@@ -71,12 +71,27 @@ struct Common {
     replication_factor: i32,
     /// Processor partition ownership: `static` (instance i of n owns p % n == i)
     /// or `group` (the broker's consumer group assigns and rebalances).
-    #[arg(long, env = "AGENTBANK_PROCESSOR_ASSIGNMENT", default_value = "static", global = true)]
+    #[arg(
+        long,
+        env = "AGENTBANK_PROCESSOR_ASSIGNMENT",
+        default_value = "static",
+        global = true
+    )]
     assignment: String,
     /// This processor's index among `instance_count` (static assignment).
-    #[arg(long, env = "AGENTBANK_INSTANCE_INDEX", default_value_t = 0, global = true)]
+    #[arg(
+        long,
+        env = "AGENTBANK_INSTANCE_INDEX",
+        default_value_t = 0,
+        global = true
+    )]
     instance_index: u32,
-    #[arg(long, env = "AGENTBANK_INSTANCE_COUNT", default_value_t = 1, global = true)]
+    #[arg(
+        long,
+        env = "AGENTBANK_INSTANCE_COUNT",
+        default_value_t = 1,
+        global = true
+    )]
     instance_count: u32,
 }
 
@@ -123,9 +138,10 @@ impl Common {
     fn processor(&self) -> anyhow::Result<ProcessorConfig> {
         let assignment = match self.assignment.as_str() {
             "group" => Assignment::Group,
-            "static" if self.instance_index < self.instance_count => {
-                Assignment::Static { index: self.instance_index, count: self.instance_count }
-            }
+            "static" if self.instance_index < self.instance_count => Assignment::Static {
+                index: self.instance_index,
+                count: self.instance_count,
+            },
             "static" => anyhow::bail!("instance index must be below instance count"),
             other => anyhow::bail!("unknown assignment '{other}': use static or group"),
         };

@@ -42,7 +42,10 @@ async fn processor_killed_mid_stream_loses_and_duplicates_nothing() {
         }
     };
     let ((acked, retries), ()) = tokio::join!(load, chaos);
-    assert!(retries > 0, "no request was disturbed: the crashes missed the load");
+    assert!(
+        retries > 0,
+        "no request was disturbed: the crashes missed the load"
+    );
     eprintln!("{retries} requests retried across the crashes");
     audit(&d, &key, &acked, DEPOSITS, Decimal::ONE).await;
 }
@@ -58,16 +61,30 @@ struct Broker {
 impl Broker {
     fn start(dir: std::path::PathBuf, port: u16) -> Self {
         std::fs::create_dir_all(&dir).unwrap();
-        let mut b = Broker { dir, port, child: None };
+        let mut b = Broker {
+            dir,
+            port,
+            child: None,
+        };
         b.restart();
         b
     }
 
     fn restart(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("tansu.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("tansu.log"))
+            .unwrap();
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let child = std::process::Command::new("tansu")
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             .args(["--storage-engine", "sqlite://tansu.db"])
             .current_dir(&self.dir)
             .stdin(std::process::Stdio::null())
@@ -99,7 +116,11 @@ impl Drop for Broker {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn broker_killed_and_restarted_loses_and_duplicates_nothing() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let dir = std::path::PathBuf::from(common::log_dir()).join(format!("broker-{port}"));
     let _ = std::fs::remove_dir_all(&dir);
     let broker = std::sync::Mutex::new(Broker::start(dir, port));
@@ -118,7 +139,10 @@ async fn broker_killed_and_restarted_loses_and_duplicates_nothing() {
         }
     };
     let ((acked, retries), ()) = tokio::join!(load, chaos);
-    assert!(retries > 0, "no request was disturbed: the crashes missed the load");
+    assert!(
+        retries > 0,
+        "no request was disturbed: the crashes missed the load"
+    );
     eprintln!("{retries} requests retried across the crashes");
     audit(&d, &key, &acked, DEPOSITS, Decimal::ONE).await;
 }

@@ -85,31 +85,27 @@ impl KafkaConfig {
             .create_with_context(context)?)
     }
 
-    /// A consumer outside any group, positioned by the caller with `assign`
-    /// (the sink, the gateway's reply reader). Offsets live elsewhere.
-    pub fn assigned_consumer(&self) -> Result<StreamConsumer, ConnectorError> {
-        Ok(self
-            .base()
-            .set("group.id", "agentbank-unused")
+    /// Settings of a consumer outside any group, positioned by the caller
+    /// with `assign`; its offsets live elsewhere (Postgres, checkpoints).
+    fn ungrouped(&self) -> ClientConfig {
+        let mut c = self.base();
+        c.set("group.id", "agentbank-unused")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("isolation.level", "read_uncommitted")
-            .set("fetch.wait.max.ms", "10")
-            .create()?)
+            .set("fetch.wait.max.ms", "10");
+        c
+    }
+
+    /// An async consumer outside any group (the sink, the gateway's replies).
+    pub fn assigned_consumer(&self) -> Result<StreamConsumer, ConnectorError> {
+        Ok(self.ungrouped().create()?)
     }
 
     /// A blocking consumer for reading a partition start to end (restores).
     pub fn reader(&self) -> Result<BaseConsumer, ConnectorError> {
-        Ok(self
-            .base()
-            .set("group.id", "agentbank-unused")
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("isolation.level", "read_uncommitted")
-            .set("fetch.wait.max.ms", "10")
-            .create()?)
+        Ok(self.ungrouped().create()?)
     }
 
     /// Creates the topics that do not exist yet; existing ones are left as they are.

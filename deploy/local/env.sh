@@ -7,11 +7,16 @@ export AGENTBANK_BROKER_PORT="${AGENTBANK_BROKER_PORT:-9092}"
 export AGENTBANK_PG_PORT="${AGENTBANK_PG_PORT:-5432}"
 export TANSU_VERSION="0.6.0"
 export KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$AGENTBANK_BROKER_PORT}"
-# An externally managed Postgres is used as is when DATABASE_URL is set before sourcing.
-if [ -n "${DATABASE_URL:-}" ]; then
-  export AGENTBANK_EXTERNAL_PG=1
-else
-  export DATABASE_URL="postgres://postgres@127.0.0.1:$AGENTBANK_PG_PORT/agentbank"
+# An externally managed Postgres is used as is when DATABASE_URL is set before
+# the first script runs. Decided once: scripts call each other, and the default
+# exported here must not look user-given to the next one.
+if [ -z "${AGENTBANK_ENV_DECIDED:-}" ]; then
+  if [ -n "${DATABASE_URL:-}" ]; then
+    export AGENTBANK_EXTERNAL_PG=1
+  else
+    export DATABASE_URL="postgres://postgres@127.0.0.1:$AGENTBANK_PG_PORT/agentbank"
+  fi
+  export AGENTBANK_ENV_DECIDED=1
 fi
 export CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
 export PATH="$CARGO_BIN:$PATH"

@@ -34,10 +34,12 @@ pub struct CommandBus {
     waiters: Waiters,
     watermarks: Watermarks,
     reply_timeout: Duration,
+    /// The one replies partition this gateway reads.
+    reply_partition: i32,
 }
 
 impl CommandBus {
-    /// Positions a reply reader at the current end of every replies partition
+    /// Picks one replies partition, positions a reader at its current end
     /// (before any command is sent, so no reply is missed), then starts it.
     pub fn start(
         kafka: &KafkaConfig,
@@ -47,14 +49,14 @@ impl CommandBus {
     ) -> Result<Self, ApiError> {
         let consumer = kafka.assigned_consumer()?;
         let partitions = kafka.partition_count(&topics.replies)?;
+        // Spread gateways over partitions; two sharing one only read more.
+        let reply_partition = (uuid::Uuid::new_v4().as_u128() % partitions.max(1) as u128) as i32;
         let mut tpl = TopicPartitionList::new();
-        for p in 0..partitions {
-            let (_, high) = consumer
-                .fetch_watermarks(&topics.replies, p, Duration::from_secs(10))
-                .map_err(|e| ApiError::Unavailable(format!("broker: {e}")))?;
-            tpl.add_partition_offset(&topics.replies, p, Offset::Offset(high))
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
-        }
+        let (_, high) = consumer
+            .fetch_watermarks(&topics.replies, reply_partition, Duration::from_secs(10))
+            .map_err(|e| ApiError::Unavailable(format!("broker: {e}")))?;
+        tpl.add_partition_offset(&topics.replies, reply_partition, Offset::Offset(high))
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
         consumer
             .assign(&tpl)
             .map_err(|e| ApiError::Unavailable(format!("broker: {e}")))?;
@@ -88,6 +90,7 @@ impl CommandBus {
             waiters,
             watermarks,
             reply_timeout,
+            reply_partition,
         })
     }
 
@@ -95,7 +98,7 @@ impl CommandBus {
     /// written its events. 503 when no reply comes within the timeout.
     pub async fn execute(&self, mut command: Command) -> Result<Outcome, ApiError> {
         let started = Instant::now();
-        let correlation_id = uuid::Uuid::new_v4().to_string();
+        let correlation_id = schemas::reply::correlation_id(self.reply_partition);
         command.correlation_id = Some(correlation_id.clone());
         let (tx, rx) = oneshot::channel();
         {

@@ -23,10 +23,18 @@ impl Api {
             .timeout(std::time::Duration::from_secs(30))
             .build()
             .expect("http client");
-        Api { base: base.trim_end_matches('/').to_string(), http }
+        Api {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+        }
     }
 
-    async fn post(&self, path: &str, key: Option<&str>, body: Value) -> anyhow::Result<(u16, Value)> {
+    async fn post(
+        &self,
+        path: &str,
+        key: Option<&str>,
+        body: Value,
+    ) -> anyhow::Result<(u16, Value)> {
         let mut req = self.http.post(format!("{}{path}", self.base)).json(&body);
         if let Some(k) = key {
             req = req.header("x-api-key", k);
@@ -39,7 +47,13 @@ impl Api {
     /// Signs up a user and creates `agents` agents for it.
     pub async fn tenant(&self, agents: usize) -> anyhow::Result<Tenant> {
         let email = format!("load-{}@example.com", uuid::Uuid::new_v4().simple());
-        let (s, b) = self.post("/users", None, json!({"name": "load", "email": email, "password": "load-password"})).await?;
+        let (s, b) = self
+            .post(
+                "/users",
+                None,
+                json!({"name": "load", "email": email, "password": "load-password"}),
+            )
+            .await?;
         if s != 201 {
             bail!("sign-up failed: {s} {b}");
         }
@@ -48,14 +62,22 @@ impl Api {
         let mut ids = Vec::with_capacity(agents);
         for i in 0..agents {
             let (s, b) = self
-                .post("/agents/create", Some(&key), json!({"userid": user_id, "name": format!("agent {i}")}))
+                .post(
+                    "/agents/create",
+                    Some(&key),
+                    json!({"userid": user_id, "name": format!("agent {i}")}),
+                )
                 .await?;
             if s != 200 {
                 bail!("agent creation failed: {s} {b}");
             }
             ids.push(b["id"].as_str().context("agent id")?.to_string());
         }
-        Ok(Tenant { user_id, key, agents: ids })
+        Ok(Tenant {
+            user_id,
+            key,
+            agents: ids,
+        })
     }
 
     /// One deposit; returns the HTTP status.

@@ -28,7 +28,13 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(name: &str, mode: &str, elapsed: Duration, h: &Histogram<u64>, errors: BTreeMap<String, u64>) -> Self {
+    pub fn new(
+        name: &str,
+        mode: &str,
+        elapsed: Duration,
+        h: &Histogram<u64>,
+        errors: BTreeMap<String, u64>,
+    ) -> Self {
         let ms = |q: f64| h.value_at_quantile(q) as f64 / 1_000.0;
         let requests = h.len() + errors.values().sum::<u64>();
         Report {

@@ -3,6 +3,11 @@
 //! `C3 01`, the schema's 8-byte little-endian CRC-64-AVRO (Rabin) fingerprint,
 //! then the Avro binary body. Any outside consumer decodes a record with the
 //! `.avsc` file whose fingerprint matches.
+//!
+//! The schemas use no logical types: apache-avro 0.21 writes a logical type's
+//! primitive as `{"type":"long"}` in its Parsing Canonical Form where the spec
+//! says `"long"`, so its fingerprints would differ from every other
+//! implementation's. `tests/avro_contract.rs` checks against fastavro.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -200,7 +205,7 @@ impl Command {
             ("agent_id", Value::String(self.agent_id.to_string())),
             ("user_id", Value::String(self.user_id.to_string())),
             ("correlation_id", optional(self.correlation_id.as_deref())),
-            ("timestamp", Value::TimestampMillis(self.timestamp_ms)),
+            ("timestamp", Value::Long(self.timestamp_ms)),
             ("payload", payload),
         ])
     }
@@ -240,7 +245,7 @@ impl Event {
             ("user_id", Value::String(self.user_id.to_string())),
             ("command_id", Value::String(self.command_id.to_string())),
             ("correlation_id", optional(self.correlation_id.as_deref())),
-            ("timestamp", Value::TimestampMillis(self.timestamp_ms)),
+            ("timestamp", Value::Long(self.timestamp_ms)),
             ("agent_version", Value::Long(self.agent_version)),
             ("payload", payload),
         ])

@@ -62,3 +62,31 @@ impl Reply {
         Ok(serde_json::from_slice(bytes)?)
     }
 }
+
+/// A correlation id naming the replies partition its gateway reads:
+/// `<partition>.<uuid>`. Each gateway reads one partition, so a processor
+/// batch's replies go to few partitions instead of all of them.
+pub fn correlation_id(reply_partition: i32) -> String {
+    format!("{reply_partition}.{}", Uuid::new_v4().simple())
+}
+
+/// The replies partition a correlation id names, if it names one.
+pub fn reply_partition(correlation_id: &str) -> Option<i32> {
+    correlation_id
+        .split_once('.')?
+        .0
+        .parse()
+        .ok()
+        .filter(|p: &i32| *p >= 0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn correlation_ids_carry_their_partition() {
+        let c = super::correlation_id(3);
+        assert_eq!(super::reply_partition(&c), Some(3));
+        assert_eq!(super::reply_partition("no-partition"), None);
+        assert_eq!(super::reply_partition("-1.x"), None);
+    }
+}

@@ -98,7 +98,10 @@ impl Deployment {
     /// Starts a long-running role; `role` names it for `kill`.
     pub fn start(&self, role: &str, args: &[&str]) {
         let child = self.command(args).spawn().unwrap();
-        self.children.lock().unwrap().push((role.to_string(), child));
+        self.children
+            .lock()
+            .unwrap()
+            .push((role.to_string(), child));
     }
 
     /// `kill -9` every process of `role`.
@@ -283,7 +286,13 @@ pub async fn deposit_load(
 /// The audit: every acknowledged deposit is in the ledger exactly once, the
 /// journal balances, and each agent's balance (API and journal) equals what
 /// was acknowledged plus its initial balance.
-pub async fn audit(d: &Deployment, key: &str, acked: &Acked, deposits: usize, initial: rust_decimal::Decimal) {
+pub async fn audit(
+    d: &Deployment,
+    key: &str,
+    acked: &Acked,
+    deposits: usize,
+    initial: rust_decimal::Decimal,
+) {
     use rust_decimal::Decimal;
     let pool = d.pool().await;
     // The sink may still be catching up after the last crash: wait for it.
@@ -294,21 +303,30 @@ pub async fn audit(d: &Deployment, key: &str, acked: &Acked, deposits: usize, in
             .await
             .unwrap();
         if n as usize >= deposits || Instant::now() > deadline {
-            assert_eq!(n as usize, deposits, "deposits in the read model vs acknowledged");
+            assert_eq!(
+                n as usize, deposits,
+                "deposits in the read model vs acknowledged"
+            );
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let total: Decimal = sqlx::query_scalar("SELECT coalesce(sum(amount), 0) FROM journal_postings")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let total: Decimal =
+        sqlx::query_scalar("SELECT coalesce(sum(amount), 0) FROM journal_postings")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert!(total.is_zero(), "journal does not balance: {total}");
-    let entries: i64 = sqlx::query_scalar("SELECT count(DISTINCT entry_id) FROM journal_postings WHERE entry_id LIKE '%:deposit'")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(entries as usize, deposits, "journal entries vs acknowledged deposits");
+    let entries: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT entry_id) FROM journal_postings WHERE entry_id LIKE '%:deposit'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        entries as usize, deposits,
+        "journal entries vs acknowledged deposits"
+    );
     for (agent, sum) in acked {
         let (status, body) = d.get(&format!("/agentsWith/{agent}"), key).await;
         assert_eq!(status, 200);

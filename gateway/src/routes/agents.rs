@@ -72,6 +72,18 @@ fn command_id(headers: &HeaderMap, user_id: Uuid, route: &str) -> Result<Uuid, A
     }
 }
 
+/// A command from `caller`, stamped now (the processors' clock).
+fn command(id: Uuid, agent_id: Uuid, caller: &Caller, payload: CommandPayload) -> Command {
+    Command {
+        id,
+        agent_id,
+        user_id: caller.user_id,
+        correlation_id: None,
+        timestamp_ms: chrono::Utc::now().timestamp_millis(),
+        payload,
+    }
+}
+
 /// The body's `userid` must be the caller; anyone else's is "not found".
 fn check_user(body: &JsonObject, caller: &Caller, missing: &str) -> Result<(), ApiError> {
     let text = body.str("userid", ids::ID_TEXT_MAX, missing)?;
@@ -155,15 +167,15 @@ pub async fn create(
     .bind(agent_id)
     .execute(&state.pool)
     .await?;
-    let command = Command {
-        id,
-        agent_id,
-        user_id: caller.user_id,
-        correlation_id: None,
-        timestamp_ms: chrono::Utc::now().timestamp_millis(),
-        payload: CommandPayload::CreateAgent(payload),
-    };
-    let outcome = state.bus.execute(command).await;
+    let outcome = state
+        .bus
+        .execute(command(
+            id,
+            agent_id,
+            &caller,
+            CommandPayload::CreateAgent(payload),
+        ))
+        .await;
     let view = match outcome {
         Ok(Outcome::Agent(view)) => view,
         other => {
@@ -217,18 +229,16 @@ pub async fn deposit(
         .flatten()
         .and_then(|a| money::validate_positive(a, &currency).ok())
         .ok_or_else(|| ApiError::BadRequest("Invalid deposit amount".into()))?;
-    let command = Command {
-        id: command_id(&headers, caller.user_id, "agents/deposit")?,
-        agent_id,
-        user_id: caller.user_id,
-        correlation_id: None,
-        timestamp_ms: chrono::Utc::now().timestamp_millis(),
-        payload: CommandPayload::Deposit(Deposit {
-            amount,
-            currency: currency.clone(),
-        }),
-    };
-    match state.bus.execute(command).await? {
+    let id = command_id(&headers, caller.user_id, "agents/deposit")?;
+    let payload = CommandPayload::Deposit(Deposit {
+        amount,
+        currency: currency.clone(),
+    });
+    match state
+        .bus
+        .execute(command(id, agent_id, &caller, payload))
+        .await?
+    {
         Outcome::Agent(view) => Ok(Json(json!({
             "success": true,
             "txHash": null,

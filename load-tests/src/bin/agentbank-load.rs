@@ -53,10 +53,17 @@ impl Tally {
         }
         match outcome {
             Ok(200) => {
-                let _ = self.hist.record(started.elapsed().as_micros().max(1) as u64);
+                let _ = self
+                    .hist
+                    .record(started.elapsed().as_micros().max(1) as u64);
             }
             Ok(status) => *self.errors.entry(format!("http {status}")).or_default() += 1,
-            Err(e) => *self.errors.entry(format!("io: {}", e.root_cause())).or_default() += 1,
+            Err(e) => {
+                *self
+                    .errors
+                    .entry(format!("io: {}", e.root_cause()))
+                    .or_default() += 1
+            }
         }
     }
 }
@@ -67,7 +74,10 @@ async fn main() -> anyhow::Result<()> {
     let api = Api::new(&args.url);
     eprintln!("setting up {} agents at {}", args.agents, api.base);
     let tenant = Arc::new(api.tenant(args.agents).await?);
-    let tally = Arc::new(Mutex::new(Tally { hist: histogram(), errors: BTreeMap::new() }));
+    let tally = Arc::new(Mutex::new(Tally {
+        hist: histogram(),
+        errors: BTreeMap::new(),
+    }));
     let begin = Instant::now();
     let warmup = Duration::from_secs(args.warmup_s);
     let end = warmup + Duration::from_secs(args.duration_s);
@@ -129,7 +139,10 @@ async fn main() -> anyhow::Result<()> {
     }
     while tasks.join_next().await.is_some() {}
     progress.abort();
-    let elapsed = begin.elapsed().saturating_sub(warmup).min(Duration::from_secs(args.duration_s));
+    let elapsed = begin
+        .elapsed()
+        .saturating_sub(warmup)
+        .min(Duration::from_secs(args.duration_s));
     let t = tally.lock().unwrap();
     let report = Report::new(&args.name, &mode, elapsed, &t.hist, t.errors.clone());
     report.print();

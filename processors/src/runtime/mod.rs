@@ -5,8 +5,13 @@
 //! 1. apply each command to its agent (pure), collecting events and replies;
 //! 2. produce the events and wait for their acks (their offsets let the
 //!    gateway wait for the sink: read-your-writes);
-//! 3. produce the replies and the changed agents' checkpoint records, wait;
-//! 4. produce the partition markers, then commit the group offsets.
+//! 3. produce the replies, the changed agents' checkpoint records and the
+//!    *previous* batch's partition markers (its records were acknowledged in
+//!    that batch's step 3, so its markers are now safe), wait; commit the
+//!    group offsets the markers cover. When idle, pending markers are flushed.
+//!
+//! Two produce rounds per batch instead of three: measured, the third round
+//! cost a third of the batch time on Tansu.
 //!
 //! A crash anywhere repeats at most the unfinished batch, with the same ids.
 //! Rebalance callbacks only record what changed; the loop acts on them between
@@ -40,6 +45,9 @@ use checkpoint::{AgentRecord, Epoch, Marker};
 pub const BATCH_MAX: usize = 1_000;
 /// How long a restore may take to read one changelog partition.
 pub const RESTORE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the loop waits for input before flushing markers and checking
+/// for rebalances.
+pub const IDLE_TICK: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone)]
 pub struct ProcessorConfig {
@@ -98,6 +106,10 @@ impl ConsumerContext for Context {
     }
 }
 
+/// Markers (partition → next offset) whose records are acknowledged but which
+/// are not written yet; they ride along with the next batch's checkpoint.
+type PendingMarkers = BTreeMap<i32, i64>;
+
 /// One owned partition: its agents and where its input continues.
 struct Partition {
     epoch: Epoch,
@@ -119,6 +131,7 @@ pub async fn run(
     let consumer = config.kafka.group_consumer(&config.group_id, context)?;
     let producer = config.kafka.producer()?;
     let mut owned: BTreeMap<i32, Partition> = BTreeMap::new();
+    let mut pending = PendingMarkers::new();
     match config.assignment {
         Assignment::Group => consumer.subscribe(&[&config.topics.commands])?,
         Assignment::Static { index, count } => {
@@ -127,13 +140,24 @@ pub async fn run(
             for p in (0..partitions).filter(|p| *p as u32 % count.max(1) == index) {
                 let mut partition = claim(&config, &producer, p).await?;
                 partition.positioned = true; // assigned at the checkpoint's offset
-                tracing::info!(partition = p, epoch = partition.epoch.number, agents = partition.agents.len(),
-                    next_offset = partition.next_offset, "partition restored");
-                tpl.add_partition_offset(&config.topics.commands, p, Offset::Offset(partition.next_offset))?;
+                tracing::info!(
+                    partition = p,
+                    epoch = partition.epoch.number,
+                    agents = partition.agents.len(),
+                    next_offset = partition.next_offset,
+                    "partition restored"
+                );
+                tpl.add_partition_offset(
+                    &config.topics.commands,
+                    p,
+                    Offset::Offset(partition.next_offset),
+                )?;
                 owned.insert(p, partition);
             }
             consumer.assign(&tpl)?;
-            status.partitions.store(owned.len() as u64, Ordering::Relaxed);
+            status
+                .partitions
+                .store(owned.len() as u64, Ordering::Relaxed);
         }
     }
     tracing::info!(group = %config.group_id, topic = %config.topics.commands, assignment = ?config.assignment,
@@ -143,9 +167,10 @@ pub async fn run(
         let first = tokio::select! {
             _ = shutdown.changed() => break,
             m = consumer.recv() => m.map(|m| m.detach()),
-            // Wake up now and then so rebalances are acted on when idle.
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {
-                sync_assignment(&config, &consumer, &producer, &mut owned, &status).await?;
+            // When idle: flush pending markers, act on rebalances.
+            _ = tokio::time::sleep(IDLE_TICK) => {
+                flush_markers(&config, &consumer, &producer, &owned, &mut pending).await?;
+                sync_assignment(&config, &consumer, &producer, &mut owned, &mut pending, &status).await?;
                 continue;
             }
         }?;
@@ -157,12 +182,30 @@ pub async fn run(
                 None => break,
             }
         }
-        sync_assignment(&config, &consumer, &producer, &mut owned, &status).await?;
-        process_batch(&config, &consumer, &producer, &mut owned, batch, &status).await?;
+        sync_assignment(
+            &config,
+            &consumer,
+            &producer,
+            &mut owned,
+            &mut pending,
+            &status,
+        )
+        .await?;
+        process_batch(
+            &config,
+            &consumer,
+            &producer,
+            &mut owned,
+            &mut pending,
+            batch,
+            &status,
+        )
+        .await?;
         if *shutdown.borrow() {
             break;
         }
     }
+    flush_markers(&config, &consumer, &producer, &owned, &mut pending).await?;
     tracing::info!("processor stopped");
     Ok(())
 }
@@ -173,6 +216,7 @@ async fn sync_assignment(
     consumer: &rdkafka::consumer::StreamConsumer<Context>,
     producer: &FutureProducer,
     owned: &mut BTreeMap<i32, Partition>,
+    pending: &mut PendingMarkers,
     status: &ProcessorStatus,
 ) -> Result<(), ProcessorError> {
     let (assigned, revoked) = {
@@ -182,6 +226,10 @@ async fn sync_assignment(
             std::mem::take(&mut log.revoked),
         )
     };
+    if !revoked.is_empty() {
+        // Hand over with the markers written: the next owner replays less.
+        flush_markers(config, consumer, producer, owned, pending).await?;
+    }
     for p in revoked {
         if owned.remove(&p).is_some() {
             tracing::info!(partition = p, "partition revoked");
@@ -331,12 +379,65 @@ fn marker_record(topics: &Topics, p: i32, epoch: Epoch, next_offset: i64) -> Out
     }
 }
 
-/// Applies one batch and makes its effects durable (steps 1–4 above).
+fn marker_records(
+    topics: &Topics,
+    owned: &BTreeMap<i32, Partition>,
+    pending: &PendingMarkers,
+) -> Vec<Outgoing> {
+    pending
+        .iter()
+        .filter_map(|(p, next)| {
+            owned
+                .get(p)
+                .map(|part| marker_record(topics, *p, part.epoch, *next))
+        })
+        .collect()
+}
+
+/// Tells the group how far the markers reach (a hint for where to fetch from;
+/// the checkpoint, not this, is what a restart trusts).
+fn commit_offsets(
+    config: &ProcessorConfig,
+    consumer: &rdkafka::consumer::StreamConsumer<Context>,
+    markers: &PendingMarkers,
+) -> Result<(), ProcessorError> {
+    if markers.is_empty() {
+        return Ok(());
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (p, next) in markers {
+        tpl.add_partition_offset(&config.topics.commands, *p, Offset::Offset(*next))?;
+    }
+    if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+        tracing::debug!(error = %e, "offset commit failed; the checkpoint still holds");
+    }
+    Ok(())
+}
+
+/// Writes the pending markers now (idle, shutdown, handover).
+async fn flush_markers(
+    config: &ProcessorConfig,
+    consumer: &rdkafka::consumer::StreamConsumer<Context>,
+    producer: &FutureProducer,
+    owned: &BTreeMap<i32, Partition>,
+    pending: &mut PendingMarkers,
+) -> Result<(), ProcessorError> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    produce_all(producer, &marker_records(&config.topics, owned, pending)).await?;
+    commit_offsets(config, consumer, pending)?;
+    pending.clear();
+    Ok(())
+}
+
+/// Applies one batch and makes its effects durable (steps 1–3 above).
 async fn process_batch(
     config: &ProcessorConfig,
     consumer: &rdkafka::consumer::StreamConsumer<Context>,
     producer: &FutureProducer,
     owned: &mut BTreeMap<i32, Partition>,
+    pending: &mut PendingMarkers,
     batch: Vec<OwnedMessage>,
     status: &ProcessorStatus,
 ) -> Result<(), ProcessorError> {
@@ -429,7 +530,7 @@ async fn process_batch(
             topic: topics.replies.clone(),
             key: reply.correlation_id.clone(),
             payload: Some(reply.encode()),
-            partition: None,
+            partition: schemas::reply::reply_partition(&reply.correlation_id),
         });
     }
     for (p, agent) in changed.keys() {
@@ -438,23 +539,12 @@ async fn process_batch(
             out.push(agent_record(topics, *p, part.epoch, state, *last));
         }
     }
+    // The previous batch's markers: their records were acknowledged already.
+    out.extend(marker_records(topics, owned, pending));
     produce_all(producer, &out).await?;
-
-    // 4. markers, then the group offsets (a hint for where to start fetching).
-    let markers: Vec<Outgoing> = touched
-        .iter()
-        .map(|(p, next)| marker_record(topics, *p, owned[p].epoch, *next))
-        .collect();
-    produce_all(producer, &markers).await?;
-    if !touched.is_empty() {
-        let mut tpl = TopicPartitionList::new();
-        for (p, next) in &touched {
-            tpl.add_partition_offset(&topics.commands, *p, Offset::Offset(*next))?;
-        }
-        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-            tracing::debug!(error = %e, "offset commit failed; the checkpoint still holds");
-        }
-    }
+    commit_offsets(config, consumer, pending)?;
+    // This batch's records are acknowledged now: its markers may follow.
+    *pending = touched;
 
     status.batches.fetch_add(1, Ordering::Relaxed);
     status.commands.fetch_add(applied, Ordering::Relaxed);
