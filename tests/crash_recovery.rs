@@ -41,12 +41,12 @@ async fn processor_killed_mid_stream_loses_and_duplicates_nothing() {
             }
         }
     };
-    let ((acked, retries), ()) = tokio::join!(load, chaos);
+    let ((acked, disturbed), ()) = tokio::join!(load, chaos);
     assert!(
-        retries > 0,
+        disturbed > 0,
         "no request was disturbed: the crashes missed the load"
     );
-    eprintln!("{retries} requests retried across the crashes");
+    eprintln!("{disturbed} requests retried or held up across the crashes");
     audit(&d, &key, &acked, DEPOSITS, Decimal::ONE).await;
 }
 
@@ -138,11 +138,11 @@ async fn broker_killed_and_restarted_loses_and_duplicates_nothing() {
             broker.lock().unwrap().restart();
         }
     };
-    let ((acked, retries), ()) = tokio::join!(load, chaos);
+    let ((acked, disturbed), ()) = tokio::join!(load, chaos);
     assert!(
-        retries > 0,
+        disturbed > 0,
         "no request was disturbed: the crashes missed the load"
     );
-    eprintln!("{retries} requests retried across the crashes");
+    eprintln!("{disturbed} requests retried or held up across the crashes");
     audit(&d, &key, &acked, DEPOSITS, Decimal::ONE).await;
 }

@@ -226,8 +226,11 @@ pub type Acked = std::collections::HashMap<String, rust_decimal::Decimal>;
 /// Sends `count` deposits over `agents` with `concurrency` in flight. Each has
 /// its own Idempotency-Key and is retried with the same key until a 200 (or
 /// the deadline): after a crash, a retry must apply at most once. Also returns
-/// how many requests had to be retried (503s, connection errors): proof that
-/// a crash test's crashes hit in-flight work.
+/// how many requests were disturbed — retried (503s, connection errors) or
+/// held up for longer than [`DISTURBED_AFTER`] waiting across a restart:
+/// proof that a crash test's crashes hit in-flight work.
+pub const DISTURBED_AFTER: Duration = Duration::from_millis(700);
+
 pub async fn deposit_load(
     d: &Deployment,
     user: &str,
@@ -247,7 +250,8 @@ pub async fn deposit_load(
             let amount = Decimal::new(((i as i64 * 7_919) % 9_999_999) + 1, 6);
             let idem = format!("load-{i}");
             async move {
-                let deadline = Instant::now() + Duration::from_secs(180);
+                let started = Instant::now();
+                let deadline = started + Duration::from_secs(180);
                 loop {
                     let r = d
                         .client
@@ -259,6 +263,9 @@ pub async fn deposit_load(
                         .await;
                     if let Ok(r) = r {
                         if r.status() == 200 {
+                            if started.elapsed() > DISTURBED_AFTER {
+                                retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
                             return (agent, amount);
                         }
                         assert!(

@@ -60,6 +60,24 @@ impl Epoch {
     }
 }
 
+/// The owner identity in a marker key, if `key` is a marker's.
+pub fn marker_owner(key: &str) -> Option<Epoch> {
+    let rest = key.strip_prefix(MARKER_PREFIX)?.strip_prefix('@')?;
+    let (number, nonce) = rest.split_once('.')?;
+    Some(Epoch {
+        number: number.parse().ok()?,
+        nonce: u32::from_str_radix(nonce, 16).ok()?,
+    })
+}
+
+impl Epoch {
+    /// Whether `other` claimed after us: the higher (epoch, nonce) owns the
+    /// partition, so of two owners exactly one steps down.
+    pub fn superseded_by(&self, other: Epoch) -> bool {
+        (other.number, other.nonce) > (self.number, self.nonce)
+    }
+}
+
 fn epoch_of(key: &str) -> Option<u64> {
     let (_, suffix) = key.rsplit_once('@')?;
     suffix.split('.').next()?.parse().ok()
@@ -167,6 +185,29 @@ mod tests {
             next_offset: next,
         };
         (epoch.marker_key(), Some(serde_json::to_vec(&m).unwrap()))
+    }
+
+    #[test]
+    fn markers_name_their_owner_and_newer_owners_win() {
+        let e = Epoch {
+            number: 3,
+            nonce: 0xab,
+        };
+        assert_eq!(marker_owner(&e.marker_key()), Some(e));
+        assert_eq!(marker_owner(&e.agent_key(Uuid::nil())), None);
+        assert!(e.superseded_by(Epoch {
+            number: 4,
+            nonce: 0
+        }));
+        assert!(e.superseded_by(Epoch {
+            number: 3,
+            nonce: 0xac
+        }));
+        assert!(!e.superseded_by(e));
+        assert!(!e.superseded_by(Epoch {
+            number: 2,
+            nonce: u32::MAX
+        }));
     }
 
     #[test]

@@ -132,6 +132,8 @@ pub async fn run(
     let producer = config.kafka.producer()?;
     let mut owned: BTreeMap<i32, Partition> = BTreeMap::new();
     let mut pending = PendingMarkers::new();
+    // Tails our changelog partitions for claims by a newer owner (see `step_down`).
+    let fence = config.kafka.assigned_consumer()?;
     match config.assignment {
         Assignment::Group => consumer.subscribe(&[&config.topics.commands])?,
         Assignment::Static { index, count } => {
@@ -155,6 +157,7 @@ pub async fn run(
                 owned.insert(p, partition);
             }
             consumer.assign(&tpl)?;
+            watch_claims(&config, &fence, &owned)?;
             status
                 .partitions
                 .store(owned.len() as u64, Ordering::Relaxed);
@@ -170,7 +173,8 @@ pub async fn run(
             // When idle: flush pending markers, act on rebalances.
             _ = tokio::time::sleep(IDLE_TICK) => {
                 flush_markers(&config, &consumer, &producer, &owned, &mut pending).await?;
-                sync_assignment(&config, &consumer, &producer, &mut owned, &mut pending, &status).await?;
+                sync_assignment(&config, &consumer, &fence, &producer, &mut owned, &mut pending, &status).await?;
+                step_down(&config, &consumer, &fence, &mut owned, &mut pending, &status)?;
                 continue;
             }
         }?;
@@ -185,12 +189,21 @@ pub async fn run(
         sync_assignment(
             &config,
             &consumer,
+            &fence,
             &producer,
             &mut owned,
             &mut pending,
             &status,
         )
         .await?;
+        step_down(
+            &config,
+            &consumer,
+            &fence,
+            &mut owned,
+            &mut pending,
+            &status,
+        )?;
         process_batch(
             &config,
             &consumer,
@@ -214,6 +227,7 @@ pub async fn run(
 async fn sync_assignment(
     config: &ProcessorConfig,
     consumer: &rdkafka::consumer::StreamConsumer<Context>,
+    fence: &rdkafka::consumer::StreamConsumer,
     producer: &FutureProducer,
     owned: &mut BTreeMap<i32, Partition>,
     pending: &mut PendingMarkers,
@@ -230,6 +244,7 @@ async fn sync_assignment(
         // Hand over with the markers written: the next owner replays less.
         flush_markers(config, consumer, producer, owned, pending).await?;
     }
+    let changed = !revoked.is_empty() || !assigned.is_empty();
     for p in revoked {
         if owned.remove(&p).is_some() {
             tracing::info!(partition = p, "partition revoked");
@@ -250,6 +265,72 @@ async fn sync_assignment(
             .record(started.elapsed().as_secs_f64());
         owned.insert(p, partition);
     }
+    if changed {
+        watch_claims(config, fence, owned)?;
+    }
+    status
+        .partitions
+        .store(owned.len() as u64, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Points the fence reader at the current end of our changelog partitions:
+/// anything written there from now on by someone else is a newer claim or a
+/// stale owner's record.
+fn watch_claims(
+    config: &ProcessorConfig,
+    fence: &rdkafka::consumer::StreamConsumer,
+    owned: &BTreeMap<i32, Partition>,
+) -> Result<(), ProcessorError> {
+    let mut tpl = TopicPartitionList::new();
+    for p in owned.keys() {
+        let (_, high) =
+            fence.fetch_watermarks(&config.topics.state, *p, Duration::from_secs(10))?;
+        tpl.add_partition_offset(&config.topics.state, *p, Offset::Offset(high))?;
+    }
+    fence.assign(&tpl)?;
+    Ok(())
+}
+
+/// Gives up every partition a newer owner has claimed: a zombie (a paused or
+/// partitioned instance whose successor already started) stops applying
+/// within one idle tick. Its last outputs were identical to the successor's
+/// (determinism), and its records never replace the successor's (epochs).
+fn step_down(
+    config: &ProcessorConfig,
+    consumer: &rdkafka::consumer::StreamConsumer<Context>,
+    fence: &rdkafka::consumer::StreamConsumer,
+    owned: &mut BTreeMap<i32, Partition>,
+    pending: &mut PendingMarkers,
+    status: &ProcessorStatus,
+) -> Result<(), ProcessorError> {
+    let mut lost = vec![];
+    while let Some(Ok(m)) = fence.recv().now_or_never() {
+        let key = String::from_utf8_lossy(m.key().unwrap_or_default());
+        if let (Some(claim), Some(part)) =
+            (checkpoint::marker_owner(&key), owned.get(&m.partition()))
+        {
+            if part.epoch.superseded_by(claim) {
+                lost.push(m.partition());
+            }
+        }
+    }
+    if lost.is_empty() {
+        return Ok(());
+    }
+    let mut tpl = TopicPartitionList::new();
+    for p in &lost {
+        if owned.remove(p).is_some() {
+            tracing::warn!(
+                partition = p,
+                "a newer owner claimed this partition; stepping down"
+            );
+            metrics::counter!("agentbank_processor_step_downs_total").increment(1);
+            tpl.add_partition(&config.topics.commands, *p);
+        }
+        pending.remove(p);
+    }
+    consumer.pause(&tpl)?;
     status
         .partitions
         .store(owned.len() as u64, Ordering::Relaxed);
