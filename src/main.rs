@@ -59,6 +59,10 @@ struct Common {
         global = true
     )]
     topic_prefix: String,
+    /// Where a processor or sink serves Prometheus `/metrics` (the gateway
+    /// and `dev` serve it on the HTTP address).
+    #[arg(long, env = "AGENTBANK_METRICS_ADDR", global = true)]
+    metrics_addr: Option<SocketAddr>,
     /// Partitions of topics created by `topics`/`dev`.
     #[arg(long, env = "AGENTBANK_PARTITIONS", default_value_t = 4, global = true)]
     partitions: i32,
@@ -229,6 +233,23 @@ fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
         .ok()
 }
 
+/// Serves `/metrics` on `addr` for roles without the gateway (processor, sink).
+async fn serve_metrics(addr: Option<SocketAddr>) -> anyhow::Result<()> {
+    let (Some(addr), Some(handle)) = (addr, install_metrics()) else {
+        return Ok(());
+    };
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || async move { handle.render() }),
+    );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    tracing::info!(%addr, "metrics on /metrics");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -251,6 +272,7 @@ async fn main() -> anyhow::Result<()> {
             println!("migrations applied");
         }
         Role::Processor => {
+            serve_metrics(common.metrics_addr).await?;
             let config = common.processor()?;
             let status = Arc::new(ProcessorStatus::default());
             supervise("processor", shutdown, |s| {
@@ -258,7 +280,10 @@ async fn main() -> anyhow::Result<()> {
             })
             .await;
         }
-        Role::Sink => run_sink(&common, shutdown).await?,
+        Role::Sink => {
+            serve_metrics(common.metrics_addr).await?;
+            run_sink(&common, shutdown).await?
+        }
         Role::Gateway(http) => {
             let pool = common.pool(32).await?;
             let config = common.gateway(&http);

@@ -39,7 +39,8 @@ pub enum RejectCode {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Outcome {
-    Agent(AgentView),
+    // Boxed: outcomes are kept per agent (dedupe window), mostly small rejections or views.
+    Agent(Box<AgentView>),
     Rejected { code: RejectCode, message: String },
 }
 

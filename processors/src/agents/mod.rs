@@ -19,8 +19,9 @@ mod tests;
 
 /// How many recent command ids (with their outcomes) an agent remembers, so a
 /// retried command gets its first answer back instead of applying twice.
-/// Gateway retries arrive within seconds; 64 is ample per agent.
-pub const RECENT_COMMANDS_MAX: usize = 64;
+/// Gateway retries arrive within seconds; 32 is ample per agent, and each
+/// entry is in every checkpoint of the agent, so the window stays small.
+pub const RECENT_COMMANDS_MAX: usize = 32;
 
 /// Largest balance an agent may hold (10^15 units), keeping sums far from
 /// `Decimal`'s limits.
@@ -32,7 +33,41 @@ pub struct AgentState {
     pub view: AgentView,
     /// +1 per event of this agent; events carry it so readers can order them.
     pub version: i64,
-    pub recent: VecDeque<(Uuid, Outcome)>,
+    /// The last [`RECENT_COMMANDS_MAX`] command ids and what they answered.
+    pub recent: VecDeque<(Uuid, Answer)>,
+}
+
+/// What a remembered command answered, in as few bytes as rebuild it: the
+/// balance it left (the rest of the view is the agent's own) or the rejection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Answer {
+    Balance(#[serde(with = "rust_decimal::serde::str")] Decimal),
+    Rejected { code: RejectCode, message: String },
+}
+
+impl Answer {
+    fn of(outcome: &Outcome) -> Self {
+        match outcome {
+            Outcome::Agent(view) => Answer::Balance(view.balance),
+            Outcome::Rejected { code, message } => Answer::Rejected {
+                code: *code,
+                message: message.clone(),
+            },
+        }
+    }
+
+    fn outcome(&self, state: &AgentState) -> Outcome {
+        match self {
+            Answer::Balance(balance) => Outcome::Agent(Box::new(AgentView {
+                balance: *balance,
+                ..state.view.clone()
+            })),
+            Answer::Rejected { code, message } => Outcome::Rejected {
+                code: *code,
+                message: message.clone(),
+            },
+        }
+    }
 }
 
 /// The result of applying one command.
@@ -56,7 +91,7 @@ pub fn apply(
         if let Some((_, outcome)) = s.recent.iter().find(|(id, _)| *id == command.id) {
             return Applied {
                 events: vec![],
-                outcome: outcome.clone(),
+                outcome: outcome.outcome(s),
                 duplicate: true,
             };
         }
@@ -66,7 +101,7 @@ pub fn apply(
         CommandPayload::Deposit(d) => deposit(state.as_mut(), command, d),
     };
     let (payloads, outcome) = match decided {
-        Ok((payloads, view)) => (payloads, Outcome::Agent(view)),
+        Ok((payloads, view)) => (payloads, Outcome::Agent(Box::new(view))),
         Err((code, message)) => (vec![], Outcome::Rejected { code, message }),
     };
     let mut events = Vec::with_capacity(payloads.len());
@@ -87,7 +122,7 @@ pub fn apply(
                 payload,
             });
         }
-        s.recent.push_back((command.id, outcome.clone()));
+        s.recent.push_back((command.id, Answer::of(&outcome)));
         while s.recent.len() > RECENT_COMMANDS_MAX {
             s.recent.pop_front();
         }

@@ -191,6 +191,7 @@ proptest! {
         let mut applied_ids: HashMap<Uuid, usize> = HashMap::new();
         let mut ledger: HashMap<String, Decimal> = HashMap::new();
         let mut seen_events = std::collections::HashSet::new();
+        let mut first_answers: HashMap<Uuid, Outcome> = HashMap::new();
 
         for (n, op) in ops.iter().enumerate() {
             let cmd = match op {
@@ -206,6 +207,9 @@ proptest! {
             if r.duplicate {
                 prop_assert!(r.events.is_empty());
                 prop_assert_eq!(&before, &*state, "a duplicate changed state");
+                prop_assert_eq!(Some(&r.outcome), first_answers.get(&cmd.id), "a retry got a different answer");
+            } else {
+                first_answers.insert(cmd.id, r.outcome.clone());
             }
             if !r.events.is_empty() {
                 *applied_ids.entry(cmd.id).or_default() += 1;

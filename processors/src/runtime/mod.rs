@@ -561,7 +561,7 @@ async fn process_batch(
             continue; // this agent's checkpoint already reflects the command
         }
         let result = agents::apply(&mut slot.0, &command, |i| {
-            ids::derived(&topics.commands, p, offset, i as u32)
+            ids::derived(&topics.commands, p, offset, i)
         });
         applied += 1;
         if slot.0.is_some() {
