@@ -146,3 +146,29 @@ async fn broker_killed_and_restarted_loses_and_duplicates_nothing() {
     eprintln!("{disturbed} requests retried or held up across the crashes");
     audit(&d, &key, &acked, DEPOSITS, Decimal::ONE).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn group_mode_hands_partitions_over_when_an_instance_leaves() {
+    let d = Deployment::new("grouphandover").await;
+    d.run(&["topics"]);
+    d.run(&["migrate"]);
+    let group = [("AGENTBANK_PROCESSOR_ASSIGNMENT", "group")];
+    d.start_with_env("processor-a", &["processor"], &group);
+    d.start_with_env("processor-b", &["processor"], &group);
+    d.start("sink", &["sink"]);
+    d.start("gateway", &["gateway"]);
+    d.wait_healthy().await;
+    let (user, key) = d.sign_up("group").await;
+    let agents = agents(&d, &user, &key).await;
+
+    let load = deposit_load(&d, &user, &key, &agents, DEPOSITS, 16);
+    let handover = async {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        // A graceful stop: finish the batch, flush markers, leave the group.
+        tokio::task::block_in_place(|| d.terminate("processor-a"));
+    };
+    let ((acked, _), ()) = tokio::join!(load, handover);
+    audit(&d, &key, &acked, DEPOSITS, Decimal::ONE).await;
+    let log = std::fs::read_to_string(format!("{}/{}-processor.log", common::log_dir(), d.name)).unwrap();
+    assert!(log.contains("partition revoked"), "no rebalance happened");
+}

@@ -104,6 +104,26 @@ impl Deployment {
             .push((role.to_string(), child));
     }
 
+    /// Starts a long-running role with extra environment.
+    pub fn start_with_env(&self, role: &str, args: &[&str], env: &[(&str, &str)]) {
+        let mut c = self.command(args);
+        c.envs(env.iter().copied());
+        let child = c.spawn().unwrap();
+        self.children.lock().unwrap().push((role.to_string(), child));
+    }
+
+    /// SIGTERM every process of `role` and waits for it to exit (graceful).
+    pub fn terminate(&self, role: &str) {
+        let mut children = self.children.lock().unwrap();
+        for (r, child) in children.iter_mut() {
+            if r == role {
+                let _ = Command::new("kill").arg(child.id().to_string()).status();
+                let _ = child.wait();
+            }
+        }
+        children.retain(|(r, _)| r != role);
+    }
+
     /// `kill -9` every process of `role`.
     pub fn kill(&self, role: &str) {
         let mut children = self.children.lock().unwrap();
