@@ -169,6 +169,7 @@ async fn group_mode_hands_partitions_over_when_an_instance_leaves() {
     };
     let ((acked, _), ()) = tokio::join!(load, handover);
     audit(&d, &key, &acked, DEPOSITS, Decimal::ONE).await;
-    let log = std::fs::read_to_string(format!("{}/{}-processor.log", common::log_dir(), d.name)).unwrap();
+    let log =
+        std::fs::read_to_string(format!("{}/{}-processor.log", common::log_dir(), d.name)).unwrap();
     assert!(log.contains("partition revoked"), "no rebalance happened");
 }

@@ -84,6 +84,39 @@ async fn slice_end_to_end_with_exact_amounts_and_read_your_writes() {
     .unwrap();
     assert_eq!(agent_sum, Decimal::from_str("6.300001").unwrap());
 
+    // Withdrawals: never below zero; the journal stays balanced.
+    let (status, body) = d
+        .post(
+            "/agents/withdraw",
+            Some(&key),
+            json!({"userid": user, "agentid": agent, "amount": 7}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (400, "Insufficient balance")
+    );
+    let (status, body) = d
+        .post(
+            "/v1/agents/withdraw",
+            Some(&key),
+            json!({"userid": user, "agentid": agent, "amount": "1.3"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["updatedBalance"], "5.000001");
+    assert_eq!(
+        body["message"],
+        "Successfully withdrew 1.3 USDC from agent to user"
+    );
+    let total: Decimal = sqlx::query_scalar("SELECT sum(amount) FROM journal_postings")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(total.is_zero());
+    let (_, got) = d.get(&format!("/agentsWith/{agent}"), &key).await;
+    assert_eq!(got["balance"], "5.000001");
+
     // Idempotency-Key: the same deposit twice applies once.
     for _ in 0..2 {
         let r = d
@@ -97,7 +130,7 @@ async fn slice_end_to_end_with_exact_amounts_and_read_your_writes() {
             .unwrap();
         assert_eq!(r.status(), 200);
         let body: serde_json::Value = r.json().await.unwrap();
-        assert_eq!(body["updatedBalance"], "7.300001");
+        assert_eq!(body["updatedBalance"], "6.000001");
     }
 }
 

@@ -62,6 +62,7 @@ fn api() -> Router<AppState> {
         .route("/users", post(routes::users::sign_up))
         .route("/agents/create", post(routes::agents::create))
         .route("/agents/deposit", post(routes::agents::deposit))
+        .route("/agents/withdraw", post(routes::agents::withdraw))
         .route("/agentsWith/{id}", get(routes::agents::get_one))
         .route("/agents/{id}", get(routes::agents::list_for_user))
         .route("/health", get(routes::health::health))

@@ -109,7 +109,10 @@ impl EnvelopeCodec {
     }
 
     fn payload<T: Serialize>(&self, index: usize, payload: &T) -> Result<Value, SchemaError> {
-        let value = to_value(payload)?.resolve(&self.branches[index])?;
+        // With the envelope as schemata, so branches may name types (e.g.
+        // JournalEntry) defined in an earlier branch.
+        let value =
+            to_value(payload)?.resolve_schemata(&self.branches[index], vec![&self.schema])?;
         Ok(Value::Union(index as u32, Box::new(value)))
     }
 }
@@ -198,6 +201,7 @@ impl Command {
         let payload = match &self.payload {
             CommandPayload::CreateAgent(p) => codec.payload(0, p)?,
             CommandPayload::Deposit(p) => codec.payload(1, p)?,
+            CommandPayload::Withdraw(p) => codec.payload(2, p)?,
         };
         codec.encode(vec![
             ("id", Value::String(self.id.to_string())),
@@ -216,6 +220,7 @@ impl Command {
         let payload = match f.union("payload")? {
             (0, v) => CommandPayload::CreateAgent(branch(v)?),
             (1, v) => CommandPayload::Deposit(branch(v)?),
+            (2, v) => CommandPayload::Withdraw(branch(v)?),
             (i, _) => return Err(SchemaError::Shape(format!("unknown command branch {i}"))),
         };
         check_type(payload.type_name(), type_name)?;
@@ -237,6 +242,7 @@ impl Event {
         let payload = match &self.payload {
             EventPayload::AgentCreated(p) => codec.payload(0, p)?,
             EventPayload::FundsDeposited(p) => codec.payload(1, p)?,
+            EventPayload::FundsWithdrawn(p) => codec.payload(2, p)?,
         };
         codec.encode(vec![
             ("id", Value::String(self.id.to_string())),
@@ -257,6 +263,7 @@ impl Event {
         let payload = match f.union("payload")? {
             (0, v) => EventPayload::AgentCreated(branch(v)?),
             (1, v) => EventPayload::FundsDeposited(branch(v)?),
+            (2, v) => EventPayload::FundsWithdrawn(branch(v)?),
             (i, _) => return Err(SchemaError::Shape(format!("unknown event branch {i}"))),
         };
         check_type(payload.type_name(), type_name)?;
@@ -277,7 +284,7 @@ impl Event {
 mod tests {
     use super::*;
     use crate::command::{CreateAgent, Deposit};
-    use crate::event::{FundsDeposited, JournalEntry, Posting};
+    use crate::event::{FundsMovement, JournalEntry, Posting};
     use rust_decimal::Decimal;
 
     fn create_agent() -> Command {
@@ -333,7 +340,7 @@ mod tests {
             correlation_id: None,
             timestamp_ms: 5,
             agent_version: 2,
-            payload: EventPayload::FundsDeposited(FundsDeposited {
+            payload: EventPayload::FundsDeposited(FundsMovement {
                 amount: Decimal::new(50, 0),
                 currency: "USDC".into(),
                 balance_after: Decimal::new(1500000001, 6),

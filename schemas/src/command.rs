@@ -23,6 +23,7 @@ pub struct Command {
 pub enum CommandPayload {
     CreateAgent(CreateAgent),
     Deposit(Deposit),
+    Withdraw(Withdraw),
 }
 
 impl CommandPayload {
@@ -31,6 +32,7 @@ impl CommandPayload {
         match self {
             CommandPayload::CreateAgent(_) => "CreateAgent",
             CommandPayload::Deposit(_) => "Deposit",
+            CommandPayload::Withdraw(_) => "Withdraw",
         }
     }
 }
@@ -78,6 +80,14 @@ impl CreateAgent {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Deposit {
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    pub currency: String,
+}
+
+/// Moves funds from the agent's available balance to its user's wallet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Withdraw {
     #[serde(with = "rust_decimal::serde::str")]
     pub amount: Decimal,
     pub currency: String,

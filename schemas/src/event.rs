@@ -24,7 +24,8 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventPayload {
     AgentCreated(AgentCreated),
-    FundsDeposited(FundsDeposited),
+    FundsDeposited(FundsMovement),
+    FundsWithdrawn(FundsMovement),
 }
 
 impl EventPayload {
@@ -32,6 +33,7 @@ impl EventPayload {
         match self {
             EventPayload::AgentCreated(_) => "AgentCreated",
             EventPayload::FundsDeposited(_) => "FundsDeposited",
+            EventPayload::FundsWithdrawn(_) => "FundsWithdrawn",
         }
     }
 
@@ -40,6 +42,7 @@ impl EventPayload {
         match self {
             EventPayload::AgentCreated(_) => None,
             EventPayload::FundsDeposited(e) => Some(&e.journal),
+            EventPayload::FundsWithdrawn(e) => Some(&e.journal),
         }
     }
 }
@@ -61,8 +64,10 @@ pub struct AgentCreated {
     pub status: String,
 }
 
+/// Money into (`FundsDeposited`) or out of (`FundsWithdrawn`) an agent's
+/// available balance; the two Avro records share this shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FundsDeposited {
+pub struct FundsMovement {
     #[serde(with = "rust_decimal::serde::str")]
     pub amount: Decimal,
     pub currency: String,

@@ -109,7 +109,10 @@ impl Deployment {
         let mut c = self.command(args);
         c.envs(env.iter().copied());
         let child = c.spawn().unwrap();
-        self.children.lock().unwrap().push((role.to_string(), child));
+        self.children
+            .lock()
+            .unwrap()
+            .push((role.to_string(), child));
     }
 
     /// SIGTERM every process of `role` and waits for it to exit (graceful).

@@ -8,6 +8,7 @@ use rust_decimal::Decimal;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
+use schemas::event::JournalEntry;
 use schemas::{Event, EventPayload};
 
 use crate::ConnectorError;
@@ -77,29 +78,56 @@ impl Rows {
                     .push((e.agent_id, e.user_id, c.clone(), e.timestamp_ms));
                 self.set_balance(e.agent_id, e.agent_version, Decimal::ZERO, e.timestamp_ms);
             }
-            EventPayload::FundsDeposited(d) => {
-                self.set_balance(e.agent_id, e.agent_version, d.balance_after, e.timestamp_ms);
-                for p in &d.journal.postings {
-                    let pr = &mut self.postings;
-                    pr.entry.push(d.journal.entry_id.clone());
-                    pr.account.push(p.account.clone());
-                    pr.amount.push(p.amount);
-                    pr.currency.push(d.currency.clone());
-                    pr.event.push(e.id);
-                    pr.agent.push(e.agent_id);
-                    pr.at_ms.push(e.timestamp_ms);
-                }
-                let t = &mut self.transactions;
-                t.event.push(e.id);
-                t.agent.push(e.agent_id);
-                t.user.push(e.user_id);
-                t.kind.push(d.memo.clone());
-                t.amount.push(d.amount);
-                t.currency.push(d.currency.clone());
-                t.balance_after.push(d.balance_after);
-                t.at_ms.push(e.timestamp_ms);
-            }
+            EventPayload::FundsDeposited(d) => self.movement(
+                e,
+                d.amount,
+                &d.currency,
+                d.balance_after,
+                &d.memo,
+                &d.journal,
+            ),
+            EventPayload::FundsWithdrawn(w) => self.movement(
+                e,
+                w.amount,
+                &w.currency,
+                w.balance_after,
+                &w.memo,
+                &w.journal,
+            ),
         }
+    }
+
+    /// A deposit or withdrawal: the new balance, the journal postings and a
+    /// transaction row (`kind` is the event's memo, the amount unsigned).
+    fn movement(
+        &mut self,
+        e: &Event,
+        amount: Decimal,
+        currency: &str,
+        balance_after: Decimal,
+        memo: &str,
+        journal: &JournalEntry,
+    ) {
+        self.set_balance(e.agent_id, e.agent_version, balance_after, e.timestamp_ms);
+        for p in &journal.postings {
+            let pr = &mut self.postings;
+            pr.entry.push(journal.entry_id.clone());
+            pr.account.push(p.account.clone());
+            pr.amount.push(p.amount);
+            pr.currency.push(currency.to_string());
+            pr.event.push(e.id);
+            pr.agent.push(e.agent_id);
+            pr.at_ms.push(e.timestamp_ms);
+        }
+        let t = &mut self.transactions;
+        t.event.push(e.id);
+        t.agent.push(e.agent_id);
+        t.user.push(e.user_id);
+        t.kind.push(memo.to_string());
+        t.amount.push(amount);
+        t.currency.push(currency.to_string());
+        t.balance_after.push(balance_after);
+        t.at_ms.push(e.timestamp_ms);
     }
 
     fn set_balance(&mut self, agent: Uuid, version: i64, balance: Decimal, at_ms: i64) {

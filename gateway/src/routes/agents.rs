@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use schemas::command::{CreateAgent, Deposit};
+use schemas::command::{CreateAgent, Deposit, Withdraw};
 use schemas::ids::{self, Kind};
 use schemas::money;
 use schemas::reply::{AgentView, Outcome, RejectCode};
@@ -203,12 +203,72 @@ pub async fn create(
     Ok(Json(out))
 }
 
-/// `POST /agents/deposit`
+/// Deposit and withdrawal: the same body, different words.
+#[derive(Clone, Copy)]
+enum Movement {
+    Deposit,
+    Withdraw,
+}
+
+impl Movement {
+    fn route(self) -> &'static str {
+        match self {
+            Movement::Deposit => "agents/deposit",
+            Movement::Withdraw => "agents/withdraw",
+        }
+    }
+
+    fn invalid_amount(self) -> &'static str {
+        match self {
+            Movement::Deposit => "Invalid deposit amount",
+            Movement::Withdraw => "Invalid withdraw amount",
+        }
+    }
+
+    fn payload(self, amount: Decimal, currency: String) -> CommandPayload {
+        match self {
+            Movement::Deposit => CommandPayload::Deposit(Deposit { amount, currency }),
+            Movement::Withdraw => CommandPayload::Withdraw(Withdraw { amount, currency }),
+        }
+    }
+
+    fn message(self, amount: Decimal, currency: &str) -> String {
+        let amount = money::display(amount);
+        match self {
+            Movement::Deposit => format!("Successfully deposited {amount} {currency} to agent"),
+            Movement::Withdraw => {
+                format!("Successfully withdrew {amount} {currency} from agent to user")
+            }
+        }
+    }
+}
+
+/// `POST /agents/deposit`: from the user's wallet into the agent.
 pub async fn deposit(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
     body: JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    move_funds(state, caller, headers, body, Movement::Deposit).await
+}
+
+/// `POST /agents/withdraw`: from the agent to the user's wallet, never below zero.
+pub async fn withdraw(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    move_funds(state, caller, headers, body, Movement::Withdraw).await
+}
+
+async fn move_funds(
+    state: AppState,
+    caller: Caller,
+    headers: HeaderMap,
+    body: JsonObject,
+    movement: Movement,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_user_key()?;
     const MISSING: &str = "userid, agentid, and amount are required.";
@@ -228,12 +288,9 @@ pub async fn deposit(
         .ok()
         .flatten()
         .and_then(|a| money::validate_positive(a, &currency).ok())
-        .ok_or_else(|| ApiError::BadRequest("Invalid deposit amount".into()))?;
-    let id = command_id(&headers, caller.user_id, "agents/deposit")?;
-    let payload = CommandPayload::Deposit(Deposit {
-        amount,
-        currency: currency.clone(),
-    });
+        .ok_or_else(|| ApiError::BadRequest(movement.invalid_amount().into()))?;
+    let id = command_id(&headers, caller.user_id, movement.route())?;
+    let payload = movement.payload(amount, currency.clone());
     match state
         .bus
         .execute(command(id, agent_id, &caller, payload))
@@ -242,7 +299,7 @@ pub async fn deposit(
         Outcome::Agent(view) => Ok(Json(json!({
             "success": true,
             "txHash": null,
-            "message": format!("Successfully deposited {} {currency} to agent", money::display(amount)),
+            "message": movement.message(amount, &currency),
             "updatedBalance": money::display(view.balance),
         }))),
         Outcome::Rejected { code, message } => Err(rejected(code, message)),

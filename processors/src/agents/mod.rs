@@ -8,8 +8,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use schemas::command::{CreateAgent, Deposit};
-use schemas::event::{accounts, AgentCreated, FundsDeposited, JournalEntry, Posting};
+use schemas::command::{CreateAgent, Deposit, Withdraw};
+use schemas::event::{accounts, AgentCreated, FundsMovement, JournalEntry, Posting};
 use schemas::money;
 use schemas::reply::{AgentView, Outcome, RejectCode};
 use schemas::{Command, CommandPayload, Event, EventPayload};
@@ -99,6 +99,7 @@ pub fn apply(
     let decided = match &command.payload {
         CommandPayload::CreateAgent(c) => create_agent(state, command, c),
         CommandPayload::Deposit(d) => deposit(state.as_mut(), command, d),
+        CommandPayload::Withdraw(w) => withdraw(state.as_mut(), command, w),
     };
     let (payloads, outcome) = match decided {
         Ok((payloads, view)) => (payloads, Outcome::Agent(Box::new(view))),
@@ -184,66 +185,104 @@ fn create_agent(state: &mut Option<AgentState>, cmd: &Command, c: &CreateAgent) 
         recent: VecDeque::new(),
     };
     if !c.initial_balance.is_zero() {
-        payloads.push(credit(
-            &mut new_state,
-            cmd.id,
-            c.initial_balance,
-            "initial balance",
-        ));
+        let memo = "initial balance";
+        let journal = post(&mut new_state, cmd.id, c.initial_balance, memo);
+        payloads.push(EventPayload::FundsDeposited(FundsMovement {
+            amount: c.initial_balance,
+            currency: c.currency.clone(),
+            balance_after: new_state.view.balance,
+            memo: memo.into(),
+            journal,
+        }));
     }
     let view = new_state.view.clone();
     *state = Some(new_state);
     Ok((payloads, view))
 }
 
-/// Validates everything first, then mutates: a rejected deposit changes nothing.
-fn deposit(state: Option<&mut AgentState>, cmd: &Command, d: &Deposit) -> Decided {
+/// Checks a deposit or withdrawal against the agent: it exists and is the
+/// caller's, the currency is the agent's, the amount is a valid positive one.
+fn movable<'a>(
+    state: Option<&'a mut AgentState>,
+    cmd: &Command,
+    amount: Decimal,
+    currency: &str,
+    invalid_amount: &str,
+) -> Result<&'a mut AgentState, (RejectCode, String)> {
     let s = state.ok_or_else(not_found)?;
     if s.view.user_id != cmd.user_id {
         // Another user's agent is indistinguishable from a missing one.
         return Err(not_found());
     }
-    if d.currency != s.view.currency {
+    if currency != s.view.currency {
         return Err((
             RejectCode::Invalid,
-            format!("Agent holds {}, not {}", s.view.currency, d.currency),
+            format!("Agent holds {}, not {currency}", s.view.currency),
         ));
     }
-    if money::validate_positive(d.amount, &d.currency).is_err() {
-        return Err((RejectCode::Invalid, "Invalid deposit amount".into()));
+    if money::validate_positive(amount, currency).is_err() {
+        return Err((RejectCode::Invalid, invalid_amount.into()));
     }
+    Ok(s)
+}
+
+/// Validates everything first, then mutates: a rejected deposit changes nothing.
+fn deposit(state: Option<&mut AgentState>, cmd: &Command, d: &Deposit) -> Decided {
+    let s = movable(state, cmd, d.amount, &d.currency, "Invalid deposit amount")?;
     if s.view.balance + d.amount > BALANCE_MAX {
         return Err((
             RejectCode::Invalid,
             "Deposit would exceed the maximum balance".into(),
         ));
     }
-    let payload = credit(s, cmd.id, d.amount, "deposit");
+    let memo = "deposit";
+    let journal = post(s, cmd.id, d.amount, memo);
+    let payload = EventPayload::FundsDeposited(FundsMovement {
+        amount: d.amount,
+        currency: d.currency.clone(),
+        balance_after: s.view.balance,
+        memo: memo.into(),
+        journal,
+    });
     Ok((vec![payload], s.view.clone()))
 }
 
-/// Credits `amount` to the agent's available balance from external funding:
-/// one balanced journal entry. Mutates only the view's balance.
-fn credit(state: &mut AgentState, command_id: Uuid, amount: Decimal, memo: &str) -> EventPayload {
-    state.view.balance += amount;
-    let currency = state.view.currency.clone();
-    EventPayload::FundsDeposited(FundsDeposited {
-        amount,
-        currency: currency.clone(),
-        balance_after: state.view.balance,
+/// Withdraws to the user's wallet; never below zero.
+fn withdraw(state: Option<&mut AgentState>, cmd: &Command, w: &Withdraw) -> Decided {
+    let s = movable(state, cmd, w.amount, &w.currency, "Invalid withdraw amount")?;
+    if w.amount > s.view.balance {
+        return Err((RejectCode::Invalid, "Insufficient balance".into()));
+    }
+    let memo = "withdrawal";
+    let journal = post(s, cmd.id, -w.amount, memo);
+    debug_assert!(s.view.balance >= Decimal::ZERO);
+    let payload = EventPayload::FundsWithdrawn(FundsMovement {
+        amount: w.amount,
+        currency: w.currency.clone(),
+        balance_after: s.view.balance,
         memo: memo.into(),
-        journal: JournalEntry {
-            entry_id: format!("{command_id}:{memo}"),
-            postings: vec![
-                Posting {
-                    account: accounts::agent_available(state.view.agent_id),
-                    amount,
-                },
-                Posting {
-                    account: accounts::external_funding(&currency),
-                    amount: -amount,
-                },
-            ],
-        },
-    })
+        journal,
+    });
+    Ok((vec![payload], s.view.clone()))
+}
+
+/// Moves `delta` between external funding and the agent's available balance
+/// (positive: into the agent): one balanced journal entry. Mutates only the
+/// view's balance.
+fn post(state: &mut AgentState, command_id: Uuid, delta: Decimal, memo: &str) -> JournalEntry {
+    state.view.balance += delta;
+    let currency = &state.view.currency;
+    JournalEntry {
+        entry_id: format!("{command_id}:{memo}"),
+        postings: vec![
+            Posting {
+                account: accounts::agent_available(state.view.agent_id),
+                amount: delta,
+            },
+            Posting {
+                account: accounts::external_funding(currency),
+                amount: -delta,
+            },
+        ],
+    }
 }

@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::*;
-use schemas::command::{CreateAgent, Deposit};
+use schemas::command::{CreateAgent, Deposit, Withdraw};
 
 fn create(agent: Uuid, user: Uuid, initial: Decimal) -> (CommandPayload, Uuid, Uuid) {
     let payload = CommandPayload::CreateAgent(CreateAgent {
@@ -40,6 +40,17 @@ fn command(id: Uuid, (payload, agent_id, user_id): (CommandPayload, Uuid, Uuid))
 fn deposit(agent: Uuid, user: Uuid, amount: Decimal) -> (CommandPayload, Uuid, Uuid) {
     (
         CommandPayload::Deposit(Deposit {
+            amount,
+            currency: "USDC".into(),
+        }),
+        agent,
+        user,
+    )
+}
+
+fn withdraw(agent: Uuid, user: Uuid, amount: Decimal) -> (CommandPayload, Uuid, Uuid) {
+    (
+        CommandPayload::Withdraw(Withdraw {
             amount,
             currency: "USDC".into(),
         }),
@@ -154,6 +165,42 @@ fn invalid_amounts_are_rejected_without_effect() {
     assert_eq!(state.unwrap().view.balance, Decimal::ZERO);
 }
 
+#[test]
+fn withdrawals_never_overdraw() {
+    let (agent, user) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut state = None;
+    apply(
+        &mut state,
+        &command(Uuid::new_v4(), create(agent, user, Decimal::new(10, 0))),
+        ids(1),
+    );
+    let r = apply(
+        &mut state,
+        &command(
+            Uuid::new_v4(),
+            withdraw(agent, user, Decimal::new(1000001, 5)),
+        ),
+        ids(2),
+    );
+    assert_eq!(
+        r.outcome,
+        Outcome::Rejected {
+            code: RejectCode::Invalid,
+            message: "Insufficient balance".into()
+        }
+    );
+    let r = apply(
+        &mut state,
+        &command(Uuid::new_v4(), withdraw(agent, user, Decimal::new(10, 0))),
+        ids(3),
+    );
+    let Outcome::Agent(view) = &r.outcome else {
+        panic!("{:?}", r.outcome)
+    };
+    assert!(view.balance.is_zero());
+    assert!(r.events[0].payload.journal().unwrap().is_balanced());
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Create {
@@ -161,6 +208,10 @@ enum Op {
         initial_units: i64,
     },
     Deposit {
+        agent: usize,
+        units: i64,
+    },
+    Withdraw {
         agent: usize,
         units: i64,
     },
@@ -177,6 +228,7 @@ fn op() -> impl Strategy<Value = Op> {
             initial_units
         }),
         (0usize..4, -1_000i64..50_000_000).prop_map(|(agent, units)| Op::Deposit { agent, units }),
+        (0usize..4, -1_000i64..60_000_000).prop_map(|(agent, units)| Op::Withdraw { agent, units }),
         (0usize..64).prop_map(|nth| Op::Retry { nth }),
     ]
 }
@@ -199,6 +251,8 @@ proptest! {
                     command(Uuid::new_v4(), create(agents[*agent], user, Decimal::new(*initial_units, 6))),
                 Op::Deposit { agent, units } =>
                     command(Uuid::new_v4(), deposit(agents[*agent], user, Decimal::new(*units, 6))),
+                Op::Withdraw { agent, units } =>
+                    command(Uuid::new_v4(), withdraw(agents[*agent], user, Decimal::new(*units, 6))),
                 Op::Retry { nth } => match sent.get(*nth) { Some(c) => c.clone(), None => continue },
             };
             let state = states.entry(cmd.agent_id).or_insert(None);
