@@ -124,6 +124,12 @@ struct HttpArgs {
     reply_timeout_ms: u64,
     #[arg(long, env = "AGENTBANK_NETWORK_ID", default_value = "ledger")]
     network_id: String,
+    /// Requests per API key per minute (the Mage docs' limit).
+    #[arg(long, env = "AGENTBANK_RATE_LIMIT_PER_MINUTE", default_value_t = 100)]
+    rate_limit_per_minute: u32,
+    /// Requests per API key per day (the Mage docs' limit).
+    #[arg(long, env = "AGENTBANK_RATE_LIMIT_PER_DAY", default_value_t = 5_000)]
+    rate_limit_per_day: u32,
 }
 
 impl Common {
@@ -164,6 +170,8 @@ impl Common {
             topics: self.topics(),
             reply_timeout: Duration::from_millis(http.reply_timeout_ms),
             network_id: http.network_id.clone(),
+            rate_limit_per_minute: http.rate_limit_per_minute,
+            rate_limit_per_day: http.rate_limit_per_day,
         }
     }
 

@@ -376,3 +376,68 @@ async fn bad_input_gets_a_clear_error_and_writes_nothing() {
     let (_, got) = d.get(&format!("/agentsWith/{agent}"), &key).await;
     assert_eq!(got["balance"], "0");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limits_answer_429_with_retry_after_per_key() {
+    let d = Deployment::new("ratelimit").await;
+    d.start_with_env("dev", &["dev"], &[("AGENTBANK_RATE_LIMIT_PER_MINUTE", "5")]);
+    d.wait_healthy().await;
+    let (user, key) = d.sign_up("limited").await;
+    let (other_user, other_key) = d.sign_up("other").await;
+    for remaining in (0..5).rev() {
+        let r = d
+            .client
+            .get(d.url(&format!("/agents/{user}")))
+            .header("x-api-key", &key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-ratelimit-limit"], "5");
+        assert_eq!(
+            r.headers()["x-ratelimit-remaining"],
+            remaining.to_string().as_str()
+        );
+        assert!(r.headers().contains_key("x-ratelimit-reset"));
+    }
+    let r = d
+        .client
+        .get(d.url(&format!("/agents/{user}")))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let retry_after: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "Retry-After {retry_after}");
+    assert_eq!(r.headers()["x-ratelimit-remaining"], "0");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("Rate limit exceeded"));
+    // A write over the limit is refused before it becomes a command.
+    let (status, _) = d
+        .post(
+            "/agents/create",
+            Some(&key),
+            json!({"userid": user, "name": "x"}),
+        )
+        .await;
+    assert_eq!(status, 429);
+    let (status, list) = d.get(&format!("/agents/{other_user}"), &other_key).await;
+    assert_eq!(
+        (status, list),
+        (200, json!([])),
+        "another key has its own budget"
+    );
+    let agents: i64 = sqlx::query_scalar("SELECT count(*) FROM agents")
+        .fetch_one(&d.pool().await)
+        .await
+        .unwrap();
+    assert_eq!(agents, 0, "the refused create wrote nothing");
+}

@@ -14,6 +14,7 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::rate_limit::BudgetSlot;
 use crate::AppState;
 
 pub const API_KEY_PREFIX: &str = "mag_";
@@ -115,6 +116,20 @@ impl FromRequestParts<AppState> for Caller {
         let matches: bool = stored.as_slice().ct_eq(presented.as_slice()).into();
         if !matches || user_id.is_nil() {
             return Err(invalid());
+        }
+        let checked = state.limits.check(key_id);
+        if let Some(slot) = parts.extensions.get::<BudgetSlot>() {
+            let budget = match &checked {
+                Ok(b) => *b,
+                Err(limited) => limited.budget,
+            };
+            *slot.0.lock().expect("budget slot") = Some(budget);
+        }
+        if let Err(limited) = checked {
+            metrics::counter!("agentbank_gateway_rate_limited_total").increment(1);
+            return Err(ApiError::RateLimited {
+                retry_after_s: limited.retry_after_s,
+            });
         }
         Ok(Caller { user_id, agent_id })
     }

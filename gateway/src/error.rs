@@ -21,7 +21,7 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
-    #[error("Too many requests")]
+    #[error("Rate limit exceeded; retry after the time in Retry-After")]
     RateLimited { retry_after_s: u64 },
     /// A dependency (broker, processor, Postgres) did not answer in time.
     #[error("{0}")]

@@ -5,12 +5,14 @@
 //! - [`commands`]: writes as Kafka commands, replies by correlation id,
 //!   read-your-writes by waiting on the sink's watermark.
 //! - [`error`]: the one error type and its `{"error": "..."}` responses.
+//! - [`rate_limit`]: per-key budgets (100/min, 5,000/day) and their headers.
 //! - [`routes`]: the handlers, mounted at `/` and at `/v1`.
 
 pub mod auth;
 pub mod body;
 pub mod commands;
 pub mod error;
+pub mod rate_limit;
 pub mod routes;
 
 use std::net::SocketAddr;
@@ -42,6 +44,9 @@ pub struct GatewayConfig {
     pub reply_timeout: Duration,
     /// Shown as `walletAddress.networkId` until on-chain settlement exists.
     pub network_id: String,
+    /// Requests per API key per minute and per day.
+    pub rate_limit_per_minute: u32,
+    pub rate_limit_per_day: u32,
 }
 
 /// Reports a co-located processor's liveness for `/health`.
@@ -54,6 +59,7 @@ pub struct AppState {
     pub config: Arc<GatewayConfig>,
     pub metrics: Option<PrometheusHandle>,
     pub processor_probe: Option<ProcessorProbe>,
+    pub limits: Arc<rate_limit::RateLimits>,
 }
 
 /// The API routes, without prefix.
@@ -81,6 +87,7 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(body::BODY_BYTES_MAX))
+        .layer(middleware::from_fn(rate_limit::headers))
         .layer(middleware::from_fn(record_http))
         .with_state(state)
 }
@@ -122,12 +129,25 @@ pub async fn serve(
         .await
         .map_err(|e| ApiError::Internal(format!("binding {}: {e}", config.http_addr)))?;
     tracing::info!(addr = %config.http_addr, "gateway listening");
+    let limits = Arc::new(rate_limit::RateLimits::new(
+        config.rate_limit_per_minute,
+        config.rate_limit_per_day,
+    ));
+    let idle = limits.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            idle.forget_idle();
+        }
+    });
     let state = AppState {
         pool,
         bus,
         config: Arc::new(config),
         metrics,
         processor_probe,
+        limits,
     };
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move {

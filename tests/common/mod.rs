@@ -78,6 +78,10 @@ impl Deployment {
             .env("AGENTBANK_HTTP_ADDR", &self.http)
             .env("AGENTBANK_PARTITIONS", "4")
             .env("AGENTBANK_REPLY_TIMEOUT_MS", "3000")
+            // Tests push thousands of requests through one key; the rate-limit
+            // test sets its own small budget.
+            .env("AGENTBANK_RATE_LIMIT_PER_MINUTE", "1000000")
+            .env("AGENTBANK_RATE_LIMIT_PER_DAY", "100000000")
             .env("RUST_LOG", "info,rdkafka=warn,sqlx=warn,librdkafka=error")
             .stdin(Stdio::null());
         let log = std::fs::OpenOptions::new()
