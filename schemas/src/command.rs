@@ -49,6 +49,9 @@ pub struct PaymentRules {
     pub require_approval_above_amount: Option<Decimal>,
 }
 
+/// The rule fields are spelled out rather than `#[serde(flatten)]`-ed from
+/// [`PaymentRules`]: the Avro record is flat, and apache-avro cannot decode
+/// optional fields through `flatten` (tried; the round-trip test fails).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CreateAgent {
     pub name: String,
