@@ -78,6 +78,14 @@ pub struct ProcessorStatus {
     pub partitions: AtomicU64,
 }
 
+/// Publishes how many partitions this instance owns (for `/health` and the
+/// `agentbank_processor_partitions_owned` gauge: 0 on every instance means
+/// nobody is applying commands).
+fn report_owned(status: &ProcessorStatus, owned: usize) {
+    status.partitions.store(owned as u64, Ordering::Relaxed);
+    metrics::gauge!("agentbank_processor_partitions_owned").set(owned as f64);
+}
+
 /// What the rebalance callbacks saw since the loop last looked.
 #[derive(Default)]
 struct RebalanceLog {
@@ -158,9 +166,7 @@ pub async fn run(
             }
             consumer.assign(&tpl)?;
             watch_claims(&config, &fence, &owned)?;
-            status
-                .partitions
-                .store(owned.len() as u64, Ordering::Relaxed);
+            report_owned(&status, owned.len());
         }
     }
     tracing::info!(group = %config.group_id, topic = %config.topics.commands, assignment = ?config.assignment,
@@ -268,9 +274,7 @@ async fn sync_assignment(
     if changed {
         watch_claims(config, fence, owned)?;
     }
-    status
-        .partitions
-        .store(owned.len() as u64, Ordering::Relaxed);
+    report_owned(status, owned.len());
     Ok(())
 }
 
@@ -331,9 +335,7 @@ fn step_down(
         pending.remove(p);
     }
     consumer.pause(&tpl)?;
-    status
-        .partitions
-        .store(owned.len() as u64, Ordering::Relaxed);
+    report_owned(status, owned.len());
     Ok(())
 }
 
