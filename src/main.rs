@@ -16,7 +16,7 @@ use clap::{Args, Parser, Subcommand};
 use tokio::sync::watch;
 
 use connectors::kafka::KafkaConfig;
-use gateway::{GatewayConfig, ProcessorProbe};
+use gateway::{GatewayConfig, ProcessorHealth, ProcessorProbe};
 use processors::runtime::{Assignment, ProcessorConfig, ProcessorStatus};
 use schemas::topics::Topics;
 
@@ -308,12 +308,16 @@ async fn main() -> anyhow::Result<()> {
             let status = Arc::new(ProcessorStatus::default());
             let probe_status = status.clone();
             let probe: ProcessorProbe = Arc::new(move || {
-                serde_json::json!({
-                    "status": "running",
-                    "partitions": probe_status.partitions.load(Ordering::Relaxed),
-                    "batches": probe_status.batches.load(Ordering::Relaxed),
-                    "commands": probe_status.commands.load(Ordering::Relaxed),
-                })
+                let partitions = probe_status.partitions.load(Ordering::Relaxed);
+                ProcessorHealth {
+                    ready: partitions > 0,
+                    detail: serde_json::json!({
+                        "status": if partitions > 0 { "running" } else { "starting" },
+                        "partitions": partitions,
+                        "batches": probe_status.batches.load(Ordering::Relaxed),
+                        "commands": probe_status.commands.load(Ordering::Relaxed),
+                    }),
+                }
             });
             let processor_config = common.processor()?;
             let gateway_config = common.gateway(&http);

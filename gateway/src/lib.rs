@@ -49,8 +49,15 @@ pub struct GatewayConfig {
     pub rate_limit_per_day: u32,
 }
 
+/// A co-located processor's state for `/health`: ready once it owns its
+/// partitions (restores done), with details to show.
+pub struct ProcessorHealth {
+    pub ready: bool,
+    pub detail: serde_json::Value,
+}
+
 /// Reports a co-located processor's liveness for `/health`.
-pub type ProcessorProbe = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+pub type ProcessorProbe = Arc<dyn Fn() -> ProcessorHealth + Send + Sync>;
 
 #[derive(Clone)]
 pub struct AppState {

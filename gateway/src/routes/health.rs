@@ -22,11 +22,16 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     let broker = tokio::task::spawn_blocking(move || kafka.partition_count(&topic).is_ok())
         .await
         .unwrap_or(false);
-    let processor = state
-        .processor_probe
-        .as_ref()
-        .map_or(json!({"status": "external"}), |p| p());
-    let ok = postgres && broker;
+    // Apart from the gateway, a processor is watched by its own metrics
+    // (`agentbank_processor_partitions_owned`), so only dev's is judged here.
+    let (processor_ready, processor) = match state.processor_probe.as_ref() {
+        None => (true, json!({"status": "external"})),
+        Some(probe) => {
+            let health = probe();
+            (health.ready, health.detail)
+        }
+    };
+    let ok = postgres && broker && processor_ready;
     let status = if ok {
         StatusCode::OK
     } else {
@@ -35,7 +40,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     (
         status,
         Json(json!({
-            "status": if ok { "ok" } else { "degraded" },
+            "status": if ok { "ok" } else if postgres && broker { "starting" } else { "degraded" },
             "broker": if broker { "ok" } else { "unreachable" },
             "postgres": if postgres { "ok" } else { "unreachable" },
             "processor": processor,

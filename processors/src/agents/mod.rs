@@ -34,7 +34,32 @@ pub struct AgentState {
     /// +1 per event of this agent; events carry it so readers can order them.
     pub version: i64,
     /// The last [`RECENT_COMMANDS_MAX`] command ids and what they answered.
+    #[serde(deserialize_with = "recent_compat")]
     pub recent: VecDeque<(Uuid, Answer)>,
+}
+
+/// Reads the dedupe window of any checkpoint format written so far:
+/// format 1 kept whole outcomes (a full agent view per entry), format 2 keeps
+/// [`Answer`]s. An upgraded processor must restore what the old one wrote.
+fn recent_compat<'de, D>(d: D) -> Result<VecDeque<(Uuid, Answer)>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    // Via `Value`, not `#[serde(untagged)]`: untagged buffering loses numbers
+    // under serde_json's arbitrary_precision (which exact amounts need).
+    let entries = Vec::<(Uuid, serde_json::Value)>::deserialize(d)?;
+    entries
+        .into_iter()
+        .map(|(id, v)| {
+            let answer = match serde_json::from_value::<Answer>(v.clone()) {
+                Ok(answer) => answer,
+                Err(_) => Answer::of(
+                    &serde_json::from_value::<Outcome>(v).map_err(serde::de::Error::custom)?,
+                ),
+            };
+            Ok((id, answer))
+        })
+        .collect()
 }
 
 /// What a remembered command answered, in as few bytes as rebuild it: the

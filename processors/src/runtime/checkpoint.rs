@@ -211,6 +211,35 @@ mod tests {
     }
 
     #[test]
+    fn records_of_the_first_checkpoint_format_still_restore() {
+        // Written by the first release: the dedupe window held whole outcomes.
+        let agent = "1d70cd30-d69e-4ddc-9cb5-2a79e61f4cfd";
+        let view = format!(
+            r#"{{"agent_id":"{agent}","user_id":"{agent}","name":"a","description":"","wallet_address":null,
+            "currency":"USDC","rules":{{"daily_limit":null,"transaction_limit":"100","require_approval_for_all":false,
+            "require_approval_above_amount":null}},"tags":[],"status":"active","created_ms":1,"balance":"6.1"}}"#
+        );
+        let record = format!(
+            r#"{{"epoch":1,"last_offset":3,"state":{{"view":{view},"version":3,"recent":[
+            ["0c0a3d5e-7b2a-4f5e-9a55-6a9d3c1b2a11",{{"Agent":{view}}}],
+            ["0c0a3d5e-7b2a-4f5e-9a55-6a9d3c1b2a12",{{"Rejected":{{"code":"Invalid","message":"Invalid deposit amount"}}}}]]}}}}"#
+        );
+        let r = restore(vec![(
+            format!("{agent}@1.ff4048a6"),
+            Some(record.into_bytes()),
+        )])
+        .unwrap();
+        let (state, last) = &r.agents[&Uuid::parse_str(agent).unwrap()];
+        assert_eq!(*last, 3);
+        assert_eq!(state.view.balance, Decimal::new(61, 1));
+        assert_eq!(state.recent.len(), 2);
+        assert_eq!(
+            state.recent[0].1,
+            crate::agents::Answer::Balance(Decimal::new(61, 1))
+        );
+    }
+
+    #[test]
     fn empty_changelog_starts_at_zero() {
         let r = restore(vec![]).unwrap();
         assert_eq!((r.next_offset, r.max_epoch, r.agents.len()), (0, 0, 0));
