@@ -71,7 +71,8 @@ pub fn mint_key() -> NewKey {
     }
 }
 
-fn parse_key(text: &str) -> Option<(&str, Vec<u8>)> {
+/// Splits `mag_<key id>_<secret>` into the key id and the decoded secret.
+pub fn parse_key(text: &str) -> Option<(&str, Vec<u8>)> {
     if text.len() > API_KEY_CHARS_MAX {
         return None;
     }

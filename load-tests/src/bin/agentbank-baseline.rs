@@ -1,0 +1,251 @@
+//! `agentbank-baseline`: what a user would otherwise write — a plain Postgres
+//! ledger behind the same routes, to compare agentbank against side by side.
+//!
+//! Same checks and the same rows as agentbank (auth by key hash, ownership,
+//! exact amounts, a balanced journal entry and a transaction row per deposit),
+//! but each deposit is one SQL transaction that locks the agent's balance with
+//! `SELECT … FOR UPDATE`. Honest and reasonably tuned: a connection pool and
+//! sqlx's cached prepared statements. Uses agentbank's migrations, in its own
+//! database.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use clap::Parser;
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use gateway::auth::{hash_password, mint_key, parse_key};
+use gateway::body::{JsonObject, NAME_CHARS_MAX};
+use gateway::routes::agents::agent_json;
+use gateway::ApiError;
+use schemas::command::PaymentRules;
+use schemas::event::accounts;
+use schemas::ids::{self, Kind};
+use schemas::money;
+use schemas::reply::AgentView;
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, env = "BASELINE_HTTP_ADDR", default_value = "127.0.0.1:8090")]
+    http_addr: SocketAddr,
+    #[arg(
+        long,
+        env = "BASELINE_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/agentbank_baseline"
+    )]
+    database_url: String,
+    /// Connections in the pool (the 2-core box saturates well below 64).
+    #[arg(long, default_value_t = 32)]
+    pool: u32,
+}
+
+/// Verifies `x-api-key` like the gateway: key id lookup, constant-time hash compare.
+async fn user_of(pool: &PgPool, headers: &HeaderMap) -> Result<Uuid, ApiError> {
+    let invalid = || ApiError::Unauthorized("Invalid or missing API key".into());
+    let text = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(invalid)?;
+    let (key_id, secret) = parse_key(text.trim()).ok_or_else(invalid)?;
+    let row: Option<(Vec<u8>, Uuid)> =
+        sqlx::query_as("SELECT secret_sha256, user_id FROM api_keys WHERE key_id = $1")
+            .bind(key_id)
+            .fetch_optional(pool)
+            .await?;
+    let (stored, user) = row.unwrap_or((vec![0; 32], Uuid::nil()));
+    let ok: bool = stored
+        .as_slice()
+        .ct_eq(Sha256::digest(&secret).as_slice())
+        .into();
+    if ok && !user.is_nil() {
+        Ok(user)
+    } else {
+        Err(invalid())
+    }
+}
+
+async fn sign_up(
+    State(pool): State<PgPool>,
+    body: JsonObject,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let missing = "name, email and password are required";
+    let name = body.str("name", NAME_CHARS_MAX, missing)?;
+    let email = body.str("email", 254, missing)?;
+    let password = body.str("password", 128, missing)?;
+    let hash = hash_password(password).await?;
+    let (user, key) = (Uuid::new_v4(), mint_key());
+    let mut tx = pool.begin().await?;
+    sqlx::query("INSERT INTO users (id, name, email, password_hash) VALUES ($1, $2, $3, $4)")
+        .bind(user)
+        .bind(&name)
+        .bind(&email)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("INSERT INTO api_keys (key_id, secret_sha256, user_id) VALUES ($1, $2, $3)")
+        .bind(&key.key_id)
+        .bind(&key.secret_sha256)
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": ids::short(Kind::User, user), "apikey": key.text})),
+    ))
+}
+
+async fn create_agent(
+    State(pool): State<PgPool>,
+    headers: HeaderMap,
+    body: JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    let user = user_of(&pool, &headers).await?;
+    let name = body.str("name", NAME_CHARS_MAX, "Agent name is required")?;
+    let agent = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO agents (id, user_id, name, description, currency, require_approval_for_all, tags, status,
+            balance, version, created_at, updated_at)
+         VALUES ($1, $2, $3, '', 'USDC', false, '{}', 'active', 0, 1, now(), now())",
+    )
+    .bind(agent)
+    .bind(user)
+    .bind(&name)
+    .execute(&pool)
+    .await?;
+    Ok(Json(
+        json!({"id": ids::short(Kind::Agent, agent), "balance": "0"}),
+    ))
+}
+
+/// One SQL transaction per deposit: lock, check, update, journal, commit.
+async fn deposit(
+    State(pool): State<PgPool>,
+    headers: HeaderMap,
+    body: JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    let user = user_of(&pool, &headers).await?;
+    let agent_text = body.str(
+        "agentid",
+        ids::ID_TEXT_MAX,
+        "userid, agentid, and amount are required.",
+    )?;
+    let agent = ids::parse(Kind::Agent, &agent_text)
+        .map_err(|_| ApiError::NotFound("Agent not found".into()))?;
+    let amount = body
+        .opt_amount("amount")
+        .ok()
+        .flatten()
+        .and_then(|a| money::validate_positive(a, "USDC").ok())
+        .ok_or_else(|| ApiError::BadRequest("Invalid deposit amount".into()))?;
+    let event = Uuid::new_v4();
+    let mut tx = pool.begin().await?;
+    let balance: Option<Decimal> =
+        sqlx::query_scalar("SELECT balance FROM agents WHERE id = $1 AND user_id = $2 FOR UPDATE")
+            .bind(agent)
+            .bind(user)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let balance = balance.ok_or_else(|| ApiError::NotFound("Agent not found".into()))? + amount;
+    sqlx::query(
+        "UPDATE agents SET balance = $2, version = version + 1, updated_at = now() WHERE id = $1",
+    )
+    .bind(agent)
+    .bind(balance)
+    .execute(&mut *tx)
+    .await?;
+    let entry = format!("{event}:deposit");
+    sqlx::query(
+        "INSERT INTO journal_postings (entry_id, account, amount, currency, event_id, agent_id, occurred_at)
+         VALUES ($1, $2, $3, 'USDC', $5, $6, now()), ($1, $4, -$3, 'USDC', $5, $6, now())",
+    )
+    .bind(&entry)
+    .bind(accounts::agent_available(agent))
+    .bind(amount)
+    .bind(accounts::external_funding("USDC"))
+    .bind(event)
+    .bind(agent)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO transactions (event_id, agent_id, user_id, kind, amount, currency, balance_after, occurred_at)
+         VALUES ($1, $2, $3, 'deposit', $4, 'USDC', $5, now())",
+    )
+    .bind(event)
+    .bind(agent)
+    .bind(user)
+    .bind(amount)
+    .bind(balance)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Json(
+        json!({"success": true, "updatedBalance": money::display(balance)}),
+    ))
+}
+
+async fn get_agent(
+    State(pool): State<PgPool>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let user = user_of(&pool, &headers).await?;
+    let agent =
+        ids::parse(Kind::Agent, &id).map_err(|_| ApiError::NotFound("Agent not found".into()))?;
+    let row: Option<(String, Decimal, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "SELECT name, balance, created_at FROM agents WHERE id = $1 AND user_id = $2",
+    )
+    .bind(agent)
+    .bind(user)
+    .fetch_optional(&pool)
+    .await?;
+    let (name, balance, created) =
+        row.ok_or_else(|| ApiError::NotFound("Agent not found".into()))?;
+    let view = AgentView {
+        agent_id: agent,
+        user_id: user,
+        name,
+        description: String::new(),
+        wallet_address: None,
+        currency: "USDC".into(),
+        rules: PaymentRules::default(),
+        tags: vec![],
+        status: "active".into(),
+        created_ms: created.timestamp_millis(),
+        balance,
+    };
+    Ok(Json(agent_json(&view, "ledger")))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(args.pool)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(&args.database_url)
+        .await
+        .context("connecting to the baseline database")?;
+    connectors::db::migrate(&pool).await?;
+    let app = Router::new()
+        .route("/users", post(sign_up))
+        .route("/agents/create", post(create_agent))
+        .route("/agents/deposit", post(deposit))
+        .route("/agentsWith/{id}", get(get_agent))
+        .route("/health", get(|| async { "ok" }))
+        .with_state(pool);
+    let listener = tokio::net::TcpListener::bind(args.http_addr).await?;
+    eprintln!("baseline listening on {}", args.http_addr);
+    axum::serve(listener, app).await?;
+    Ok(())
+}
