@@ -240,6 +240,26 @@ impl Drop for Deployment {
     }
 }
 
+/// Waits until `role`'s log holds `count` lines containing `needle`.
+pub async fn wait_for_log(d: &Deployment, role: &str, needle: &str, count: usize) {
+    let path = format!("{}/{}-{role}.log", log_dir(), d.name);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .matches(needle)
+            .count();
+        if seen >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{role} never logged {count}× '{needle}'"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 pub fn log_dir() -> String {
     let dir = std::env::var("AGENTBANK_TEST_LOG_DIR")
         .unwrap_or_else(|_| format!("{}/.run/test-logs", env!("CARGO_MANIFEST_DIR")));
