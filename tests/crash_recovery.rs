@@ -13,41 +13,44 @@ use serde_json::json;
 const AGENTS: usize = 8;
 const DEPOSITS: usize = 1_000;
 
-async fn agents(d: &Deployment, user: &str, key: &str) -> Vec<String> {
-    let mut out = vec![];
+/// Signs up, creates [`AGENTS`] agents with 1 USDC each, sends [`DEPOSITS`]
+/// deposits while `chaos` runs, then audits everything acknowledged. Returns
+/// how many requests the chaos disturbed (retried or held up).
+async fn load_during(d: &Deployment, chaos: impl std::future::Future<Output = ()>) -> usize {
+    let (user, key) = d.sign_up("crash").await;
+    let mut agents = vec![];
     for _ in 0..AGENTS {
-        out.push(d.create_agent(user, key, json!({"balance": 1})).await);
+        agents.push(d.create_agent(&user, &key, json!({"balance": 1})).await);
     }
-    out
+    let load = deposit_load(d, &user, &key, &agents, DEPOSITS, 16);
+    let ((acked, disturbed), ()) = tokio::join!(load, chaos);
+    audit(d, &key, &acked, DEPOSITS, Decimal::ONE).await;
+    disturbed
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn processor_killed_mid_stream_loses_and_duplicates_nothing() {
     let d = Deployment::new("proccrash").await;
     d.start_split().await;
-    let (user, key) = d.sign_up("crash").await;
-    let agents = agents(&d, &user, &key).await;
-
-    let load = deposit_load(&d, &user, &key, &agents, DEPOSITS, 16);
     let chaos = async {
         for round in 0..3 {
             tokio::time::sleep(Duration::from_millis(1_500)).await;
             d.kill("processor");
             tokio::time::sleep(Duration::from_millis(300)).await;
             d.start("processor", &["processor"]);
-            if round == 1 {
-                // A second instance joins: the group hands partitions over.
+            if round >= 1 {
+                // A second instance with the same index (a zombie's
+                // successor): both apply until the older one steps down.
                 d.start("processor", &["processor"]);
             }
         }
     };
-    let ((acked, disturbed), ()) = tokio::join!(load, chaos);
+    let disturbed = load_during(&d, chaos).await;
     assert!(
         disturbed > 0,
         "no request was disturbed: the crashes missed the load"
     );
     eprintln!("{disturbed} requests retried or held up across the crashes");
-    audit(&d, &key, &acked, DEPOSITS, Decimal::ONE).await;
 }
 
 /// A Tansu broker of this test's own (port, SQLite file), so killing it
@@ -126,10 +129,6 @@ async fn broker_killed_and_restarted_loses_and_duplicates_nothing() {
     let broker = std::sync::Mutex::new(Broker::start(dir, port));
     let d = Deployment::with_bootstrap("brokercrash", format!("127.0.0.1:{port}")).await;
     d.start_dev().await;
-    let (user, key) = d.sign_up("crash").await;
-    let agents = agents(&d, &user, &key).await;
-
-    let load = deposit_load(&d, &user, &key, &agents, DEPOSITS, 16);
     let chaos = async {
         for _ in 0..2 {
             tokio::time::sleep(Duration::from_millis(1_500)).await;
@@ -138,13 +137,12 @@ async fn broker_killed_and_restarted_loses_and_duplicates_nothing() {
             broker.lock().unwrap().restart();
         }
     };
-    let ((acked, disturbed), ()) = tokio::join!(load, chaos);
+    let disturbed = load_during(&d, chaos).await;
     assert!(
         disturbed > 0,
         "no request was disturbed: the crashes missed the load"
     );
     eprintln!("{disturbed} requests retried or held up across the crashes");
-    audit(&d, &key, &acked, DEPOSITS, Decimal::ONE).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -162,17 +160,12 @@ async fn group_mode_hands_partitions_over_when_an_instance_leaves() {
     d.start("sink", &["sink"]);
     d.start("gateway", &["gateway"]);
     d.wait_healthy().await;
-    let (user, key) = d.sign_up("group").await;
-    let agents = agents(&d, &user, &key).await;
-
-    let load = deposit_load(&d, &user, &key, &agents, DEPOSITS, 16);
     let handover = async {
         tokio::time::sleep(Duration::from_millis(1_500)).await;
         // A graceful stop: finish the batch, flush markers, leave the group.
         tokio::task::block_in_place(|| d.terminate("processor-a"));
     };
-    let ((acked, _), ()) = tokio::join!(load, handover);
-    audit(&d, &key, &acked, DEPOSITS, Decimal::ONE).await;
+    load_during(&d, handover).await;
     let log =
         std::fs::read_to_string(format!("{}/{}-processor.log", common::log_dir(), d.name)).unwrap();
     assert!(log.contains("partition revoked"), "no rebalance happened");

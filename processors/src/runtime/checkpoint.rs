@@ -13,8 +13,9 @@
 //!   Because processing is deterministic, a stale owner's records are still
 //!   correct states; restore keeps, per agent, the one with the highest
 //!   `last_offset`.
-//! - A new owner rewrites the winners under its epoch, then tombstones the
-//!   older keys, so the changelog stays one record per agent (plus a marker).
+//! - Nothing is ever deleted by another owner (see `runtime::claim` for the
+//!   lost update that deleting caused): a marker's records stay, and the
+//!   changelog holds one record per agent per epoch that touched it.
 
 use std::collections::HashMap;
 
@@ -92,8 +93,6 @@ pub struct Restored {
     pub next_offset: i64,
     /// The highest epoch seen; a new owner takes a higher one.
     pub max_epoch: u64,
-    /// Keys with a live (non-tombstone) record, for garbage collection.
-    pub live_keys: Vec<String>,
 }
 
 /// Rebuilds a partition from its changelog records, in log order.
@@ -133,9 +132,7 @@ where
                 out.agents.insert(agent, (r.state, r.last_offset));
             }
         }
-        out.live_keys.push(key.clone());
     }
-    out.live_keys.sort();
     Ok(out)
 }
 
@@ -320,6 +317,5 @@ mod tests {
         assert_eq!(r.next_offset, 2);
         assert_eq!(r.agents.len(), 2);
         assert_eq!(r.agents[&b].1, 5);
-        assert!(r.live_keys.iter().all(|k| k.contains("@2.")));
     }
 }

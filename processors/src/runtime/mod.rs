@@ -339,8 +339,16 @@ fn step_down(
     Ok(())
 }
 
-/// Reads partition `p` of the changelog, takes a new epoch, rewrites the state
-/// under it and tombstones the old keys.
+/// Reads partition `p` of the changelog and takes a new epoch, announced by a
+/// claim marker (which the previous owner's fence watcher sees).
+///
+/// Nothing is deleted: an earlier owner may still be alive and writing under
+/// its own keys, and a tombstone landing after such a write would delete a
+/// record that one of its markers vouches for — restore would then trust a
+/// marker whose backing record is gone and skip commands (a lost update, seen
+/// in `tests/crash_recovery.rs`). Safe collection of old epochs' keys needs
+/// the old owner to declare it has stopped; until then the changelog keeps one
+/// record per agent per epoch that touched it.
 async fn claim(
     config: &ProcessorConfig,
     producer: &FutureProducer,
@@ -352,28 +360,16 @@ async fn claim(
         number: restored.max_epoch + 1,
         nonce: rand_nonce(),
     };
-    let mut out = Vec::with_capacity(restored.agents.len() * 2 + 1);
-    for (state, last_offset) in restored.agents.values() {
-        out.push(agent_record(&config.topics, p, epoch, state, *last_offset));
-    }
-    out.push(marker_record(
-        &config.topics,
-        p,
-        epoch,
-        restored.next_offset,
-    ));
-    produce_all(producer, &out).await?;
-    let tombstones: Vec<Outgoing> = restored
-        .live_keys
-        .iter()
-        .map(|key| Outgoing {
-            topic: config.topics.state.clone(),
-            key: key.clone(),
-            payload: None,
-            partition: Some(p),
-        })
-        .collect();
-    produce_all(producer, &tombstones).await?;
+    produce_all(
+        producer,
+        &[marker_record(
+            &config.topics,
+            p,
+            epoch,
+            restored.next_offset,
+        )],
+    )
+    .await?;
     Ok(Partition {
         epoch,
         next_offset: restored.next_offset,
