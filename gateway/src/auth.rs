@@ -94,31 +94,75 @@ pub async fn hash_password(password: String) -> Result<String, ApiError> {
     .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
+/// Verifies an `x-api-key` value against the `api_keys` table: the key id
+/// finds the row, the secret's SHA-256 is compared in constant time (also
+/// when the id is unknown, so timing says nothing). Returns the key id (the
+/// rate-limit key) and who is calling.
+pub async fn verify_key(
+    pool: &sqlx::PgPool,
+    header: Option<&str>,
+) -> Result<(String, Caller), ApiError> {
+    let invalid = || ApiError::Unauthorized("Invalid or missing API key".into());
+    let (key_id, secret) = parse_key(header.ok_or_else(invalid)?.trim()).ok_or_else(invalid)?;
+    let row: Option<(Vec<u8>, Uuid, Option<Uuid>)> =
+        sqlx::query_as("SELECT secret_sha256, user_id, agent_id FROM api_keys WHERE key_id = $1")
+            .bind(key_id)
+            .fetch_optional(pool)
+            .await?;
+    let (stored, user_id, agent_id) = row.unwrap_or((vec![0u8; 32], Uuid::nil(), None));
+    let matches: bool = stored
+        .as_slice()
+        .ct_eq(Sha256::digest(&secret).as_slice())
+        .into();
+    if !matches || user_id.is_nil() {
+        return Err(invalid());
+    }
+    Ok((key_id.to_string(), Caller { user_id, agent_id }))
+}
+
+/// Creates a user and its first API key in one transaction; an email already
+/// taken (case-insensitively) is a 409.
+pub async fn create_user(
+    pool: &sqlx::PgPool,
+    name: &str,
+    email: &str,
+    password_hash: &str,
+) -> Result<(Uuid, NewKey), ApiError> {
+    let (user_id, key) = (Uuid::new_v4(), mint_key());
+    let mut tx = pool.begin().await?;
+    let inserted =
+        sqlx::query("INSERT INTO users (id, name, email, password_hash) VALUES ($1, $2, $3, $4)")
+            .bind(user_id)
+            .bind(name)
+            .bind(email)
+            .bind(password_hash)
+            .execute(&mut *tx)
+            .await;
+    if let Err(sqlx::Error::Database(e)) = &inserted {
+        if e.is_unique_violation() {
+            return Err(ApiError::Conflict(
+                "A user with this email already exists".into(),
+            ));
+        }
+    }
+    inserted?;
+    sqlx::query("INSERT INTO api_keys (key_id, secret_sha256, user_id) VALUES ($1, $2, $3)")
+        .bind(&key.key_id)
+        .bind(&key.secret_sha256)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok((user_id, key))
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let invalid = || ApiError::Unauthorized("Invalid or missing API key".into());
-        let text = parts
-            .headers
-            .get("x-api-key")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(invalid)?;
-        let (key_id, secret) = parse_key(text.trim()).ok_or_else(invalid)?;
-        let row: Option<(Vec<u8>, Uuid, Option<Uuid>)> = sqlx::query_as(
-            "SELECT secret_sha256, user_id, agent_id FROM api_keys WHERE key_id = $1",
-        )
-        .bind(key_id)
-        .fetch_optional(&state.pool)
-        .await?;
-        let presented = Sha256::digest(&secret);
-        // Compare even when the key id is unknown, so timing says nothing.
-        let (stored, user_id, agent_id) = row.unwrap_or((vec![0u8; 32], Uuid::nil(), None));
-        let matches: bool = stored.as_slice().ct_eq(presented.as_slice()).into();
-        if !matches || user_id.is_nil() {
-            return Err(invalid());
-        }
-        let checked = state.limits.check(key_id);
+        let header = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok());
+        let (key_id, caller) = verify_key(&state.pool, header).await?;
+        let checked = state.limits.check(&key_id);
         if let Some(slot) = parts.extensions.get::<BudgetSlot>() {
             let budget = match &checked {
                 Ok(b) => *b,
@@ -132,7 +176,7 @@ impl FromRequestParts<AppState> for Caller {
                 retry_after_s: limited.retry_after_s,
             });
         }
-        Ok(Caller { user_id, agent_id })
+        Ok(caller)
     }
 }
 

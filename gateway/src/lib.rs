@@ -142,7 +142,7 @@ pub async fn serve(
     ));
     let idle = limits.clone();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        let mut tick = tokio::time::interval(rate_limit::FORGET_IDLE_EVERY);
         loop {
             tick.tick().await;
             idle.forget_idle();

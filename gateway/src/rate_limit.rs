@@ -18,8 +18,8 @@ use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-/// Keys idle this long are forgotten (their budget is full again anyway).
-pub const FORGET_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// How often keys whose budgets are full again are dropped from memory.
+pub const FORGET_IDLE_EVERY: Duration = Duration::from_secs(600);
 
 type Limiter = DefaultKeyedRateLimiter<String, StateInformationMiddleware>;
 

@@ -12,7 +12,7 @@ mod rows;
 pub mod watermark;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::FutureExt;
 use rdkafka::consumer::Consumer;
@@ -141,7 +141,3 @@ pub async fn write_batch(
     metrics::histogram!("agentbank_sink_batch_seconds").record(started.elapsed().as_secs_f64());
     Ok(())
 }
-
-/// How long the sink waits for Postgres before it gives up a batch and exits
-/// (a supervisor restarts it from its stored offsets).
-pub const SINK_WRITE_TIMEOUT: Duration = Duration::from_secs(30);

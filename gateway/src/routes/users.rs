@@ -5,11 +5,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
-use uuid::Uuid;
 
 use schemas::ids::{self, Kind};
 
-use crate::auth::{hash_password, mint_key};
+use crate::auth::{create_user, hash_password};
 use crate::body::{JsonObject, NAME_CHARS_MAX};
 use crate::error::ApiError;
 use crate::AppState;
@@ -66,32 +65,7 @@ pub async fn sign_up(
         )));
     }
     let password_hash = hash_password(password).await?;
-    let user_id = Uuid::new_v4();
-    let key = mint_key();
-    let mut tx = state.pool.begin().await?;
-    let inserted =
-        sqlx::query("INSERT INTO users (id, name, email, password_hash) VALUES ($1, $2, $3, $4)")
-            .bind(user_id)
-            .bind(&name)
-            .bind(&email)
-            .bind(&password_hash)
-            .execute(&mut *tx)
-            .await;
-    if let Err(sqlx::Error::Database(e)) = &inserted {
-        if e.is_unique_violation() {
-            return Err(ApiError::Conflict(
-                "A user with this email already exists".into(),
-            ));
-        }
-    }
-    inserted?;
-    sqlx::query("INSERT INTO api_keys (key_id, secret_sha256, user_id) VALUES ($1, $2, $3)")
-        .bind(&key.key_id)
-        .bind(&key.secret_sha256)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
+    let (user_id, key) = create_user(&state.pool, &name, &email, &password_hash).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({

@@ -1,7 +1,8 @@
 //! `agentbank-baseline`: what a user would otherwise write — a plain Postgres
 //! ledger behind the same routes, to compare agentbank against side by side.
 //!
-//! Same checks and the same rows as agentbank (auth by key hash, ownership,
+//! Same checks and the same rows as agentbank (the gateway's own key
+//! verification and user creation, ownership,
 //! exact amounts, a balanced journal entry and a transaction row per deposit),
 //! but each deposit is one SQL transaction that locks the agent's balance with
 //! `SELECT … FOR UPDATE`. Honest and reasonably tuned: a connection pool and
@@ -19,12 +20,10 @@ use axum::{Json, Router};
 use clap::Parser;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use sqlx::PgPool;
-use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use gateway::auth::{hash_password, mint_key, parse_key};
+use gateway::auth::{create_user, hash_password, verify_key};
 use gateway::body::{JsonObject, NAME_CHARS_MAX};
 use gateway::routes::agents::agent_json;
 use gateway::ApiError;
@@ -49,29 +48,10 @@ struct Args {
     pool: u32,
 }
 
-/// Verifies `x-api-key` like the gateway: key id lookup, constant-time hash compare.
+/// The caller's user, verified exactly as the gateway does.
 async fn user_of(pool: &PgPool, headers: &HeaderMap) -> Result<Uuid, ApiError> {
-    let invalid = || ApiError::Unauthorized("Invalid or missing API key".into());
-    let text = headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(invalid)?;
-    let (key_id, secret) = parse_key(text.trim()).ok_or_else(invalid)?;
-    let row: Option<(Vec<u8>, Uuid)> =
-        sqlx::query_as("SELECT secret_sha256, user_id FROM api_keys WHERE key_id = $1")
-            .bind(key_id)
-            .fetch_optional(pool)
-            .await?;
-    let (stored, user) = row.unwrap_or((vec![0; 32], Uuid::nil()));
-    let ok: bool = stored
-        .as_slice()
-        .ct_eq(Sha256::digest(&secret).as_slice())
-        .into();
-    if ok && !user.is_nil() {
-        Ok(user)
-    } else {
-        Err(invalid())
-    }
+    let header = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    Ok(verify_key(pool, header).await?.1.user_id)
 }
 
 async fn sign_up(
@@ -83,22 +63,7 @@ async fn sign_up(
     let email = body.str("email", 254, missing)?;
     let password = body.str("password", 128, missing)?;
     let hash = hash_password(password).await?;
-    let (user, key) = (Uuid::new_v4(), mint_key());
-    let mut tx = pool.begin().await?;
-    sqlx::query("INSERT INTO users (id, name, email, password_hash) VALUES ($1, $2, $3, $4)")
-        .bind(user)
-        .bind(&name)
-        .bind(&email)
-        .bind(&hash)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("INSERT INTO api_keys (key_id, secret_sha256, user_id) VALUES ($1, $2, $3)")
-        .bind(&key.key_id)
-        .bind(&key.secret_sha256)
-        .bind(user)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
+    let (user, key) = create_user(&pool, &name, &email, &hash).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"id": ids::short(Kind::User, user), "apikey": key.text})),
