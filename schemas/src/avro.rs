@@ -202,6 +202,12 @@ impl Command {
             CommandPayload::CreateAgent(p) => codec.payload(0, p)?,
             CommandPayload::Deposit(p) => codec.payload(1, p)?,
             CommandPayload::Withdraw(p) => codec.payload(2, p)?,
+            CommandPayload::RegisterPayment(p) => codec.payload(3, p)?,
+            CommandPayload::ApprovePayment(p) => codec.payload(4, p)?,
+            CommandPayload::DeclinePayment(p) => codec.payload(5, p)?,
+            CommandPayload::CreditPayment(p) => codec.payload(6, p)?,
+            CommandPayload::SettlePayment(p) => codec.payload(7, p)?,
+            CommandPayload::GrantSignupBonus(p) => codec.payload(8, p)?,
         };
         codec.encode(vec![
             ("id", Value::String(self.id.to_string())),
@@ -221,6 +227,12 @@ impl Command {
             (0, v) => CommandPayload::CreateAgent(branch(v)?),
             (1, v) => CommandPayload::Deposit(branch(v)?),
             (2, v) => CommandPayload::Withdraw(branch(v)?),
+            (3, v) => CommandPayload::RegisterPayment(branch(v)?),
+            (4, v) => CommandPayload::ApprovePayment(branch(v)?),
+            (5, v) => CommandPayload::DeclinePayment(branch(v)?),
+            (6, v) => CommandPayload::CreditPayment(branch(v)?),
+            (7, v) => CommandPayload::SettlePayment(branch(v)?),
+            (8, v) => CommandPayload::GrantSignupBonus(branch(v)?),
             (i, _) => return Err(SchemaError::Shape(format!("unknown command branch {i}"))),
         };
         check_type(payload.type_name(), type_name)?;
@@ -243,6 +255,13 @@ impl Event {
             EventPayload::AgentCreated(p) => codec.payload(0, p)?,
             EventPayload::FundsDeposited(p) => codec.payload(1, p)?,
             EventPayload::FundsWithdrawn(p) => codec.payload(2, p)?,
+            EventPayload::PaymentRegistered(p) => codec.payload(3, p)?,
+            EventPayload::PaymentApproved(p) => codec.payload(4, p)?,
+            EventPayload::PaymentDeclined(p) => codec.payload(5, p)?,
+            EventPayload::PaymentConfirmed(p) => codec.payload(6, p)?,
+            EventPayload::PaymentFailed(p) => codec.payload(7, p)?,
+            EventPayload::PaymentReceived(p) => codec.payload(8, p)?,
+            EventPayload::SignupBonusGranted(p) => codec.payload(9, p)?,
         };
         codec.encode(vec![
             ("id", Value::String(self.id.to_string())),
@@ -264,6 +283,13 @@ impl Event {
             (0, v) => EventPayload::AgentCreated(branch(v)?),
             (1, v) => EventPayload::FundsDeposited(branch(v)?),
             (2, v) => EventPayload::FundsWithdrawn(branch(v)?),
+            (3, v) => EventPayload::PaymentRegistered(branch(v)?),
+            (4, v) => EventPayload::PaymentApproved(branch(v)?),
+            (5, v) => EventPayload::PaymentDeclined(branch(v)?),
+            (6, v) => EventPayload::PaymentConfirmed(branch(v)?),
+            (7, v) => EventPayload::PaymentFailed(branch(v)?),
+            (8, v) => EventPayload::PaymentReceived(branch(v)?),
+            (9, v) => EventPayload::SignupBonusGranted(branch(v)?),
             (i, _) => return Err(SchemaError::Shape(format!("unknown event branch {i}"))),
         };
         check_type(payload.type_name(), type_name)?;
@@ -366,6 +392,99 @@ mod tests {
             Command::decode(&bytes).is_err(),
             "an event is not a command"
         );
+    }
+
+    fn payment(decided: Option<i64>) -> crate::payment::Payment {
+        crate::payment::Payment {
+            payment_id: Uuid::new_v4().to_string(),
+            sender_agent_id: Uuid::new_v4().to_string(),
+            receiver_agent_id: Uuid::new_v4().to_string(),
+            name: "Vendor XYZ".into(),
+            payment_type: "EXTERNAL".into(),
+            amount: Decimal::new(600_001, 5),
+            currency: "USDC".into(),
+            method: "CRYPTO_ADDRESS".into(),
+            contact_email: Some("a@b.c".into()),
+            contact_phone: None,
+            tags: vec!["vendor".into()],
+            status: "New".into(),
+            approval_status: "Approved".into(),
+            approval_required: false,
+            created_ms: 9,
+            decided_ms: decided,
+            tx_hash: None,
+        }
+    }
+
+    /// Every payment command and event branch survives encode → decode,
+    /// including the optional fields in both states.
+    #[test]
+    fn payment_records_round_trip() {
+        use crate::command::{CreditPayment, PaymentRef, RegisterPayment, SettlePayment};
+        use crate::event::PaymentChange;
+        let base = create_agent();
+        let commands = [
+            CommandPayload::RegisterPayment(RegisterPayment {
+                payment_id: Uuid::new_v4().to_string(),
+                receiver_agent_id: Uuid::new_v4().to_string(),
+                name: "n".into(),
+                payment_type: "INTERNAL".into(),
+                amount: Decimal::new(1, 6),
+                currency: "USDC".into(),
+                method: "CRYPTO_ADDRESS".into(),
+                contact_email: None,
+                contact_phone: Some("+1".into()),
+                tags: vec![],
+            }),
+            CommandPayload::ApprovePayment(PaymentRef { payment_id: "p".into() }),
+            CommandPayload::DeclinePayment(PaymentRef { payment_id: "p".into() }),
+            CommandPayload::CreditPayment(CreditPayment {
+                payment: payment(Some(12)),
+                origin_partition: 3,
+                origin_offset: 1 << 40,
+            }),
+            CommandPayload::SettlePayment(SettlePayment {
+                payment_id: "p".into(),
+                credited: false,
+                reason: "Receiver agent not found".into(),
+            }),
+            CommandPayload::GrantSignupBonus(crate::command::GrantSignupBonus {
+                amount: Decimal::new(20, 0),
+                currency: "USDC".into(),
+            }),
+        ];
+        for payload in commands {
+            let cmd = Command { payload, ..base.clone() };
+            assert_eq!(Command::decode(&cmd.encode().unwrap()).unwrap(), cmd);
+        }
+        let journal = JournalEntry {
+            entry_id: "e".into(),
+            postings: vec![],
+        };
+        for (decided, journal) in [(None, None), (Some(4), Some(journal))] {
+            let change = PaymentChange {
+                payment: payment(decided),
+                balance_after: Decimal::new(5, 0),
+                reserved_after: Decimal::new(1, 0),
+                journal,
+            };
+            for payload in [
+                EventPayload::PaymentRegistered(change.clone()),
+                EventPayload::PaymentReceived(change.clone()),
+            ] {
+                let ev = Event {
+                    id: Uuid::new_v4(),
+                    agent_id: Uuid::new_v4(),
+                    user_id: Uuid::new_v4(),
+                    command_id: Uuid::new_v4(),
+                    correlation_id: None,
+                    timestamp_ms: 1,
+                    agent_version: 1,
+                    payload,
+                };
+                assert_eq!(Event::decode(&ev.encode().unwrap()).unwrap(), ev);
+            }
+        }
     }
 
     #[test]

@@ -5,6 +5,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::payment::Payment;
+
 /// The command envelope. `id` is the idempotency key: a processor applies a
 /// command id at most once per agent.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +26,12 @@ pub enum CommandPayload {
     CreateAgent(CreateAgent),
     Deposit(Deposit),
     Withdraw(Withdraw),
+    RegisterPayment(RegisterPayment),
+    ApprovePayment(PaymentRef),
+    DeclinePayment(PaymentRef),
+    CreditPayment(CreditPayment),
+    SettlePayment(SettlePayment),
+    GrantSignupBonus(GrantSignupBonus),
 }
 
 impl CommandPayload {
@@ -33,6 +41,12 @@ impl CommandPayload {
             CommandPayload::CreateAgent(_) => "CreateAgent",
             CommandPayload::Deposit(_) => "Deposit",
             CommandPayload::Withdraw(_) => "Withdraw",
+            CommandPayload::RegisterPayment(_) => "RegisterPayment",
+            CommandPayload::ApprovePayment(_) => "ApprovePayment",
+            CommandPayload::DeclinePayment(_) => "DeclinePayment",
+            CommandPayload::CreditPayment(_) => "CreditPayment",
+            CommandPayload::SettlePayment(_) => "SettlePayment",
+            CommandPayload::GrantSignupBonus(_) => "GrantSignupBonus",
         }
     }
 }
@@ -91,6 +105,57 @@ pub struct Deposit {
 /// Moves funds from the agent's available balance to its user's wallet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Withdraw {
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    pub currency: String,
+}
+
+/// Keyed by the sender agent: check its rules, reserve the amount, then wait
+/// for approval or start the credit saga.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisterPayment {
+    pub payment_id: String,
+    pub receiver_agent_id: String,
+    pub name: String,
+    pub payment_type: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    pub currency: String,
+    pub method: String,
+    pub contact_email: Option<String>,
+    pub contact_phone: Option<String>,
+    pub tags: Vec<String>,
+}
+
+/// Names a payment (approve, decline); keyed by its sender agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaymentRef {
+    pub payment_id: String,
+}
+
+/// Saga step keyed by the receiver: credit `payment`. `origin_*` is the
+/// sender-side input position that emitted it; the receiver applies each
+/// origin once (replays re-emit the same origin).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreditPayment {
+    pub payment: Payment,
+    pub origin_partition: i32,
+    pub origin_offset: i64,
+}
+
+/// Saga step keyed by the sender: the receiver credited (`credited`) or could
+/// not (`reason`). Idempotent by the payment's state: only an in-flight
+/// payment settles.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SettlePayment {
+    pub payment_id: String,
+    pub credited: bool,
+    pub reason: String,
+}
+
+/// Keyed by the user: the sandbox sign-up bonus into the user's wallet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GrantSignupBonus {
     #[serde(with = "rust_decimal::serde::str")]
     pub amount: Decimal,
     pub currency: String,

@@ -6,6 +6,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::payment::Payment;
+
 /// The event envelope.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
@@ -26,6 +28,13 @@ pub enum EventPayload {
     AgentCreated(AgentCreated),
     FundsDeposited(FundsMovement),
     FundsWithdrawn(FundsMovement),
+    PaymentRegistered(PaymentChange),
+    PaymentApproved(PaymentChange),
+    PaymentDeclined(PaymentChange),
+    PaymentConfirmed(PaymentChange),
+    PaymentFailed(PaymentChange),
+    PaymentReceived(PaymentChange),
+    SignupBonusGranted(BonusGranted),
 }
 
 impl EventPayload {
@@ -34,6 +43,13 @@ impl EventPayload {
             EventPayload::AgentCreated(_) => "AgentCreated",
             EventPayload::FundsDeposited(_) => "FundsDeposited",
             EventPayload::FundsWithdrawn(_) => "FundsWithdrawn",
+            EventPayload::PaymentRegistered(_) => "PaymentRegistered",
+            EventPayload::PaymentApproved(_) => "PaymentApproved",
+            EventPayload::PaymentDeclined(_) => "PaymentDeclined",
+            EventPayload::PaymentConfirmed(_) => "PaymentConfirmed",
+            EventPayload::PaymentFailed(_) => "PaymentFailed",
+            EventPayload::PaymentReceived(_) => "PaymentReceived",
+            EventPayload::SignupBonusGranted(_) => "SignupBonusGranted",
         }
     }
 
@@ -43,6 +59,21 @@ impl EventPayload {
             EventPayload::AgentCreated(_) => None,
             EventPayload::FundsDeposited(e) => Some(&e.journal),
             EventPayload::FundsWithdrawn(e) => Some(&e.journal),
+            EventPayload::SignupBonusGranted(e) => Some(&e.journal),
+            _ => self.payment().and_then(|c| c.journal.as_ref()),
+        }
+    }
+
+    /// The payment change this event records, if it is a payment event.
+    pub fn payment(&self) -> Option<&PaymentChange> {
+        match self {
+            EventPayload::PaymentRegistered(c)
+            | EventPayload::PaymentApproved(c)
+            | EventPayload::PaymentDeclined(c)
+            | EventPayload::PaymentConfirmed(c)
+            | EventPayload::PaymentFailed(c)
+            | EventPayload::PaymentReceived(c) => Some(c),
+            _ => None,
         }
     }
 }
@@ -74,6 +105,27 @@ pub struct FundsMovement {
     #[serde(with = "rust_decimal::serde::str")]
     pub balance_after: Decimal,
     pub memo: String,
+    pub journal: JournalEntry,
+}
+
+/// A change to a payment, on the agent it happened to: the payment as it is
+/// now, that agent's balances after it, and the money it moved (if any).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaymentChange {
+    pub payment: Payment,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub balance_after: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub reserved_after: Decimal,
+    pub journal: Option<JournalEntry>,
+}
+
+/// The sandbox sign-up bonus, on the user's key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BonusGranted {
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    pub currency: String,
     pub journal: JournalEntry,
 }
 
@@ -114,8 +166,29 @@ pub mod accounts {
         format!("agent:{agent_id}:available")
     }
 
-    /// Where money enters from outside the ledger (user wallets, chain).
+    /// Where money enters from outside the ledger (deposits from the chain).
     pub fn external_funding(currency: &str) -> String {
         format!("external:{currency}:funding")
+    }
+
+    /// Funds of an agent held for its in-flight or awaiting-approval payments.
+    pub fn agent_reserved(agent_id: Uuid) -> String {
+        format!("agent:{agent_id}:reserved")
+    }
+
+    /// Payments between the sender's confirmation and the receiver's credit;
+    /// nets to zero once every saga has finished.
+    pub fn settlement_clearing(currency: &str) -> String {
+        format!("settlement:{currency}:clearing")
+    }
+
+    /// A user's wallet: the sign-up bonus and agents' withdrawals land here.
+    pub fn user_wallet(user_id: Uuid) -> String {
+        format!("user:{user_id}:wallet")
+    }
+
+    /// Where the sandbox sign-up bonuses come from.
+    pub fn sandbox_bonus(currency: &str) -> String {
+        format!("bonus:{currency}:sandbox")
     }
 }

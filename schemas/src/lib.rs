@@ -6,6 +6,7 @@
 //! - [`ids`]: UUIDs and the Mage short ids (`agent_…`, `user_…`), deterministic ids.
 //! - [`command`], [`event`]: the command and event envelopes and their payloads.
 //! - [`avro`]: the published `.avsc` schemas and Avro single-object encoding.
+//! - [`payment`]: the payment record and its Mage status strings.
 //! - [`reply`]: command results for the gateway (internal, JSON) and the agent view they carry.
 
 pub mod avro;
@@ -13,6 +14,7 @@ pub mod command;
 pub mod event;
 pub mod ids;
 pub mod money;
+pub mod payment;
 pub mod reply;
 
 pub mod topics;

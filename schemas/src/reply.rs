@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::command::PaymentRules;
+use crate::payment::Payment;
 
 /// An agent as the processor knows it; what a write's reply carries back so
 /// the client sees its own write at once.
@@ -41,6 +42,13 @@ pub enum RejectCode {
 pub enum Outcome {
     // Boxed: outcomes are kept per agent (dedupe window), mostly small rejections or views.
     Agent(Box<AgentView>),
+    /// A payment as the sender's processor holds it after the command.
+    Payment(Box<Payment>),
+    /// A payment that has left the sender's open set since (a retried
+    /// command): the gateway reads it from the read model.
+    PaymentSettled { payment_id: Uuid },
+    /// Done; nothing to show (e.g. the sign-up bonus).
+    Done,
     Rejected { code: RejectCode, message: String },
 }
 

@@ -8,7 +8,8 @@ use rust_decimal::Decimal;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
-use schemas::event::JournalEntry;
+use schemas::event::{JournalEntry, PaymentChange};
+use schemas::payment::Payment;
 use schemas::{Event, EventPayload};
 
 use crate::ConnectorError;
@@ -22,6 +23,8 @@ pub struct Rows {
     balances: HashMap<Uuid, (i64, Decimal, i64)>,
     postings: PostingRows,
     transactions: TransactionRows,
+    /// Latest (sender version, payment) per payment in this batch.
+    payments: HashMap<Uuid, (i64, Uuid, Payment)>,
 }
 
 #[derive(Default)]
@@ -94,6 +97,42 @@ impl Rows {
                 &w.memo,
                 &w.journal,
             ),
+            EventPayload::SignupBonusGranted(b) => self.postings(e, &b.currency, &b.journal),
+            EventPayload::PaymentConfirmed(c) => {
+                self.payment_change(e, c, Some("payment sent"));
+                self.set_payment(e, c);
+            }
+            EventPayload::PaymentReceived(c) => self.payment_change(e, c, Some("payment received")),
+            EventPayload::PaymentRegistered(c)
+            | EventPayload::PaymentApproved(c)
+            | EventPayload::PaymentDeclined(c)
+            | EventPayload::PaymentFailed(c) => {
+                self.payment_change(e, c, None);
+                self.set_payment(e, c);
+            }
+        }
+    }
+
+    /// A payment event on either side: the agent's balance, the postings and,
+    /// when money left or reached the agent for good, a transaction row.
+    fn payment_change(&mut self, e: &Event, c: &PaymentChange, kind: Option<&str>) {
+        let p = &c.payment;
+        self.set_balance(e.agent_id, e.agent_version, c.balance_after, e.timestamp_ms);
+        if let Some(journal) = &c.journal {
+            self.postings(e, &p.currency, journal);
+        }
+        if let Some(kind) = kind {
+            self.transaction(e, kind, p.amount, &p.currency, c.balance_after);
+        }
+    }
+
+    fn set_payment(&mut self, e: &Event, c: &PaymentChange) {
+        let slot = self
+            .payments
+            .entry(c.payment.id())
+            .or_insert((e.agent_version, e.user_id, c.payment.clone()));
+        if e.agent_version >= slot.0 {
+            *slot = (e.agent_version, e.user_id, c.payment.clone());
         }
     }
 
@@ -109,6 +148,11 @@ impl Rows {
         journal: &JournalEntry,
     ) {
         self.set_balance(e.agent_id, e.agent_version, balance_after, e.timestamp_ms);
+        self.postings(e, currency, journal);
+        self.transaction(e, memo, amount, currency, balance_after);
+    }
+
+    fn postings(&mut self, e: &Event, currency: &str, journal: &JournalEntry) {
         for p in &journal.postings {
             let pr = &mut self.postings;
             pr.entry.push(journal.entry_id.clone());
@@ -119,11 +163,21 @@ impl Rows {
             pr.agent.push(e.agent_id);
             pr.at_ms.push(e.timestamp_ms);
         }
+    }
+
+    fn transaction(
+        &mut self,
+        e: &Event,
+        kind: &str,
+        amount: Decimal,
+        currency: &str,
+        balance_after: Decimal,
+    ) {
         let t = &mut self.transactions;
         t.event.push(e.id);
         t.agent.push(e.agent_id);
         t.user.push(e.user_id);
-        t.kind.push(memo.to_string());
+        t.kind.push(kind.to_string());
         t.amount.push(amount);
         t.currency.push(currency.to_string());
         t.balance_after.push(balance_after);
@@ -190,6 +244,8 @@ impl Rows {
         .execute(&mut **tx)
         .await?;
 
+        write_payments(tx, self.payments).await?;
+
         let p = self.postings;
         if !p.entry.is_empty() {
             sqlx::query(
@@ -221,6 +277,34 @@ impl Rows {
         }
         Ok(())
     }
+}
+
+/// Upserts payments forward only (by the sender agent's version).
+async fn write_payments(
+    tx: &mut Transaction<'_, Postgres>,
+    payments: HashMap<Uuid, (i64, Uuid, Payment)>,
+) -> Result<(), ConnectorError> {
+    for (id, (version, sender_user, p)) in payments {
+        let agent = |s: &str| Uuid::parse_str(s).unwrap_or_default();
+        sqlx::query(
+            "INSERT INTO payments (id, sender_agent_id, receiver_agent_id, sender_user_id, name, payment_type,
+                amount, currency, method, contact_email, contact_phone, tags, status, approval_status,
+                approval_required, created_at, approved_at, tx_hash, version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+             ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, approval_status = EXCLUDED.approval_status,
+                approved_at = EXCLUDED.approved_at, tx_hash = EXCLUDED.tx_hash, version = EXCLUDED.version
+             WHERE payments.version < EXCLUDED.version",
+        )
+        .bind(id).bind(agent(&p.sender_agent_id)).bind(agent(&p.receiver_agent_id)).bind(sender_user)
+        .bind(&p.name).bind(&p.payment_type).bind(p.amount).bind(&p.currency).bind(&p.method)
+        .bind(&p.contact_email).bind(&p.contact_phone).bind(&p.tags).bind(&p.status)
+        .bind(&p.approval_status).bind(p.approval_required)
+        .bind(millis_to_timestamp(p.created_ms)).bind(p.decided_ms.map(millis_to_timestamp))
+        .bind(&p.tx_hash).bind(version)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 mod chrono_free {

@@ -1,21 +1,40 @@
-//! Agents: an agent's wallet, rules and ledger postings, as a pure state
-//! machine. [`apply`] decides one command against one agent's state and
-//! returns the events it causes and the outcome for the caller.
+//! Agents: an agent's wallet, rules, open payments and ledger postings, as a
+//! pure state machine. [`apply`] decides one command against one agent's
+//! state and returns the events it causes, the saga commands it sends to other
+//! agents ([`payments`]) and the answer for the caller.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use schemas::command::{CreateAgent, Deposit, Withdraw};
-use schemas::event::{accounts, AgentCreated, FundsMovement, JournalEntry, Posting};
+use schemas::command::{CreateAgent, Deposit, GrantSignupBonus, Withdraw};
+use schemas::event::{accounts, AgentCreated, BonusGranted, FundsMovement, JournalEntry, Posting};
 use schemas::money;
+use schemas::payment::Payment;
 use schemas::reply::{AgentView, Outcome, RejectCode};
 use schemas::{Command, CommandPayload, Event, EventPayload};
 
+pub mod payments;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod payment_tests;
+
+/// The sandbox sign-up bonus (Mage: "a $20 deposit as soon as you register").
+pub const SIGNUP_BONUS: Decimal = Decimal::from_parts(20, 0, 0, false, 0);
+
+/// Where a command sits on the commands topic. Saga commands an input emits
+/// carry it as their origin, which is how receivers apply each one once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Output ids at or above this index name saga commands, below it events.
+pub const SAGA_ID_BASE: u32 = 1 << 16;
 
 /// How many recent command ids (with their outcomes) an agent remembers, so a
 /// retried command gets its first answer back instead of applying twice.
@@ -36,6 +55,23 @@ pub struct AgentState {
     /// The last [`RECENT_COMMANDS_MAX`] command ids and what they answered.
     #[serde(deserialize_with = "recent_compat")]
     pub recent: VecDeque<(Uuid, Answer)>,
+    /// Funds held for open payments (the ledger's `agent:<id>:reserved`).
+    #[serde(default, with = "rust_decimal::serde::str")]
+    pub reserved: Decimal,
+    /// Payments this agent sent that are not finished: awaiting approval or
+    /// in flight to the receiver. Finished ones leave (the read model keeps them).
+    #[serde(default)]
+    pub open_payments: BTreeMap<Uuid, Payment>,
+    /// The UTC day (days since the epoch) `spent_today` counts.
+    #[serde(default)]
+    pub spent_day: i64,
+    /// Approved payment amounts on `spent_day`, for the daily limit.
+    #[serde(default, with = "rust_decimal::serde::str")]
+    pub spent_today: Decimal,
+    /// Per origin partition, the highest origin offset of a saga command this
+    /// agent applied: a replayed saga command is at or below it.
+    #[serde(default)]
+    pub saga_seen: BTreeMap<i32, i64>,
 }
 
 /// Reads the dedupe window of any checkpoint format written so far:
@@ -68,12 +104,17 @@ where
 pub enum Answer {
     Balance(#[serde(with = "rust_decimal::serde::str")] Decimal),
     Rejected { code: RejectCode, message: String },
+    /// A payment command: answered with the payment as it is when retried.
+    Payment(Uuid),
 }
 
 impl Answer {
     fn of(outcome: &Outcome) -> Self {
         match outcome {
             Outcome::Agent(view) => Answer::Balance(view.balance),
+            Outcome::Payment(p) => Answer::Payment(p.id()),
+            Outcome::PaymentSettled { payment_id } => Answer::Payment(*payment_id),
+            Outcome::Done => Answer::Balance(Decimal::ZERO),
             Outcome::Rejected { code, message } => Answer::Rejected {
                 code: *code,
                 message: message.clone(),
@@ -87,6 +128,10 @@ impl Answer {
                 balance: *balance,
                 ..state.view.clone()
             })),
+            Answer::Payment(id) => match state.open_payments.get(id) {
+                Some(p) => Outcome::Payment(Box::new(p.clone())),
+                None => Outcome::PaymentSettled { payment_id: *id },
+            },
             Answer::Rejected { code, message } => Outcome::Rejected {
                 code: *code,
                 message: message.clone(),
@@ -99,46 +144,91 @@ impl Answer {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Applied {
     pub events: Vec<Event>,
-    pub outcome: Outcome,
-    /// The command id was applied before; nothing changed.
+    /// Commands for other agents (saga steps), keyed by their `agent_id`.
+    pub commands: Vec<Command>,
+    /// The answer for the caller, when this step is the last one it waits for
+    /// (a payment's caller waits for the saga to finish).
+    pub reply: Option<Outcome>,
+    /// The command was applied before; nothing changed.
     pub duplicate: bool,
 }
 
-/// Applies `command` to the state of its agent (`None` when the agent does not
-/// exist yet). `event_id(i)` names the i-th event; the runtime derives it from
-/// the command's position so replays produce the same ids.
+/// What a command decided: its events, saga steps (target agent, payload),
+/// the answer (None: a later saga step answers) and what to remember.
+struct Decision {
+    payloads: Vec<EventPayload>,
+    sagas: Vec<(Uuid, CommandPayload)>,
+    reply: Option<Outcome>,
+}
+
+impl Decision {
+    fn answer(payloads: Vec<EventPayload>, outcome: Outcome) -> Self {
+        Decision {
+            payloads,
+            sagas: vec![],
+            reply: Some(outcome),
+        }
+    }
+}
+
+/// Applies `command`, read at `at`, to the state of its agent (`None` when
+/// the agent does not exist yet). `id(i)` names the i-th output; the runtime
+/// derives it from `at` so replays produce the same ids.
 pub fn apply(
     state: &mut Option<AgentState>,
     command: &Command,
-    event_id: impl Fn(u32) -> Uuid,
+    at: Position,
+    id: impl Fn(u32) -> Uuid,
 ) -> Applied {
     if let Some(s) = state.as_ref() {
         if let Some((_, outcome)) = s.recent.iter().find(|(id, _)| *id == command.id) {
             return Applied {
                 events: vec![],
-                outcome: outcome.outcome(s),
+                commands: vec![],
+                reply: Some(outcome.outcome(s)),
                 duplicate: true,
             };
         }
     }
+    // Saga steps are deduplicated by their origin or by payment state, not by
+    // the recent-commands window, which they would crowd out.
+    let saga_step = matches!(
+        command.payload,
+        CommandPayload::CreditPayment(_) | CommandPayload::SettlePayment(_)
+    );
     let decided = match &command.payload {
         CommandPayload::CreateAgent(c) => create_agent(state, command, c),
         CommandPayload::Deposit(d) => deposit(state.as_mut(), command, d),
         CommandPayload::Withdraw(w) => withdraw(state.as_mut(), command, w),
+        CommandPayload::RegisterPayment(r) => payments::register(state.as_mut(), command, r, at),
+        CommandPayload::ApprovePayment(r) => payments::approve(state.as_mut(), command, r, at),
+        CommandPayload::DeclinePayment(r) => payments::decline(state.as_mut(), command, r),
+        CommandPayload::CreditPayment(c) => payments::credit(state.as_mut(), c),
+        CommandPayload::SettlePayment(c) => payments::settle(state.as_mut(), c),
+        CommandPayload::GrantSignupBonus(b) => return grant_bonus(state, command, b, id),
     };
-    let (payloads, outcome) = match decided {
-        Ok((payloads, view)) => (payloads, Outcome::Agent(Box::new(view))),
-        Err((code, message)) => (vec![], Outcome::Rejected { code, message }),
+    let decision = match decided {
+        Ok(Some(d)) => d,
+        // A replayed saga step: already applied, nothing to do or say.
+        Ok(None) => {
+            return Applied {
+                events: vec![],
+                commands: vec![],
+                reply: None,
+                duplicate: true,
+            }
+        }
+        Err((code, message)) => Decision::answer(vec![], Outcome::Rejected { code, message }),
     };
-    let mut events = Vec::with_capacity(payloads.len());
+    let mut events = Vec::with_capacity(decision.payloads.len());
     if let Some(s) = state.as_mut() {
-        for (i, payload) in payloads.into_iter().enumerate() {
+        for (i, payload) in decision.payloads.into_iter().enumerate() {
             s.version += 1;
             if let Some(j) = payload.journal() {
                 debug_assert!(j.is_balanced(), "unbalanced journal entry {j:?}");
             }
             events.push(Event {
-                id: event_id(i as u32),
+                id: id(i as u32),
                 agent_id: command.agent_id,
                 user_id: s.view.user_id,
                 command_id: command.id,
@@ -148,19 +238,106 @@ pub fn apply(
                 payload,
             });
         }
-        s.recent.push_back((command.id, Answer::of(&outcome)));
-        while s.recent.len() > RECENT_COMMANDS_MAX {
-            s.recent.pop_front();
+        if !saga_step {
+            if let Some(outcome) = &decision.reply {
+                s.recent.push_back((command.id, Answer::of(outcome)));
+            } else if let CommandPayload::RegisterPayment(r) = &command.payload {
+                s.recent
+                    .push_back((command.id, Answer::Payment(payments::payment_uuid(&r.payment_id))));
+            } else if let CommandPayload::ApprovePayment(r) = &command.payload {
+                s.recent
+                    .push_back((command.id, Answer::Payment(payments::payment_uuid(&r.payment_id))));
+            }
+            while s.recent.len() > RECENT_COMMANDS_MAX {
+                s.recent.pop_front();
+            }
         }
     }
+    let commands = decision
+        .sagas
+        .into_iter()
+        .enumerate()
+        .map(|(i, (target, payload))| Command {
+            id: id(SAGA_ID_BASE + i as u32),
+            agent_id: target,
+            user_id: command.user_id,
+            correlation_id: command.correlation_id.clone(),
+            timestamp_ms: command.timestamp_ms,
+            payload,
+        })
+        .collect();
     Applied {
         events,
-        outcome,
+        commands,
+        reply: decision.reply,
         duplicate: false,
     }
 }
 
-type Decided = Result<(Vec<EventPayload>, AgentView), (RejectCode, String)>;
+/// The sign-up bonus: keyed by the user, it has no state of its own; its
+/// journal entry id is the user's, so the ledger holds it once however often
+/// the command is replayed (the sink's key is the entry id).
+fn grant_bonus(
+    state: &Option<AgentState>,
+    command: &Command,
+    b: &GrantSignupBonus,
+    id: impl Fn(u32) -> Uuid,
+) -> Applied {
+    let rejected = |message: &str| Applied {
+        events: vec![],
+        commands: vec![],
+        reply: Some(Outcome::Rejected {
+            code: RejectCode::Invalid,
+            message: message.into(),
+        }),
+        duplicate: false,
+    };
+    if state.is_some() || command.agent_id != command.user_id {
+        return rejected("A sign-up bonus is keyed by its user");
+    }
+    if money::validate_positive(b.amount, &b.currency).is_err() || b.amount > SIGNUP_BONUS {
+        return rejected("Invalid bonus amount");
+    }
+    let journal = JournalEntry {
+        entry_id: format!("{}:signup-bonus", command.user_id),
+        postings: vec![
+            Posting {
+                account: accounts::user_wallet(command.user_id),
+                amount: b.amount,
+            },
+            Posting {
+                account: accounts::sandbox_bonus(&b.currency),
+                amount: -b.amount,
+            },
+        ],
+    };
+    Applied {
+        events: vec![Event {
+            id: id(0),
+            agent_id: command.user_id,
+            user_id: command.user_id,
+            command_id: command.id,
+            correlation_id: command.correlation_id.clone(),
+            timestamp_ms: command.timestamp_ms,
+            agent_version: 0,
+            payload: EventPayload::SignupBonusGranted(BonusGranted {
+                amount: b.amount,
+                currency: b.currency.clone(),
+                journal,
+            }),
+        }],
+        commands: vec![],
+        reply: Some(Outcome::Done),
+        duplicate: false,
+    }
+}
+
+/// `Ok(None)`: a replayed saga step, ignored.
+type Decided = Result<Option<Decision>, (RejectCode, String)>;
+
+fn agent_answer(payloads: Vec<EventPayload>, view: AgentView) -> Decided {
+    Ok(Some(Decision::answer(payloads, Outcome::Agent(Box::new(view)))))
+}
 
 fn not_found() -> (RejectCode, String) {
     (RejectCode::NotFound, "Agent not found".into())
@@ -204,14 +381,11 @@ fn create_agent(state: &mut Option<AgentState>, cmd: &Command, c: &CreateAgent) 
         tags: c.tags.clone(),
         status: view.status.clone(),
     })];
-    let mut new_state = AgentState {
-        view,
-        version: 0,
-        recent: VecDeque::new(),
-    };
+    let mut new_state = AgentState::new(view);
     if !c.initial_balance.is_zero() {
         let memo = "initial balance";
-        let journal = post(&mut new_state, cmd.id, c.initial_balance, memo);
+        let funding = accounts::external_funding(&c.currency);
+        let journal = post(&mut new_state, cmd.id, c.initial_balance, memo, &funding);
         payloads.push(EventPayload::FundsDeposited(FundsMovement {
             amount: c.initial_balance,
             currency: c.currency.clone(),
@@ -222,7 +396,7 @@ fn create_agent(state: &mut Option<AgentState>, cmd: &Command, c: &CreateAgent) 
     }
     let view = new_state.view.clone();
     *state = Some(new_state);
-    Ok((payloads, view))
+    agent_answer(payloads, view)
 }
 
 /// Checks a deposit or withdrawal against the agent: it exists and is the
@@ -251,6 +425,21 @@ fn movable<'a>(
     Ok(s)
 }
 
+impl AgentState {
+    pub fn new(view: AgentView) -> Self {
+        AgentState {
+            view,
+            version: 0,
+            recent: VecDeque::new(),
+            reserved: Decimal::ZERO,
+            open_payments: BTreeMap::new(),
+            spent_day: 0,
+            spent_today: Decimal::ZERO,
+            saga_seen: BTreeMap::new(),
+        }
+    }
+}
+
 /// Validates everything first, then mutates: a rejected deposit changes nothing.
 fn deposit(state: Option<&mut AgentState>, cmd: &Command, d: &Deposit) -> Decided {
     let s = movable(state, cmd, d.amount, &d.currency, "Invalid deposit amount")?;
@@ -261,7 +450,8 @@ fn deposit(state: Option<&mut AgentState>, cmd: &Command, d: &Deposit) -> Decide
         ));
     }
     let memo = "deposit";
-    let journal = post(s, cmd.id, d.amount, memo);
+    let funding = accounts::external_funding(&d.currency);
+    let journal = post(s, cmd.id, d.amount, memo, &funding);
     let payload = EventPayload::FundsDeposited(FundsMovement {
         amount: d.amount,
         currency: d.currency.clone(),
@@ -269,7 +459,7 @@ fn deposit(state: Option<&mut AgentState>, cmd: &Command, d: &Deposit) -> Decide
         memo: memo.into(),
         journal,
     });
-    Ok((vec![payload], s.view.clone()))
+    agent_answer(vec![payload], s.view.clone())
 }
 
 /// Withdraws to the user's wallet; never below zero.
@@ -279,7 +469,8 @@ fn withdraw(state: Option<&mut AgentState>, cmd: &Command, w: &Withdraw) -> Deci
         return Err((RejectCode::Invalid, "Insufficient balance".into()));
     }
     let memo = "withdrawal";
-    let journal = post(s, cmd.id, -w.amount, memo);
+    let wallet = accounts::user_wallet(s.view.user_id);
+    let journal = post(s, cmd.id, -w.amount, memo, &wallet);
     debug_assert!(s.view.balance >= Decimal::ZERO);
     let payload = EventPayload::FundsWithdrawn(FundsMovement {
         amount: w.amount,
@@ -288,15 +479,20 @@ fn withdraw(state: Option<&mut AgentState>, cmd: &Command, w: &Withdraw) -> Deci
         memo: memo.into(),
         journal,
     });
-    Ok((vec![payload], s.view.clone()))
+    agent_answer(vec![payload], s.view.clone())
 }
 
-/// Moves `delta` between external funding and the agent's available balance
-/// (positive: into the agent): one balanced journal entry. Mutates only the
-/// view's balance.
-fn post(state: &mut AgentState, command_id: Uuid, delta: Decimal, memo: &str) -> JournalEntry {
+/// Moves `delta` between `counter` (an account outside the agent) and the
+/// agent's available balance (positive: into the agent): one balanced
+/// journal entry. Mutates only the view's balance.
+fn post(
+    state: &mut AgentState,
+    command_id: Uuid,
+    delta: Decimal,
+    memo: &str,
+    counter: &str,
+) -> JournalEntry {
     state.view.balance += delta;
-    let currency = &state.view.currency;
     JournalEntry {
         entry_id: format!("{command_id}:{memo}"),
         postings: vec![
@@ -305,7 +501,7 @@ fn post(state: &mut AgentState, command_id: Uuid, delta: Decimal, memo: &str) ->
                 amount: delta,
             },
             Posting {
-                account: accounts::external_funding(currency),
+                account: counter.to_string(),
                 amount: -delta,
             },
         ],

@@ -59,6 +59,13 @@ fn withdraw(agent: Uuid, user: Uuid, amount: Decimal) -> (CommandPayload, Uuid, 
     )
 }
 
+fn at(seed: u32) -> Position {
+    Position {
+        partition: 0,
+        offset: seed as i64,
+    }
+}
+
 fn ids(seed: u32) -> impl Fn(u32) -> Uuid {
     move |i| Uuid::from_u128(((seed as u128) << 32) | i as u128)
 }
@@ -70,16 +77,16 @@ fn create_then_deposit_posts_a_balanced_entry() {
     let a = apply(
         &mut state,
         &command(Uuid::new_v4(), create(agent, user, Decimal::new(6, 0))),
-        ids(1),
+        at(1), ids(1),
     );
     assert_eq!(a.events.len(), 2, "AgentCreated + initial FundsDeposited");
     let d = apply(
         &mut state,
         &command(Uuid::new_v4(), deposit(agent, user, Decimal::new(505, 1))),
-        ids(2),
+        at(2), ids(2),
     );
-    let Outcome::Agent(view) = &d.outcome else {
-        panic!("{:?}", d.outcome)
+    let Outcome::Agent(view) = d.reply.as_ref().unwrap() else {
+        panic!("{:?}", d.reply)
     };
     assert_eq!(view.balance, Decimal::new(565, 1));
     let j = d.events[0].payload.journal().unwrap();
@@ -94,10 +101,10 @@ fn deposits_to_missing_or_foreign_agents_are_not_found() {
     let r = apply(
         &mut none,
         &command(Uuid::new_v4(), deposit(agent, user, Decimal::ONE)),
-        ids(1),
+        at(1), ids(1),
     );
     assert!(matches!(
-        r.outcome,
+        r.reply.clone().unwrap(),
         Outcome::Rejected {
             code: RejectCode::NotFound,
             ..
@@ -107,16 +114,16 @@ fn deposits_to_missing_or_foreign_agents_are_not_found() {
     apply(
         &mut state,
         &command(Uuid::new_v4(), create(agent, user, Decimal::ZERO)),
-        ids(1),
+        at(1), ids(1),
     );
     let before = state.clone().unwrap();
     let r = apply(
         &mut state,
         &command(Uuid::new_v4(), deposit(agent, Uuid::new_v4(), Decimal::ONE)),
-        ids(2),
+        at(2), ids(2),
     );
     assert!(matches!(
-        r.outcome,
+        r.reply.clone().unwrap(),
         Outcome::Rejected {
             code: RejectCode::NotFound,
             ..
@@ -137,7 +144,7 @@ fn invalid_amounts_are_rejected_without_effect() {
     apply(
         &mut state,
         &command(Uuid::new_v4(), create(agent, user, Decimal::ZERO)),
-        ids(1),
+        at(1), ids(1),
     );
     for bad in [
         Decimal::ZERO,
@@ -148,11 +155,11 @@ fn invalid_amounts_are_rejected_without_effect() {
         let r = apply(
             &mut state,
             &command(Uuid::new_v4(), deposit(agent, user, bad)),
-            ids(2),
+            at(2), ids(2),
         );
         assert!(
             matches!(
-                r.outcome,
+                r.reply.clone().unwrap(),
                 Outcome::Rejected {
                     code: RejectCode::Invalid,
                     ..
@@ -172,7 +179,7 @@ fn withdrawals_never_overdraw() {
     apply(
         &mut state,
         &command(Uuid::new_v4(), create(agent, user, Decimal::new(10, 0))),
-        ids(1),
+        at(1), ids(1),
     );
     let r = apply(
         &mut state,
@@ -180,10 +187,10 @@ fn withdrawals_never_overdraw() {
             Uuid::new_v4(),
             withdraw(agent, user, Decimal::new(1000001, 5)),
         ),
-        ids(2),
+        at(2), ids(2),
     );
     assert_eq!(
-        r.outcome,
+        r.reply.clone().unwrap(),
         Outcome::Rejected {
             code: RejectCode::Invalid,
             message: "Insufficient balance".into()
@@ -192,10 +199,10 @@ fn withdrawals_never_overdraw() {
     let r = apply(
         &mut state,
         &command(Uuid::new_v4(), withdraw(agent, user, Decimal::new(10, 0))),
-        ids(3),
+        at(3), ids(3),
     );
-    let Outcome::Agent(view) = &r.outcome else {
-        panic!("{:?}", r.outcome)
+    let Outcome::Agent(view) = r.reply.as_ref().unwrap() else {
+        panic!("{:?}", r.reply)
     };
     assert!(view.balance.is_zero());
     assert!(r.events[0].payload.journal().unwrap().is_balanced());
@@ -257,13 +264,13 @@ proptest! {
             };
             let state = states.entry(cmd.agent_id).or_insert(None);
             let before = state.clone();
-            let r = apply(state, &cmd, ids(n as u32));
+            let r = apply(state, &cmd, at(n as u32), ids(n as u32));
             if r.duplicate {
                 prop_assert!(r.events.is_empty());
                 prop_assert_eq!(&before, &*state, "a duplicate changed state");
-                prop_assert_eq!(Some(&r.outcome), first_answers.get(&cmd.id), "a retry got a different answer");
+                prop_assert_eq!(r.reply.as_ref(), first_answers.get(&cmd.id), "a retry got a different answer");
             } else {
-                first_answers.insert(cmd.id, r.outcome.clone());
+                first_answers.insert(cmd.id, r.reply.clone().unwrap());
             }
             if !r.events.is_empty() {
                 *applied_ids.entry(cmd.id).or_default() += 1;

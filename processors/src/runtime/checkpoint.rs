@@ -142,11 +142,9 @@ mod tests {
     use crate::agents::AgentState;
     use rust_decimal::Decimal;
     use schemas::reply::AgentView;
-    use std::collections::VecDeque;
 
     fn state(agent: Uuid, balance: i64) -> AgentState {
-        AgentState {
-            view: AgentView {
+        let mut s = AgentState::new(AgentView {
                 agent_id: agent,
                 user_id: Uuid::nil(),
                 name: "a".into(),
@@ -157,11 +155,10 @@ mod tests {
                 tags: vec![],
                 status: "active".into(),
                 created_ms: 0,
-                balance: Decimal::from(balance),
-            },
-            version: balance,
-            recent: VecDeque::new(),
-        }
+            balance: Decimal::from(balance),
+        });
+        s.version = balance;
+        s
     }
 
     fn rec(epoch: Epoch, agent: Uuid, last: i64, balance: i64) -> (String, Option<Vec<u8>>) {

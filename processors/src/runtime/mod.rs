@@ -529,6 +529,7 @@ async fn process_batch(
     let mut touched: BTreeMap<i32, i64> = BTreeMap::new();
     let mut seek_to: BTreeMap<i32, i64> = BTreeMap::new();
     let mut applied = 0u64;
+    let mut saga_steps = 0u64;
 
     for m in &batch {
         let (p, offset) = (m.partition(), m.offset());
@@ -558,7 +559,11 @@ async fn process_batch(
         if slot.1 >= offset {
             continue; // this agent's checkpoint already reflects the command
         }
-        let result = agents::apply(&mut slot.0, &command, |i| {
+        let at = agents::Position {
+            partition: p,
+            offset,
+        };
+        let result = agents::apply(&mut slot.0, &command, at, |i| {
             ids::derived(&topics.commands, p, offset, i)
         });
         applied += 1;
@@ -577,14 +582,28 @@ async fn process_batch(
                 partition: None,
             });
         }
-        if let Some(correlation_id) = command.correlation_id.clone() {
+        let last_event = events.len();
+        // Saga steps travel with the events: both must be acknowledged before
+        // the checkpoint that says this command was applied.
+        for c in &result.commands {
+            events.push(Outgoing {
+                topic: topics.commands.clone(),
+                key: c.agent_id.to_string(),
+                payload: Some(c.encode()?),
+                partition: None,
+            });
+        }
+        saga_steps += result.commands.len() as u64;
+        if let (Some(correlation_id), Some(outcome)) =
+            (command.correlation_id.clone(), result.reply)
+        {
             let reply = Reply {
                 correlation_id,
                 command_id: command.id,
-                outcome: result.outcome,
+                outcome,
                 wait_for: vec![],
             };
-            replies.push((reply, first..events.len()));
+            replies.push((reply, first..last_event));
         }
     }
 
@@ -598,7 +617,8 @@ async fn process_batch(
         )?;
     }
 
-    // 2. events first: their offsets tell the gateway what the sink must pass.
+    // 2. events (and saga steps) first: their offsets tell the gateway what
+    // the sink must pass.
     let positions = produce_all(producer, &events).await?;
 
     // 3. replies and checkpoint records.
@@ -628,7 +648,9 @@ async fn process_batch(
     status.batches.fetch_add(1, Ordering::Relaxed);
     status.commands.fetch_add(applied, Ordering::Relaxed);
     metrics::counter!("agentbank_processor_commands_total").increment(applied);
-    metrics::counter!("agentbank_processor_events_total").increment(events.len() as u64);
+    metrics::counter!("agentbank_processor_events_total")
+        .increment(events.len() as u64 - saga_steps);
+    metrics::counter!("agentbank_processor_saga_steps_total").increment(saga_steps);
     metrics::histogram!("agentbank_processor_batch_size").record(batch.len() as f64);
     metrics::histogram!("agentbank_processor_batch_seconds")
         .record(started.elapsed().as_secs_f64());
