@@ -78,6 +78,14 @@ fn api() -> Router<AppState> {
         .route("/agents/withdraw", post(routes::agents::withdraw))
         .route("/agentsWith/{id}", get(routes::agents::get_one))
         .route("/agents/{id}", get(routes::agents::list_for_user))
+        .route("/payments/register", post(routes::payments::register))
+        .route("/payments/setApprove", post(routes::payments::approve))
+        .route("/payments/setDecline", post(routes::payments::decline))
+        .route("/payments/export", post(routes::reports::export))
+        .route("/payments/{id}", get(routes::payments::get_one))
+        .route("/user/payments", get(routes::payments::list_for_user))
+        .route("/user/wallet-balance", get(routes::reports::wallet_balance))
+        .route("/transactions/summary", get(routes::reports::summary))
         .route("/health", get(routes::health::health))
 }
 

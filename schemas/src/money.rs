@@ -127,3 +127,6 @@ mod tests {
         }
     }
 }
+
+/// The sandbox sign-up bonus (Mage: "a $20 deposit as soon as you register").
+pub const SIGNUP_BONUS: Decimal = Decimal::from_parts(20, 0, 0, false, 0);

@@ -55,7 +55,7 @@ pub fn agent_json(v: &AgentView, network_id: &str) -> Value {
 
 /// The command id: derived from `Idempotency-Key` when given (a retry is then
 /// the same command and applies once), random otherwise.
-fn command_id(headers: &HeaderMap, user_id: Uuid, route: &str) -> Result<Uuid, ApiError> {
+pub(crate) fn command_id(headers: &HeaderMap, user_id: Uuid, route: &str) -> Result<Uuid, ApiError> {
     match headers.get("idempotency-key") {
         None => Ok(Uuid::new_v4()),
         Some(v) => {
@@ -73,7 +73,7 @@ fn command_id(headers: &HeaderMap, user_id: Uuid, route: &str) -> Result<Uuid, A
 }
 
 /// A command from `caller`, stamped now (the processors' clock).
-fn command(id: Uuid, agent_id: Uuid, caller: &Caller, payload: CommandPayload) -> Command {
+pub(crate) fn command(id: Uuid, agent_id: Uuid, caller: &Caller, payload: CommandPayload) -> Command {
     Command {
         id,
         agent_id,
@@ -104,11 +104,20 @@ fn limit(body: &JsonObject, name: &str) -> Result<Option<Decimal>, ApiError> {
         .transpose()
 }
 
-fn rejected(code: RejectCode, message: String) -> ApiError {
+pub(crate) fn rejected(code: RejectCode, message: String) -> ApiError {
     match code {
         RejectCode::NotFound => ApiError::NotFound(message),
         RejectCode::Invalid => ApiError::BadRequest(message),
         RejectCode::Conflict => ApiError::Conflict(message),
+    }
+}
+
+/// The error for an outcome the route did not expect: a rejection as such,
+/// anything else is a bug (500, logged).
+pub(crate) fn unexpected(outcome: Outcome) -> ApiError {
+    match outcome {
+        Outcome::Rejected { code, message } => rejected(code, message),
+        other => ApiError::Internal(format!("unexpected processor answer {other:?}")),
     }
 }
 
@@ -185,9 +194,8 @@ pub async fn create(
                 .execute(&state.pool)
                 .await?;
             return Err(match other {
-                Ok(Outcome::Rejected { code, message }) => rejected(code, message),
+                Ok(outcome) => unexpected(outcome),
                 Err(e) => e,
-                Ok(Outcome::Agent(_)) => unreachable!(),
             });
         }
     };
@@ -302,7 +310,7 @@ async fn move_funds(
             "message": movement.message(amount, &currency),
             "updatedBalance": money::display(view.balance),
         }))),
-        Outcome::Rejected { code, message } => Err(rejected(code, message)),
+        other => Err(unexpected(other)),
     }
 }
 
@@ -375,8 +383,8 @@ pub async fn get_one(
 
 #[derive(Deserialize)]
 pub struct PageQuery {
-    page: Option<String>,
-    limit: Option<String>,
+    pub page: Option<String>,
+    pub limit: Option<String>,
 }
 
 /// `page` ≥ 1 and 1 ≤ `limit` ≤ 100, as the API docs state.

@@ -2,4 +2,6 @@
 
 pub mod agents;
 pub mod health;
+pub mod payments;
+pub mod reports;
 pub mod users;

@@ -6,11 +6,16 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
+use schemas::command::GrantSignupBonus;
 use schemas::ids::{self, Kind};
+use schemas::reply::Outcome;
+use schemas::{Command, CommandPayload};
+use uuid::Uuid;
 
 use crate::auth::{create_user, hash_password};
 use crate::body::{JsonObject, NAME_CHARS_MAX};
 use crate::error::ApiError;
+use crate::routes::agents::unexpected;
 use crate::AppState;
 
 pub const EMAIL_CHARS_MAX: usize = 254;
@@ -66,6 +71,11 @@ pub async fn sign_up(
     }
     let password_hash = hash_password(password).await?;
     let (user_id, key) = create_user(&state.pool, &name, &email, &password_hash).await?;
+    if let Err(e) = grant_bonus(&state, user_id).await {
+        // No user without its bonus: undo the sign-up so a retry starts clean.
+        delete_user(&state, user_id).await;
+        return Err(e);
+    }
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -76,6 +86,45 @@ pub async fn sign_up(
             "apikey": key.text,
         })),
     ))
+}
+
+/// The sandbox sign-up bonus, through the pipeline like all money: a command
+/// keyed by the user, its id derived from the user's (applied once).
+async fn grant_bonus(state: &AppState, user_id: Uuid) -> Result<(), ApiError> {
+    let command = Command {
+        id: Uuid::new_v5(&user_id, b"signup-bonus"),
+        agent_id: user_id,
+        user_id,
+        correlation_id: None,
+        timestamp_ms: chrono::Utc::now().timestamp_millis(),
+        payload: CommandPayload::GrantSignupBonus(GrantSignupBonus {
+            amount: schemas::money::SIGNUP_BONUS,
+            currency: "USDC".into(),
+        }),
+    };
+    match state.bus.execute(command).await? {
+        Outcome::Done => Ok(()),
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn delete_user(state: &AppState, user_id: Uuid) {
+    let result = async {
+        let mut tx = state.pool.begin().await?;
+        sqlx::query("DELETE FROM api_keys WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, %user_id, "could not undo a sign-up without bonus");
+    }
 }
 
 #[cfg(test)]

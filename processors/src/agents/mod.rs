@@ -22,9 +22,6 @@ mod tests;
 #[cfg(test)]
 mod payment_tests;
 
-/// The sandbox sign-up bonus (Mage: "a $20 deposit as soon as you register").
-pub const SIGNUP_BONUS: Decimal = Decimal::from_parts(20, 0, 0, false, 0);
-
 /// Where a command sits on the commands topic. Saga commands an input emits
 /// carry it as their origin, which is how receivers apply each one once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,7 +292,7 @@ fn grant_bonus(
     if state.is_some() || command.agent_id != command.user_id {
         return rejected("A sign-up bonus is keyed by its user");
     }
-    if money::validate_positive(b.amount, &b.currency).is_err() || b.amount > SIGNUP_BONUS {
+    if money::validate_positive(b.amount, &b.currency).is_err() || b.amount > money::SIGNUP_BONUS {
         return rejected("Invalid bonus amount");
     }
     let journal = JournalEntry {

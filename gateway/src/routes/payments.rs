@@ -1,0 +1,427 @@
+//! Payments: register, approve, decline (commands to the sender's processor,
+//! answered when the saga has finished) and the reads — one payment, the
+//! user's payments with direction — from the read model. Mage shapes.
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use schemas::command::{PaymentRef, RegisterPayment};
+use schemas::ids::{self, Kind};
+use schemas::money;
+use schemas::payment::{approval, Payment, PAYMENT_TYPES};
+use schemas::reply::Outcome;
+use schemas::CommandPayload;
+
+use crate::auth::Caller;
+use crate::body::{number, JsonObject, NAME_CHARS_MAX};
+use crate::error::ApiError;
+use crate::routes::agents::{command, command_id, page_bounds, unexpected, PageQuery};
+use crate::routes::agents::{TAGS_MAX, TAG_CHARS_MAX};
+use crate::AppState;
+
+pub const METHOD_CHARS_MAX: usize = 50;
+pub const EMAIL_CHARS_MAX: usize = 254;
+pub const PHONE_CHARS_MAX: usize = 32;
+const DEFAULT_METHOD: &str = "CRYPTO_ADDRESS";
+const REQUIRED: &str =
+    "Required fields missing: senderagentid, receiveragentid, paymentdetails, name, type";
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// The Mage JSON of a payment (`Payment` in the OpenAPI document). Absent
+/// optional values are left out rather than `null`: the schema types them as
+/// plain strings.
+pub fn payment_json(p: &Payment) -> Value {
+    let short = |kind, text: &str| {
+        Uuid::parse_str(text).map_or_else(|_| text.to_string(), |id| ids::short(kind, id))
+    };
+    let mut contact = Map::new();
+    if let Some(email) = &p.contact_email {
+        contact.insert("email".into(), json!(email));
+    }
+    if let Some(phone) = &p.contact_phone {
+        contact.insert("phoneNumber".into(), json!(phone));
+    }
+    let mut out = json!({
+        "id": short(Kind::Payee, &p.payment_id),
+        "name": p.name,
+        "type": p.payment_type,
+        "senderagentid": short(Kind::Agent, &p.sender_agent_id),
+        "receiveragentid": short(Kind::Agent, &p.receiver_agent_id),
+        "status": p.status,
+        "approvalstatus": p.approval_status,
+        "approvalrequired": p.approval_required,
+        "paymentdetails": {
+            "method": p.method,
+            "amount": number(p.amount),
+            "currency": p.currency,
+        },
+        "contactdetails": contact,
+        "tags": p.tags,
+        "createdat": rfc3339(p.created_ms),
+    });
+    if let Some(ms) = p.decided_ms {
+        out["approvedat"] = json!(rfc3339(ms));
+    }
+    if let Some(tx) = &p.tx_hash {
+        out["txHash"] = json!(tx);
+    }
+    out
+}
+
+/// A nested object of the body (`paymentdetails`, `contactdetails`), if present.
+fn nested(body: &JsonObject, name: &str) -> Result<Option<JsonObject>, ApiError> {
+    match body.0.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(map)) => Ok(Some(JsonObject(map.clone()))),
+        Some(_) => Err(ApiError::BadRequest(format!("{name} must be an object"))),
+    }
+}
+
+fn agent_id(text: &str, missing: &str) -> Result<Uuid, ApiError> {
+    ids::parse(Kind::Agent, text).map_err(|_| ApiError::NotFound(missing.into()))
+}
+
+/// The owner of an agent, from the read model.
+async fn agent_owner(state: &AppState, agent: Uuid) -> Result<Option<Uuid>, ApiError> {
+    Ok(sqlx::query_scalar("SELECT user_id FROM agents WHERE id = $1")
+        .bind(agent)
+        .fetch_optional(&state.pool)
+        .await?)
+}
+
+/// The payment a finished command names, read back (a retried command whose
+/// payment has left the processor's open set since).
+async fn settled(state: &AppState, caller: &Caller, id: Uuid) -> Result<Payment, ApiError> {
+    visible_payment(state, caller, id)
+        .await?
+        .ok_or_else(|| ApiError::Unavailable("Payment is being processed; retry".into()))
+}
+
+/// `POST /payments/register`
+pub async fn register(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    let required = ["senderagentid", "receiveragentid", "paymentdetails", "name", "type"];
+    if !required.iter().all(|f| body.has(f)) {
+        return Err(ApiError::BadRequest(REQUIRED.into()));
+    }
+    let sender_text = body.str("senderagentid", ids::ID_TEXT_MAX, REQUIRED)?;
+    let receiver_text = body.str("receiveragentid", ids::ID_TEXT_MAX, REQUIRED)?;
+    let name = body.str("name", NAME_CHARS_MAX, REQUIRED)?;
+    let payment_type = body.str("type", 10, REQUIRED)?.to_ascii_uppercase();
+    if !PAYMENT_TYPES.contains(&payment_type.as_str()) {
+        return Err(ApiError::BadRequest(
+            "Invalid payment type. Use INTERNAL or EXTERNAL".into(),
+        ));
+    }
+    let details = nested(&body, "paymentdetails")?.ok_or_else(|| ApiError::BadRequest(REQUIRED.into()))?;
+    let currency = details
+        .opt_str("currency", 10)?
+        .unwrap_or_else(|| "USDC".into())
+        .to_ascii_uppercase();
+    if money::currency_scale(&currency).is_none() {
+        return Err(ApiError::BadRequest(format!(
+            "Unsupported currency '{currency}'; supported: USDC"
+        )));
+    }
+    let amount = details
+        .opt_amount("amount")
+        .ok()
+        .flatten()
+        .and_then(|a| money::validate_positive(a, &currency).ok())
+        .ok_or_else(|| {
+            ApiError::BadRequest("Invalid payment details. Amount must be positive.".into())
+        })?;
+    let method = details
+        .opt_str("method", METHOD_CHARS_MAX)?
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| DEFAULT_METHOD.into());
+    let contact = nested(&body, "contactdetails")?;
+    let (contact_email, contact_phone) = match &contact {
+        Some(c) => (
+            c.opt_str("email", EMAIL_CHARS_MAX)?.filter(|s| !s.is_empty()),
+            c.opt_str("phoneNumber", PHONE_CHARS_MAX)?.filter(|s| !s.is_empty()),
+        ),
+        None => (None, None),
+    };
+    let tags = body.opt_strings("tags", TAGS_MAX, TAG_CHARS_MAX)?;
+
+    let sender = agent_id(&sender_text, "Sender agent not found")?;
+    let receiver = agent_id(&receiver_text, "Receiver agent not found")?;
+    if !caller.may_act_for(sender)
+        || agent_owner(&state, sender).await? != Some(caller.user_id)
+    {
+        return Err(ApiError::NotFound("Sender agent not found".into()));
+    }
+    let Some(receiver_owner) = agent_owner(&state, receiver).await? else {
+        return Err(ApiError::NotFound("Receiver agent not found".into()));
+    };
+    if payment_type == "INTERNAL" && receiver_owner != caller.user_id {
+        return Err(ApiError::BadRequest(
+            "INTERNAL payments are between your own agents; use EXTERNAL".into(),
+        ));
+    }
+    let id = command_id(&headers, caller.user_id, "payments/register")?;
+    // Derived from the command id: a retried registration names the same payment.
+    let payment_id = Uuid::new_v5(&id, b"payment");
+    let payload = CommandPayload::RegisterPayment(RegisterPayment {
+        payment_id: payment_id.to_string(),
+        receiver_agent_id: receiver.to_string(),
+        name,
+        payment_type,
+        amount,
+        currency,
+        method,
+        contact_email,
+        contact_phone,
+        tags,
+    });
+    let payment = match state.bus.execute(command(id, sender, &caller, payload)).await? {
+        Outcome::Payment(p) => *p,
+        Outcome::PaymentSettled { payment_id } => settled(&state, &caller, payment_id).await?,
+        other => return Err(unexpected(other)),
+    };
+    let mut out = payment_json(&payment);
+    out["approvalRequired"] = json!(payment.approval_required);
+    out["txHash"] = json!(payment.tx_hash);
+    Ok(Json(out))
+}
+
+/// Approve or decline: both name a payment the caller sent.
+async fn decide(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    body: &JsonObject,
+    approve: bool,
+) -> Result<Payment, ApiError> {
+    let text = body.str("paymentId", ids::ID_TEXT_MAX, "Payment ID is required")?;
+    let not_found = || ApiError::NotFound("Payment not found".into());
+    let payment_id = ids::parse(Kind::Payee, &text).map_err(|_| not_found())?;
+    let sender: Option<Uuid> = sqlx::query_scalar(
+        "SELECT sender_agent_id FROM payments WHERE id = $1 AND sender_user_id = $2",
+    )
+    .bind(payment_id)
+    .bind(caller.user_id)
+    .fetch_optional(&state.pool)
+    .await?;
+    let sender = sender.filter(|s| caller.may_act_for(*s)).ok_or_else(not_found)?;
+    let r = PaymentRef {
+        payment_id: payment_id.to_string(),
+    };
+    let (route, payload) = if approve {
+        ("payments/setApprove", CommandPayload::ApprovePayment(r))
+    } else {
+        ("payments/setDecline", CommandPayload::DeclinePayment(r))
+    };
+    let id = command_id(headers, caller.user_id, route)?;
+    match state.bus.execute(command(id, sender, caller, payload)).await? {
+        Outcome::Payment(p) => Ok(*p),
+        Outcome::PaymentSettled { payment_id } => settled(state, caller, payment_id).await,
+        other => Err(unexpected(other)),
+    }
+}
+
+/// `POST /payments/setApprove` — answers once the payment has been credited.
+pub async fn approve(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    let p = decide(&state, &caller, &headers, &body, true).await?;
+    Ok(Json(json!({
+        "message": "Approval Status Done.",
+        "status": p.status,
+        "approvalstatus": p.approval_status,
+        "txHash": p.tx_hash,
+    })))
+}
+
+/// `POST /payments/setDecline` — final; the reservation is released.
+pub async fn decline(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    let p = decide(&state, &caller, &headers, &body, false).await?;
+    Ok(Json(json!({
+        "message": "Payment declined successfully",
+        "status": approval::DECLINE,
+        "paymentStatus": p.status,
+        "txHash": null,
+    })))
+}
+
+/// A payments row with the names and direction the list shows.
+#[derive(sqlx::FromRow)]
+pub(crate) struct PaymentRow {
+    id: Uuid,
+    sender_agent_id: Uuid,
+    receiver_agent_id: Uuid,
+    name: String,
+    payment_type: String,
+    amount: rust_decimal::Decimal,
+    currency: String,
+    method: String,
+    contact_email: Option<String>,
+    contact_phone: Option<String>,
+    tags: Vec<String>,
+    status: String,
+    approval_status: String,
+    approval_required: bool,
+    created_at: chrono::DateTime<chrono::Utc>,
+    approved_at: Option<chrono::DateTime<chrono::Utc>>,
+    tx_hash: Option<String>,
+    pub sender_name: Option<String>,
+    pub receiver_name: Option<String>,
+    pub outgoing: bool,
+}
+
+impl PaymentRow {
+    pub fn payment(&self) -> Payment {
+        Payment {
+            payment_id: self.id.to_string(),
+            sender_agent_id: self.sender_agent_id.to_string(),
+            receiver_agent_id: self.receiver_agent_id.to_string(),
+            name: self.name.clone(),
+            payment_type: self.payment_type.clone(),
+            amount: self.amount,
+            currency: self.currency.clone(),
+            method: self.method.clone(),
+            contact_email: self.contact_email.clone(),
+            contact_phone: self.contact_phone.clone(),
+            tags: self.tags.clone(),
+            status: self.status.clone(),
+            approval_status: self.approval_status.clone(),
+            approval_required: self.approval_required,
+            created_ms: self.created_at.timestamp_millis(),
+            decided_ms: self.approved_at.map(|t| t.timestamp_millis()),
+            tx_hash: self.tx_hash.clone(),
+        }
+    }
+
+    pub fn direction(&self) -> &'static str {
+        if self.outgoing {
+            "outgoing"
+        } else {
+            "incoming"
+        }
+    }
+
+    /// `PaymentWithDirection`.
+    pub fn json_with_direction(&self) -> Value {
+        let mut out = payment_json(&self.payment());
+        out["initiatedBy"] = json!(self.sender_name.clone().unwrap_or_default());
+        out["receivedBy"] = json!(self.receiver_name.clone().unwrap_or_default());
+        out["direction"] = json!(self.direction());
+        out
+    }
+}
+
+/// Payments the caller may see: sent or received by one of its agents (an
+/// agent key: by that agent). `$1` user, `$2` agent or NULL.
+pub(crate) const VISIBLE_PAYMENTS: &str = "
+    SELECT p.id, p.sender_agent_id, p.receiver_agent_id, p.name, p.payment_type, p.amount,
+           p.currency, p.method, p.contact_email, p.contact_phone, p.tags, p.status,
+           p.approval_status, p.approval_required, p.created_at, p.approved_at, p.tx_hash,
+           s.name AS sender_name, r.name AS receiver_name,
+           (p.sender_user_id = $1 AND ($2::uuid IS NULL OR p.sender_agent_id = $2)) AS outgoing
+    FROM payments p
+    LEFT JOIN agents s ON s.id = p.sender_agent_id
+    LEFT JOIN agents r ON r.id = p.receiver_agent_id
+    WHERE ((p.sender_user_id = $1 AND ($2::uuid IS NULL OR p.sender_agent_id = $2))
+        OR (r.user_id = $1 AND ($2::uuid IS NULL OR p.receiver_agent_id = $2)))";
+
+async fn visible_payment(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+) -> Result<Option<Payment>, ApiError> {
+    let row: Option<PaymentRow> = sqlx::query_as(&format!("{VISIBLE_PAYMENTS} AND p.id = $3"))
+        .bind(caller.user_id)
+        .bind(caller.agent_id)
+        .bind(id)
+        .fetch_optional(&state.pool)
+        .await?;
+    Ok(row.map(|r| r.payment()))
+}
+
+/// `GET /payments/{id}` — short (`payee_…`) or UUID; another user's is a 404.
+pub async fn get_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let not_found = || ApiError::NotFound("Payment not found".into());
+    let id = ids::parse(Kind::Payee, &id).map_err(|_| not_found())?;
+    let payment = visible_payment(&state, &caller, id).await?.ok_or_else(not_found)?;
+    Ok(Json(payment_json(&payment)))
+}
+
+/// The `approvalStatus` filter: the documented values and what they match.
+fn approval_filter(value: &str) -> Result<&'static str, ApiError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "approved" => Ok(approval::APPROVED),
+        "declined" | "decline" => Ok(approval::DECLINE),
+        // Payments awaiting the sender's decision are the ones pending/waiting.
+        "waiting for sender approval" | "waiting" | "pending" => Ok(approval::WAITING_FOR_SENDER),
+        _ => Err(ApiError::BadRequest(
+            "approvalStatus must be one of: Approved, Declined, Pending, Waiting, Waiting for Sender Approval"
+                .into(),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct UserPaymentsQuery {
+    #[serde(rename = "approvalStatus")]
+    approval_status: Option<String>,
+    page: Option<String>,
+    limit: Option<String>,
+}
+
+/// `GET /user/payments` — newest first, paginated, optionally by approval status.
+pub async fn list_for_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<UserPaymentsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let (page, limit) = page_bounds(&PageQuery {
+        page: q.page,
+        limit: q.limit,
+    })?;
+    let filter = q
+        .approval_status
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(approval_filter)
+        .transpose()?;
+    let rows: Vec<PaymentRow> = sqlx::query_as(&format!(
+        "{VISIBLE_PAYMENTS} AND ($3::text IS NULL OR p.approval_status = $3)
+         ORDER BY p.created_at DESC, p.id LIMIT $4 OFFSET $5"
+    ))
+    .bind(caller.user_id)
+    .bind(caller.agent_id)
+    .bind(filter)
+    .bind(limit)
+    .bind((page - 1) * limit)
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(Json(Value::Array(
+        rows.iter().map(PaymentRow::json_with_direction).collect(),
+    )))
+}
