@@ -436,8 +436,12 @@ mod tests {
                 contact_phone: Some("+1".into()),
                 tags: vec![],
             }),
-            CommandPayload::ApprovePayment(PaymentRef { payment_id: "p".into() }),
-            CommandPayload::DeclinePayment(PaymentRef { payment_id: "p".into() }),
+            CommandPayload::ApprovePayment(PaymentRef {
+                payment_id: "p".into(),
+            }),
+            CommandPayload::DeclinePayment(PaymentRef {
+                payment_id: "p".into(),
+            }),
             CommandPayload::CreditPayment(CreditPayment {
                 payment: payment(Some(12)),
                 origin_partition: 3,
@@ -454,7 +458,10 @@ mod tests {
             }),
         ];
         for payload in commands {
-            let cmd = Command { payload, ..base.clone() };
+            let cmd = Command {
+                payload,
+                ..base.clone()
+            };
             assert_eq!(Command::decode(&cmd.encode().unwrap()).unwrap(), cmd);
         }
         let journal = JournalEntry {

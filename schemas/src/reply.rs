@@ -46,10 +46,15 @@ pub enum Outcome {
     Payment(Box<Payment>),
     /// A payment that has left the sender's open set since (a retried
     /// command): the gateway reads it from the read model.
-    PaymentSettled { payment_id: Uuid },
+    PaymentSettled {
+        payment_id: Uuid,
+    },
     /// Done; nothing to show (e.g. the sign-up bonus).
     Done,
-    Rejected { code: RejectCode, message: String },
+    Rejected {
+        code: RejectCode,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

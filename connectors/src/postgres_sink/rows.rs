@@ -127,10 +127,11 @@ impl Rows {
     }
 
     fn set_payment(&mut self, e: &Event, c: &PaymentChange) {
-        let slot = self
-            .payments
-            .entry(c.payment.id())
-            .or_insert((e.agent_version, e.user_id, c.payment.clone()));
+        let slot = self.payments.entry(c.payment.id()).or_insert((
+            e.agent_version,
+            e.user_id,
+            c.payment.clone(),
+        ));
         if e.agent_version >= slot.0 {
             *slot = (e.agent_version, e.user_id, c.payment.clone());
         }

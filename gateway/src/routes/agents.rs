@@ -55,7 +55,11 @@ pub fn agent_json(v: &AgentView, network_id: &str) -> Value {
 
 /// The command id: derived from `Idempotency-Key` when given (a retry is then
 /// the same command and applies once), random otherwise.
-pub(crate) fn command_id(headers: &HeaderMap, user_id: Uuid, route: &str) -> Result<Uuid, ApiError> {
+pub(crate) fn command_id(
+    headers: &HeaderMap,
+    user_id: Uuid,
+    route: &str,
+) -> Result<Uuid, ApiError> {
     match headers.get("idempotency-key") {
         None => Ok(Uuid::new_v4()),
         Some(v) => {
@@ -73,7 +77,12 @@ pub(crate) fn command_id(headers: &HeaderMap, user_id: Uuid, route: &str) -> Res
 }
 
 /// A command from `caller`, stamped now (the processors' clock).
-pub(crate) fn command(id: Uuid, agent_id: Uuid, caller: &Caller, payload: CommandPayload) -> Command {
+pub(crate) fn command(
+    id: Uuid,
+    agent_id: Uuid,
+    caller: &Caller,
+    payload: CommandPayload,
+) -> Command {
     Command {
         id,
         agent_id,

@@ -92,10 +92,12 @@ fn agent_id(text: &str, missing: &str) -> Result<Uuid, ApiError> {
 
 /// The owner of an agent, from the read model.
 async fn agent_owner(state: &AppState, agent: Uuid) -> Result<Option<Uuid>, ApiError> {
-    Ok(sqlx::query_scalar("SELECT user_id FROM agents WHERE id = $1")
-        .bind(agent)
-        .fetch_optional(&state.pool)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT user_id FROM agents WHERE id = $1")
+            .bind(agent)
+            .fetch_optional(&state.pool)
+            .await?,
+    )
 }
 
 /// The payment a finished command names, read back (a retried command whose
@@ -113,7 +115,13 @@ pub async fn register(
     headers: HeaderMap,
     body: JsonObject,
 ) -> Result<Json<Value>, ApiError> {
-    let required = ["senderagentid", "receiveragentid", "paymentdetails", "name", "type"];
+    let required = [
+        "senderagentid",
+        "receiveragentid",
+        "paymentdetails",
+        "name",
+        "type",
+    ];
     if !required.iter().all(|f| body.has(f)) {
         return Err(ApiError::BadRequest(REQUIRED.into()));
     }
@@ -126,7 +134,8 @@ pub async fn register(
             "Invalid payment type. Use INTERNAL or EXTERNAL".into(),
         ));
     }
-    let details = nested(&body, "paymentdetails")?.ok_or_else(|| ApiError::BadRequest(REQUIRED.into()))?;
+    let details =
+        nested(&body, "paymentdetails")?.ok_or_else(|| ApiError::BadRequest(REQUIRED.into()))?;
     let currency = details
         .opt_str("currency", 10)?
         .unwrap_or_else(|| "USDC".into())
@@ -151,8 +160,10 @@ pub async fn register(
     let contact = nested(&body, "contactdetails")?;
     let (contact_email, contact_phone) = match &contact {
         Some(c) => (
-            c.opt_str("email", EMAIL_CHARS_MAX)?.filter(|s| !s.is_empty()),
-            c.opt_str("phoneNumber", PHONE_CHARS_MAX)?.filter(|s| !s.is_empty()),
+            c.opt_str("email", EMAIL_CHARS_MAX)?
+                .filter(|s| !s.is_empty()),
+            c.opt_str("phoneNumber", PHONE_CHARS_MAX)?
+                .filter(|s| !s.is_empty()),
         ),
         None => (None, None),
     };
@@ -160,9 +171,7 @@ pub async fn register(
 
     let sender = agent_id(&sender_text, "Sender agent not found")?;
     let receiver = agent_id(&receiver_text, "Receiver agent not found")?;
-    if !caller.may_act_for(sender)
-        || agent_owner(&state, sender).await? != Some(caller.user_id)
-    {
+    if !caller.may_act_for(sender) || agent_owner(&state, sender).await? != Some(caller.user_id) {
         return Err(ApiError::NotFound("Sender agent not found".into()));
     }
     let Some(receiver_owner) = agent_owner(&state, receiver).await? else {
@@ -188,7 +197,11 @@ pub async fn register(
         contact_phone,
         tags,
     });
-    let payment = match state.bus.execute(command(id, sender, &caller, payload)).await? {
+    let payment = match state
+        .bus
+        .execute(command(id, sender, &caller, payload))
+        .await?
+    {
         Outcome::Payment(p) => *p,
         Outcome::PaymentSettled { payment_id } => settled(&state, &caller, payment_id).await?,
         other => return Err(unexpected(other)),
@@ -217,7 +230,9 @@ async fn decide(
     .bind(caller.user_id)
     .fetch_optional(&state.pool)
     .await?;
-    let sender = sender.filter(|s| caller.may_act_for(*s)).ok_or_else(not_found)?;
+    let sender = sender
+        .filter(|s| caller.may_act_for(*s))
+        .ok_or_else(not_found)?;
     let r = PaymentRef {
         payment_id: payment_id.to_string(),
     };
@@ -227,7 +242,11 @@ async fn decide(
         ("payments/setDecline", CommandPayload::DeclinePayment(r))
     };
     let id = command_id(headers, caller.user_id, route)?;
-    match state.bus.execute(command(id, sender, caller, payload)).await? {
+    match state
+        .bus
+        .execute(command(id, sender, caller, payload))
+        .await?
+    {
         Outcome::Payment(p) => Ok(*p),
         Outcome::PaymentSettled { payment_id } => settled(state, caller, payment_id).await,
         other => Err(unexpected(other)),
@@ -368,7 +387,9 @@ pub async fn get_one(
 ) -> Result<Json<Value>, ApiError> {
     let not_found = || ApiError::NotFound("Payment not found".into());
     let id = ids::parse(Kind::Payee, &id).map_err(|_| not_found())?;
-    let payment = visible_payment(&state, &caller, id).await?.ok_or_else(not_found)?;
+    let payment = visible_payment(&state, &caller, id)
+        .await?
+        .ok_or_else(not_found)?;
     Ok(Json(payment_json(&payment)))
 }
 

@@ -346,11 +346,15 @@ fn xlsx(rows: &[[String; 12]]) -> Result<Vec<u8>, ApiError> {
     let bold = Cell::new().set_bold();
     let sheet = book.add_worksheet().set_name("Payments").map_err(fail)?;
     for (c, name) in EXPORT_COLUMNS.iter().enumerate() {
-        sheet.write_string_with_format(0, c as u16, *name, &bold).map_err(fail)?;
+        sheet
+            .write_string_with_format(0, c as u16, *name, &bold)
+            .map_err(fail)?;
     }
     for (r, row) in rows.iter().enumerate() {
         for (c, value) in row.iter().enumerate() {
-            sheet.write_string(r as u32 + 1, c as u16, value).map_err(fail)?;
+            sheet
+                .write_string(r as u32 + 1, c as u16, value)
+                .map_err(fail)?;
         }
     }
     sheet.set_freeze_panes(1, 0).map_err(fail)?;
@@ -359,13 +363,21 @@ fn xlsx(rows: &[[String; 12]]) -> Result<Vec<u8>, ApiError> {
         .map_err(fail)?;
     sheet.set_column_width(0, 30).map_err(fail)?;
     let summary = book.add_worksheet().set_name("Summary").map_err(fail)?;
-    summary.write_string_with_format(0, 0, "payments", &bold).map_err(fail)?;
-    summary.write_number(0, 1, rows.len() as f64).map_err(fail)?;
+    summary
+        .write_string_with_format(0, 0, "payments", &bold)
+        .map_err(fail)?;
+    summary
+        .write_number(0, 1, rows.len() as f64)
+        .map_err(fail)?;
     summary
         .write_string_with_format(1, 0, "generated", &bold)
         .map_err(fail)?;
     summary
-        .write_string(1, 1, Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .write_string(
+            1,
+            1,
+            Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        )
         .map_err(fail)?;
     book.save_to_buffer().map_err(fail)
 }
@@ -378,10 +390,19 @@ fn pdf(rows: &[[String; 12]]) -> Vec<u8> {
     const PRINTED: [usize; 8] = [0, 1, 2, 4, 7, 8, 10, 11];
     let encode = |s: &str| -> Vec<u8> {
         s.chars()
-            .map(|c| if (' '..='~').contains(&c) { c as u8 } else { b'?' })
+            .map(|c| {
+                if (' '..='~').contains(&c) {
+                    c as u8
+                } else {
+                    b'?'
+                }
+            })
             .collect()
     };
-    let header: Vec<String> = PRINTED.iter().map(|i| EXPORT_COLUMNS[*i].to_string()).collect();
+    let header: Vec<String> = PRINTED
+        .iter()
+        .map(|i| EXPORT_COLUMNS[*i].to_string())
+        .collect();
     let mut lines = vec![header.join(" | ")];
     lines.extend(rows.iter().map(|r| {
         PRINTED

@@ -16,11 +16,11 @@ use schemas::payment::Payment;
 use schemas::reply::{AgentView, Outcome, RejectCode};
 use schemas::{Command, CommandPayload, Event, EventPayload};
 
+#[cfg(test)]
+mod payment_tests;
 pub mod payments;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod payment_tests;
 
 /// Where a command sits on the commands topic. Saga commands an input emits
 /// carry it as their origin, which is how receivers apply each one once.
@@ -100,7 +100,10 @@ where
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Answer {
     Balance(#[serde(with = "rust_decimal::serde::str")] Decimal),
-    Rejected { code: RejectCode, message: String },
+    Rejected {
+        code: RejectCode,
+        message: String,
+    },
     /// A payment command: answered with the payment as it is when retried.
     Payment(Uuid),
 }
@@ -239,11 +242,15 @@ pub fn apply(
             if let Some(outcome) = &decision.reply {
                 s.recent.push_back((command.id, Answer::of(outcome)));
             } else if let CommandPayload::RegisterPayment(r) = &command.payload {
-                s.recent
-                    .push_back((command.id, Answer::Payment(payments::payment_uuid(&r.payment_id))));
+                s.recent.push_back((
+                    command.id,
+                    Answer::Payment(payments::payment_uuid(&r.payment_id)),
+                ));
             } else if let CommandPayload::ApprovePayment(r) = &command.payload {
-                s.recent
-                    .push_back((command.id, Answer::Payment(payments::payment_uuid(&r.payment_id))));
+                s.recent.push_back((
+                    command.id,
+                    Answer::Payment(payments::payment_uuid(&r.payment_id)),
+                ));
             }
             while s.recent.len() > RECENT_COMMANDS_MAX {
                 s.recent.pop_front();
@@ -333,7 +340,10 @@ fn grant_bonus(
 type Decided = Result<Option<Decision>, (RejectCode, String)>;
 
 fn agent_answer(payloads: Vec<EventPayload>, view: AgentView) -> Decided {
-    Ok(Some(Decision::answer(payloads, Outcome::Agent(Box::new(view)))))
+    Ok(Some(Decision::answer(
+        payloads,
+        Outcome::Agent(Box::new(view)),
+    )))
 }
 
 fn not_found() -> (RejectCode, String) {

@@ -22,16 +22,33 @@ const DAY_MS: i64 = 86_400_000;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Deposit { agent: usize, units: i64 },
-    Pay { from: usize, to: usize, units: i64 },
-    Approve { nth: usize },
-    Decline { nth: usize },
+    Deposit {
+        agent: usize,
+        units: i64,
+    },
+    Pay {
+        from: usize,
+        to: usize,
+        units: i64,
+    },
+    Approve {
+        nth: usize,
+    },
+    Decline {
+        nth: usize,
+    },
     /// Deliver the oldest pending saga step (and maybe again later).
-    Deliver { again: bool },
+    Deliver {
+        again: bool,
+    },
     /// Let time pass (hours), possibly into a new UTC day.
-    Wait { hours: i64 },
+    Wait {
+        hours: i64,
+    },
     /// Re-send an earlier gateway command with the same id (a client retry).
-    Retry { nth: usize },
+    Retry {
+        nth: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -94,7 +111,9 @@ impl World {
         *offset += 1;
         let state = self.states.entry(cmd.agent_id).or_insert(None);
         let seed = ((p as u128) << 64) | at.offset as u128;
-        let applied = apply(state, cmd, at, |i| Uuid::from_u128((seed << 20) | i as u128));
+        let applied = apply(state, cmd, at, |i| {
+            Uuid::from_u128((seed << 20) | i as u128)
+        });
         for e in &applied.events {
             if let Some(j) = e.payload.journal() {
                 prop_assert!(j.is_balanced(), "unbalanced {:?}", j);
@@ -116,10 +135,7 @@ impl World {
             if let EventPayload::PaymentRegistered(c) = &e.payload {
                 if !c.payment.approval_required {
                     let day = c.payment.created_ms.div_euclid(DAY_MS);
-                    *self
-                        .auto_approved
-                        .entry((e.agent_id, day))
-                        .or_default() += c.payment.amount;
+                    *self.auto_approved.entry((e.agent_id, day)).or_default() += c.payment.amount;
                 }
             }
         }
@@ -301,7 +317,10 @@ fn documented_lifecycles() {
     let mut offset = 0;
     let mut run = |cmd: &Command, states: &mut HashMap<Uuid, Option<AgentState>>| {
         offset += 1;
-        let at = Position { partition: 0, offset };
+        let at = Position {
+            partition: 0,
+            offset,
+        };
         apply(states.entry(cmd.agent_id).or_insert(None), cmd, at, |i| {
             Uuid::from_u128(((offset as u128) << 20) | i as u128)
         })
@@ -355,8 +374,14 @@ fn documented_lifecycles() {
     let Some(Outcome::Payment(p)) = done.reply else {
         panic!("{:?}", done.reply)
     };
-    assert_eq!((p.status.as_str(), p.approval_status.as_str()), ("Confirmed", "Approved"));
-    assert_eq!((balance(&states, a), balance(&states, b)), (units(45), units(55)));
+    assert_eq!(
+        (p.status.as_str(), p.approval_status.as_str()),
+        ("Confirmed", "Approved")
+    );
+    assert_eq!(
+        (balance(&states, a), balance(&states, b)),
+        (units(45), units(55))
+    );
 
     // Above the approval threshold: waits, then approve completes it.
     let r = run(&cmd(a, pay(b, 20)), &mut states);
@@ -368,7 +393,10 @@ fn documented_lifecycles() {
     let id = PaymentRef {
         payment_id: waiting.payment_id.clone(),
     };
-    let r = run(&cmd(a, CommandPayload::ApprovePayment(id.clone())), &mut states);
+    let r = run(
+        &cmd(a, CommandPayload::ApprovePayment(id.clone())),
+        &mut states,
+    );
     let credit = run(&r.commands[0], &mut states);
     run(&credit.commands[0], &mut states);
     assert_eq!(balance(&states, b), units(75));
@@ -386,22 +414,43 @@ fn documented_lifecycles() {
     let id = PaymentRef {
         payment_id: waiting.payment_id,
     };
-    let d = run(&cmd(a, CommandPayload::DeclinePayment(id.clone())), &mut states);
+    let d = run(
+        &cmd(a, CommandPayload::DeclinePayment(id.clone())),
+        &mut states,
+    );
     let Some(Outcome::Payment(p)) = d.reply else {
         panic!()
     };
-    assert_eq!((p.status.as_str(), p.approval_status.as_str()), ("Confirmed", "Decline"));
+    assert_eq!(
+        (p.status.as_str(), p.approval_status.as_str()),
+        ("Confirmed", "Decline")
+    );
     assert_eq!(balance(&states, a), units(25));
     let r = run(&cmd(a, CommandPayload::ApprovePayment(id)), &mut states);
-    assert!(matches!(r.reply, Some(Outcome::Rejected { .. })), "decline is final");
+    assert!(
+        matches!(r.reply, Some(Outcome::Rejected { .. })),
+        "decline is final"
+    );
 
     // Over the transaction limit: rejected outright. Unknown receiver: released.
     let r = run(&cmd(b, pay(a, 101)), &mut states);
-    assert!(matches!(r.reply, Some(Outcome::Rejected { code: RejectCode::Invalid, .. })));
+    assert!(matches!(
+        r.reply,
+        Some(Outcome::Rejected {
+            code: RejectCode::Invalid,
+            ..
+        })
+    ));
     let r = run(&cmd(b, pay(Uuid::from_u128(99), 5)), &mut states);
     let refused = run(&r.commands[0], &mut states);
     let failed = run(&refused.commands[0], &mut states);
-    assert!(matches!(failed.reply, Some(Outcome::Rejected { code: RejectCode::NotFound, .. })));
+    assert!(matches!(
+        failed.reply,
+        Some(Outcome::Rejected {
+            code: RejectCode::NotFound,
+            ..
+        })
+    ));
     assert_eq!(balance(&states, b), units(75));
     assert!(states[&b].as_ref().unwrap().reserved.is_zero());
 }

@@ -139,7 +139,9 @@ pub(super) fn register(
     }
     let rules = s.view.rules.clone();
     if rules.transaction_limit.is_some_and(|l| r.amount > l) {
-        return Err(invalid("Payment exceeds the sender agent's transaction limit"));
+        return Err(invalid(
+            "Payment exceeds the sender agent's transaction limit",
+        ));
     }
     if r.amount > s.view.balance {
         return Err(invalid("Insufficient balance in sender agent's wallet"));
@@ -147,12 +149,16 @@ pub(super) fn register(
     if s.open_payments.len() >= OPEN_PAYMENTS_MAX {
         return Err((
             RejectCode::Conflict,
-            format!("Sender agent has {OPEN_PAYMENTS_MAX} open payments; approve or decline some first"),
+            format!(
+                "Sender agent has {OPEN_PAYMENTS_MAX} open payments; approve or decline some first"
+            ),
         ));
     }
     roll_day(s, cmd.timestamp_ms);
     let approval_required = rules.require_approval_for_all
-        || rules.require_approval_above_amount.is_some_and(|a| r.amount > a)
+        || rules
+            .require_approval_above_amount
+            .is_some_and(|a| r.amount > a)
         || rules
             .daily_limit
             .is_some_and(|d| s.spent_today + r.amount > d);
@@ -286,8 +292,7 @@ pub(super) fn credit(state: Option<&mut AgentState>, c: &CreditPayment) -> Decid
     let Some(s) = state else {
         return refuse("Receiver agent not found");
     };
-    if s
-        .saga_seen
+    if s.saga_seen
         .get(&c.origin_partition)
         .is_some_and(|seen| c.origin_offset <= *seen)
     {
@@ -320,7 +325,12 @@ pub(super) fn credit(state: Option<&mut AgentState>, c: &CreditPayment) -> Decid
     }))
 }
 
-fn settle_step(sender: Uuid, payment: &Payment, credited: bool, reason: &str) -> (Uuid, CommandPayload) {
+fn settle_step(
+    sender: Uuid,
+    payment: &Payment,
+    credited: bool,
+    reason: &str,
+) -> (Uuid, CommandPayload) {
     (
         sender,
         CommandPayload::SettlePayment(SettlePayment {

@@ -77,13 +77,15 @@ fn create_then_deposit_posts_a_balanced_entry() {
     let a = apply(
         &mut state,
         &command(Uuid::new_v4(), create(agent, user, Decimal::new(6, 0))),
-        at(1), ids(1),
+        at(1),
+        ids(1),
     );
     assert_eq!(a.events.len(), 2, "AgentCreated + initial FundsDeposited");
     let d = apply(
         &mut state,
         &command(Uuid::new_v4(), deposit(agent, user, Decimal::new(505, 1))),
-        at(2), ids(2),
+        at(2),
+        ids(2),
     );
     let Outcome::Agent(view) = d.reply.as_ref().unwrap() else {
         panic!("{:?}", d.reply)
@@ -101,7 +103,8 @@ fn deposits_to_missing_or_foreign_agents_are_not_found() {
     let r = apply(
         &mut none,
         &command(Uuid::new_v4(), deposit(agent, user, Decimal::ONE)),
-        at(1), ids(1),
+        at(1),
+        ids(1),
     );
     assert!(matches!(
         r.reply.clone().unwrap(),
@@ -114,13 +117,15 @@ fn deposits_to_missing_or_foreign_agents_are_not_found() {
     apply(
         &mut state,
         &command(Uuid::new_v4(), create(agent, user, Decimal::ZERO)),
-        at(1), ids(1),
+        at(1),
+        ids(1),
     );
     let before = state.clone().unwrap();
     let r = apply(
         &mut state,
         &command(Uuid::new_v4(), deposit(agent, Uuid::new_v4(), Decimal::ONE)),
-        at(2), ids(2),
+        at(2),
+        ids(2),
     );
     assert!(matches!(
         r.reply.clone().unwrap(),
@@ -144,7 +149,8 @@ fn invalid_amounts_are_rejected_without_effect() {
     apply(
         &mut state,
         &command(Uuid::new_v4(), create(agent, user, Decimal::ZERO)),
-        at(1), ids(1),
+        at(1),
+        ids(1),
     );
     for bad in [
         Decimal::ZERO,
@@ -155,7 +161,8 @@ fn invalid_amounts_are_rejected_without_effect() {
         let r = apply(
             &mut state,
             &command(Uuid::new_v4(), deposit(agent, user, bad)),
-            at(2), ids(2),
+            at(2),
+            ids(2),
         );
         assert!(
             matches!(
@@ -179,7 +186,8 @@ fn withdrawals_never_overdraw() {
     apply(
         &mut state,
         &command(Uuid::new_v4(), create(agent, user, Decimal::new(10, 0))),
-        at(1), ids(1),
+        at(1),
+        ids(1),
     );
     let r = apply(
         &mut state,
@@ -187,7 +195,8 @@ fn withdrawals_never_overdraw() {
             Uuid::new_v4(),
             withdraw(agent, user, Decimal::new(1000001, 5)),
         ),
-        at(2), ids(2),
+        at(2),
+        ids(2),
     );
     assert_eq!(
         r.reply.clone().unwrap(),
@@ -199,7 +208,8 @@ fn withdrawals_never_overdraw() {
     let r = apply(
         &mut state,
         &command(Uuid::new_v4(), withdraw(agent, user, Decimal::new(10, 0))),
-        at(3), ids(3),
+        at(3),
+        ids(3),
     );
     let Outcome::Agent(view) = r.reply.as_ref().unwrap() else {
         panic!("{:?}", r.reply)

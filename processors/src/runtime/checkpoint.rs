@@ -145,16 +145,16 @@ mod tests {
 
     fn state(agent: Uuid, balance: i64) -> AgentState {
         let mut s = AgentState::new(AgentView {
-                agent_id: agent,
-                user_id: Uuid::nil(),
-                name: "a".into(),
-                description: String::new(),
-                wallet_address: None,
-                currency: "USDC".into(),
-                rules: Default::default(),
-                tags: vec![],
-                status: "active".into(),
-                created_ms: 0,
+            agent_id: agent,
+            user_id: Uuid::nil(),
+            name: "a".into(),
+            description: String::new(),
+            wallet_address: None,
+            currency: "USDC".into(),
+            rules: Default::default(),
+            tags: vec![],
+            status: "active".into(),
+            created_ms: 0,
             balance: Decimal::from(balance),
         });
         s.version = balance;
