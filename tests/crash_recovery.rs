@@ -170,3 +170,130 @@ async fn group_mode_hands_partitions_over_when_an_instance_leaves() {
         std::fs::read_to_string(format!("{}/{}-processor.log", common::log_dir(), d.name)).unwrap();
     assert!(log.contains("partition revoked"), "no rebalance happened");
 }
+
+/// Cross-agent payments while the processor is killed three times: every
+/// acknowledged payment is credited exactly once, the ledger balances, and
+/// each agent's balance in Postgres equals the processor's own (read back
+/// through a deposit's answer, which comes from processor state).
+#[tokio::test(flavor = "multi_thread")]
+async fn processor_killed_during_payments_applies_each_exactly_once() {
+    use futures::StreamExt;
+    use std::collections::HashMap;
+    use std::time::Instant;
+    const PAYMENTS: usize = 400;
+    let d = Deployment::new("paycrash").await;
+    d.start_split().await;
+    let (user, key) = d.sign_up("payer").await;
+    let mut agents = vec![];
+    for _ in 0..AGENTS {
+        agents.push(d.create_agent(&user, &key, json!({"balance": 1000})).await);
+    }
+    let disturbed = std::sync::atomic::AtomicUsize::new(0);
+    let load = futures::stream::iter(0..PAYMENTS)
+        .map(|i| {
+            let from = agents[i % AGENTS].clone();
+            let to = agents[(i * 3 + 1) % AGENTS].clone();
+            let to = if to == from { agents[(i + 1) % AGENTS].clone() } else { to };
+            let amount = Decimal::new((i as i64 * 7_919) % 999_999 + 1, 6);
+            let (d, key, disturbed) = (&d, &key, &disturbed);
+            async move {
+                let body = json!({"senderagentid": from, "receiveragentid": to, "name": format!("p{i}"),
+                    "type": "INTERNAL", "paymentdetails": {"amount": amount.to_string(), "currency": "USDC"}});
+                let started = Instant::now();
+                loop {
+                    let r = d.client.post(d.url("/payments/register")).header("x-api-key", key)
+                        .header("Idempotency-Key", format!("pay-{i}")).json(&body).send().await;
+                    if let Ok(r) = r {
+                        if r.status() == 200 {
+                            let v: serde_json::Value = r.json().await.unwrap();
+                            if started.elapsed() > common::DISTURBED_AFTER {
+                                disturbed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            return (v["id"].as_str().unwrap().to_string(), from, to, amount);
+                        }
+                        assert!(r.status() == 503 || r.status() == 502, "payment {i}: {}", r.status());
+                    }
+                    disturbed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    assert!(started.elapsed() < Duration::from_secs(180), "payment {i} never acknowledged");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>();
+    let chaos = async {
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(1_200)).await;
+            d.kill("processor");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            d.start("processor", &["processor"]);
+        }
+    };
+    let (acked, ()) = tokio::join!(load, chaos);
+    assert!(disturbed.into_inner() > 0, "the crashes missed the load");
+
+    let mut expected: HashMap<String, Decimal> = agents
+        .iter()
+        .map(|a| (a.clone(), Decimal::new(1000, 0)))
+        .collect();
+    let mut ids = std::collections::HashSet::new();
+    for (id, from, to, amount) in &acked {
+        assert!(
+            ids.insert(id.clone()),
+            "two acknowledgements named one payment"
+        );
+        *expected.get_mut(from).unwrap() -= *amount;
+        *expected.get_mut(to).unwrap() += *amount;
+    }
+    // Every acknowledged payment finishes (the saga may still be running).
+    let pool = d.pool().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (confirmed, credited): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM payments WHERE status = 'Confirmed'),
+                    (SELECT count(*) FROM transactions WHERE kind = 'payment received')",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if (confirmed as usize, credited as usize) == (PAYMENTS, PAYMENTS) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "confirmed {confirmed}, credited {credited} of {PAYMENTS}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (total, clearing): (Decimal, Decimal) = sqlx::query_as(
+        "SELECT coalesce(sum(amount), 0), coalesce(sum(amount) FILTER (WHERE account LIKE 'settlement:%'), 0)
+         FROM journal_postings",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        total.is_zero() && clearing.is_zero(),
+        "ledger {total}, clearing {clearing}"
+    );
+    let tiny = Decimal::new(1, 6);
+    for (agent, want) in &expected {
+        let (status, got) = d.get(&format!("/agentsWith/{agent}"), &key).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            got["balance"].as_str().unwrap().parse::<Decimal>().unwrap(),
+            *want,
+            "{agent} in Postgres"
+        );
+        let (status, dep) = d
+            .post(
+                "/agents/deposit",
+                Some(&key),
+                json!({"userid": user, "agentid": agent, "amount": "0.000001"}),
+            )
+            .await;
+        assert_eq!(status, 200);
+        let processor: Decimal = dep["updatedBalance"].as_str().unwrap().parse().unwrap();
+        assert_eq!(processor, *want + tiny, "{agent} in the processor");
+    }
+}

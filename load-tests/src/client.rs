@@ -44,8 +44,9 @@ impl Api {
         Ok((status, r.json().await.unwrap_or(Value::Null)))
     }
 
-    /// Signs up a user and creates `agents` agents for it.
-    pub async fn tenant(&self, agents: usize) -> anyhow::Result<Tenant> {
+    /// Signs up a user and creates `agents` agents for it, each holding
+    /// `balance` (enough for a payments run never to run dry).
+    pub async fn tenant(&self, agents: usize, balance: &str) -> anyhow::Result<Tenant> {
         let email = format!("load-{}@example.com", uuid::Uuid::new_v4().simple());
         let (s, b) = self
             .post(
@@ -65,7 +66,7 @@ impl Api {
                 .post(
                     "/agents/create",
                     Some(&key),
-                    json!({"userid": user_id, "name": format!("agent {i}")}),
+                    json!({"userid": user_id, "name": format!("agent {i}"), "balance": balance}),
                 )
                 .await?;
             if s != 200 {
@@ -84,5 +85,22 @@ impl Api {
     pub async fn deposit(&self, t: &Tenant, agent: usize, amount: &str) -> anyhow::Result<u16> {
         let body = json!({"userid": t.user_id, "agentid": t.agents[agent % t.agents.len()], "amount": amount});
         Ok(self.post("/agents/deposit", Some(&t.key), body).await?.0)
+    }
+}
+
+impl Api {
+    /// One instant payment from agent `i` to the next one (a different
+    /// partition most of the time: the cross-partition saga); returns the
+    /// HTTP status.
+    pub async fn pay(&self, t: &Tenant, i: usize, amount: &str) -> anyhow::Result<u16> {
+        let n = t.agents.len();
+        let body = json!({
+            "senderagentid": t.agents[i % n],
+            "receiveragentid": t.agents[(i + 1) % n],
+            "name": "load",
+            "type": "INTERNAL",
+            "paymentdetails": {"amount": amount, "currency": "USDC", "method": "CRYPTO_ADDRESS"},
+        });
+        Ok(self.post("/payments/register", Some(&t.key), body).await?.0)
     }
 }

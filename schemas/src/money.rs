@@ -87,6 +87,9 @@ pub fn from_wire(text: &str) -> Result<Decimal, SchemaError> {
     Decimal::from_str(text).map_err(|_| SchemaError::Amount(format!("'{text}' on the wire")))
 }
 
+/// The sandbox sign-up bonus (Mage: "a $20 deposit as soon as you register").
+pub const SIGNUP_BONUS: Decimal = Decimal::from_parts(20, 0, 0, false, 0);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +130,3 @@ mod tests {
         }
     }
 }
-
-/// The sandbox sign-up bonus (Mage: "a $20 deposit as soon as you register").
-pub const SIGNUP_BONUS: Decimal = Decimal::from_parts(20, 0, 0, false, 0);

@@ -77,19 +77,21 @@ async fn create_agent(
 ) -> Result<Json<Value>, ApiError> {
     let user = user_of(&pool, &headers).await?;
     let name = body.str("name", NAME_CHARS_MAX, "Agent name is required")?;
+    let balance = body.opt_amount("balance")?.unwrap_or_default();
     let agent = Uuid::new_v4();
     sqlx::query(
         "INSERT INTO agents (id, user_id, name, description, currency, require_approval_for_all, tags, status,
             balance, version, created_at, updated_at)
-         VALUES ($1, $2, $3, '', 'USDC', false, '{}', 'active', 0, 1, now(), now())",
+         VALUES ($1, $2, $3, '', 'USDC', false, '{}', 'active', $4, 1, now(), now())",
     )
     .bind(agent)
     .bind(user)
     .bind(&name)
+    .bind(balance)
     .execute(&pool)
     .await?;
     Ok(Json(
-        json!({"id": ids::short(Kind::Agent, agent), "balance": "0"}),
+        json!({"id": ids::short(Kind::Agent, agent), "balance": money::display(balance)}),
     ))
 }
 
@@ -159,6 +161,88 @@ async fn deposit(
     ))
 }
 
+/// An instant payment in one SQL transaction: lock both agents (in id
+/// order, so two opposite payments cannot deadlock), check, move, record.
+async fn pay(
+    State(pool): State<PgPool>,
+    headers: HeaderMap,
+    body: JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    let user = user_of(&pool, &headers).await?;
+    let missing =
+        "Required fields missing: senderagentid, receiveragentid, paymentdetails, name, type";
+    let agent = |field: &str| -> Result<Uuid, ApiError> {
+        let text = body.str(field, ids::ID_TEXT_MAX, missing)?;
+        ids::parse(Kind::Agent, &text).map_err(|_| ApiError::NotFound("Agent not found".into()))
+    };
+    let (sender, receiver) = (agent("senderagentid")?, agent("receiveragentid")?);
+    let amount = match body.0.get("paymentdetails") {
+        Some(Value::Object(d)) => JsonObject(d.clone()).opt_amount("amount")?,
+        _ => None,
+    }
+    .and_then(|a| money::validate_positive(a, "USDC").ok())
+    .ok_or_else(|| {
+        ApiError::BadRequest("Invalid payment details. Amount must be positive.".into())
+    })?;
+    let payment = Uuid::new_v4();
+    let mut tx = pool.begin().await?;
+    let rows: Vec<(Uuid, Uuid, Decimal)> = sqlx::query_as(
+        "SELECT id, user_id, balance FROM agents WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+    )
+    .bind([sender, receiver].as_slice())
+    .fetch_all(&mut *tx)
+    .await?;
+    let from = rows.iter().find(|r| r.0 == sender && r.1 == user);
+    let (Some(from), true) = (from, rows.iter().any(|r| r.0 == receiver)) else {
+        return Err(ApiError::NotFound("Agent not found".into()));
+    };
+    if from.2 < amount {
+        return Err(ApiError::BadRequest(
+            "Insufficient balance in sender agent's wallet".into(),
+        ));
+    }
+    sqlx::query(
+        "UPDATE agents SET balance = balance + CASE WHEN id = $1 THEN -$3 ELSE $3 END,
+            version = version + 1, updated_at = now() WHERE id IN ($1, $2)",
+    )
+    .bind(sender)
+    .bind(receiver)
+    .bind(amount)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO payments (id, sender_agent_id, receiver_agent_id, sender_user_id, name, payment_type,
+            amount, currency, method, tags, status, approval_status, approval_required, created_at, version)
+         VALUES ($1, $2, $3, $4, 'load', 'INTERNAL', $5, 'USDC', 'CRYPTO_ADDRESS', '{}', 'Confirmed',
+            'Approved', false, now(), 1)",
+    )
+    .bind(payment)
+    .bind(sender)
+    .bind(receiver)
+    .bind(user)
+    .bind(amount)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO journal_postings (entry_id, account, amount, currency, event_id, agent_id, occurred_at)
+         VALUES ($1, $2, -$4, 'USDC', $5, $6, now()), ($1, $3, $4, 'USDC', $5, $6, now())",
+    )
+    .bind(format!("{payment}:pay"))
+    .bind(accounts::agent_available(sender))
+    .bind(accounts::agent_available(receiver))
+    .bind(amount)
+    .bind(payment)
+    .bind(sender)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Json(json!({
+        "id": ids::short(Kind::Payee, payment),
+        "status": "Confirmed",
+        "approvalstatus": "Approved",
+    })))
+}
+
 async fn get_agent(
     State(pool): State<PgPool>,
     headers: HeaderMap,
@@ -206,6 +290,7 @@ async fn main() -> anyhow::Result<()> {
         .route("/users", post(sign_up))
         .route("/agents/create", post(create_agent))
         .route("/agents/deposit", post(deposit))
+        .route("/payments/register", post(pay))
         .route("/agentsWith/{id}", get(get_agent))
         .route("/health", get(|| async { "ok" }))
         .with_state(pool);

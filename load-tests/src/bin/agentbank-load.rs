@@ -1,5 +1,5 @@
-//! `agentbank-load`: drives deposits through the gateway and reports
-//! throughput and latency.
+//! `agentbank-load`: drives deposits or instant payments through the gateway
+//! and reports throughput and latency.
 //!
 //! - `--rate R`: open loop — requests start on a fixed schedule whatever the
 //!   server does, and latency counts from the scheduled start, so a stall
@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use load_tests::client::Api;
+use load_tests::client::{Api, Tenant};
 use load_tests::report::{histogram, Report};
 
 #[derive(Parser)]
@@ -39,6 +39,23 @@ struct Args {
     json: Option<std::path::PathBuf>,
     #[arg(long, default_value = "agentbank")]
     name: String,
+    /// What each request is: a deposit, or an instant payment to the next agent.
+    #[arg(long, value_enum, default_value_t = Workload::Deposits)]
+    workload: Workload,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum, PartialEq, Eq, Debug)]
+enum Workload {
+    Deposits,
+    Payments,
+}
+
+/// One request of the workload.
+async fn request(api: &Api, tenant: &Tenant, workload: Workload, i: usize) -> anyhow::Result<u16> {
+    match workload {
+        Workload::Deposits => api.deposit(tenant, i, "0.000001").await,
+        Workload::Payments => api.pay(tenant, i, "0.000001").await,
+    }
 }
 
 struct Tally {
@@ -73,7 +90,8 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let api = Api::new(&args.url);
     eprintln!("setting up {} agents at {}", args.agents, api.base);
-    let tenant = Arc::new(api.tenant(args.agents).await?);
+    let tenant = Arc::new(api.tenant(args.agents, "1000000").await?);
+    let workload = args.workload;
     let tally = Arc::new(Mutex::new(Tally {
         hist: histogram(),
         errors: BTreeMap::new(),
@@ -103,7 +121,7 @@ async fn main() -> anyhow::Result<()> {
     let mode;
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(rate) = args.rate {
-        mode = format!("open loop {rate}/s");
+        mode = format!("{workload:?} open loop {rate}/s");
         let interval = Duration::from_secs_f64(1.0 / rate as f64);
         let mut i: u64 = 0;
         loop {
@@ -115,14 +133,14 @@ async fn main() -> anyhow::Result<()> {
             let (api, tenant, tally) = (api.clone(), tenant.clone(), tally.clone());
             let measured = scheduled.duration_since(begin) >= warmup;
             tasks.spawn(async move {
-                let outcome = api.deposit(&tenant, i as usize, "0.000001").await;
+                let outcome = request(&api, &tenant, workload, i as usize).await;
                 tally.lock().unwrap().record(measured, scheduled, outcome);
             });
             i += 1;
             while tasks.try_join_next().is_some() {}
         }
     } else {
-        mode = format!("closed loop x{}", args.concurrency);
+        mode = format!("{workload:?} closed loop x{}", args.concurrency);
         for worker in 0..args.concurrency {
             let (api, tenant, tally) = (api.clone(), tenant.clone(), tally.clone());
             tasks.spawn(async move {
@@ -130,7 +148,7 @@ async fn main() -> anyhow::Result<()> {
                 while begin.elapsed() < end {
                     let started = Instant::now();
                     let measured = started.duration_since(begin) >= warmup;
-                    let outcome = api.deposit(&tenant, i, "0.000001").await;
+                    let outcome = request(&api, &tenant, workload, i).await;
                     tally.lock().unwrap().record(measured, started, outcome);
                     i += args.concurrency;
                 }

@@ -64,8 +64,11 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// (daily limit, transaction limit, approval for all, approval above).
+type Rules = (Option<i64>, Option<i64>, bool, Option<i64>);
+
 /// Random rules per agent: the "limit changes" of the world.
-fn rules() -> impl Strategy<Value = Vec<(Option<i64>, Option<i64>, bool, Option<i64>)>> {
+fn rules() -> impl Strategy<Value = Vec<Rules>> {
     proptest::collection::vec(
         (
             proptest::option::of(5i64..60),

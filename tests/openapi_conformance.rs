@@ -1,0 +1,64 @@
+//! Conformance against the agent-bank contract: schemathesis (PyPI, installed
+//! by `deploy/local/up`) generates requests from `gateway/api/mage-openapi.json`
+//! — documented examples, boundary values, random fuzzing and stateful
+//! sequences — against the running gateway, and checks that none gets a 5xx
+//! and that every response matches the documented schema, content type and
+//! headers, and that every operation rejects a missing key.
+//!
+//! Left out: the savings and investment operations (not built yet: the
+//! savings issue) and the checks that would hold the documents' own looseness
+//! against us (`positive_data_acceptance`: the spec allows the empty strings
+//! the docs' own errors reject; `status_code_conformance`: `/payments/export`
+//! documents no responses at all).
+
+mod common;
+
+use common::Deployment;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_conforms_to_the_mage_openapi_document() {
+    let d = Deployment::new("conformance").await;
+    d.start_dev().await;
+    let (user, key) = d.sign_up("schema").await;
+    // Some data for the reads to find.
+    let a = d.create_agent(&user, &key, json!({"balance": 100})).await;
+    let b = d.create_agent(&user, &key, json!({})).await;
+    let (status, body) = d
+        .post(
+            "/payments/register",
+            Some(&key),
+            json!({"senderagentid": a, "receiveragentid": b, "name": "n", "type": "INTERNAL",
+                   "paymentdetails": {"amount": 1, "currency": "USDC", "method": "CRYPTO_ADDRESS"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/gateway/api/mage-openapi.json");
+    let url = d.url("");
+    let header = format!("x-api-key: {key}");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("schemathesis")
+            .args(["run", spec, "--url", &url, "-H", &header])
+            .args([
+                "--checks",
+                "not_a_server_error,response_schema_conformance,content_type_conformance,response_headers_conformance,ignored_auth",
+            ])
+            .args(["--max-examples", "40", "--workers", "2", "--warnings", "off"])
+            .args(["--exclude-path-regex", "^/(savings|investment)"])
+            .args(["--seed", "20261123"])
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("schemathesis on PATH (deploy/local/up installs it)")
+    })
+    .await
+    .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{report}");
+    assert!(
+        out.status.success(),
+        "schemathesis found failures:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("No issues found"), "{report}");
+}
