@@ -8,6 +8,11 @@
 //! primitive as `{"type":"long"}` in its Parsing Canonical Form where the spec
 //! says `"long"`, so its fingerprints would differ from every other
 //! implementation's. `tests/avro_contract.rs` checks against fastavro.
+//!
+//! Evolution: union branches and optional fields are only appended, and every
+//! earlier version stays in `avro/history/`: a record written by an earlier
+//! release (still on the topic during an upgrade) is read with its own writer
+//! schema and resolved to the current one, never skipped.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -27,6 +32,9 @@ use crate::SchemaError;
 pub const COMMAND_AVSC: &str = include_str!("../avro/command.avsc");
 /// The event envelope schema, as published.
 pub const EVENT_AVSC: &str = include_str!("../avro/event.avsc");
+/// Earlier versions, oldest first; records written with them still decode.
+pub const COMMAND_HISTORY: [&str; 1] = [include_str!("../avro/history/command.v1.avsc")];
+pub const EVENT_HISTORY: [&str; 1] = [include_str!("../avro/history/event.v1.avsc")];
 
 /// Single-object encoding marker.
 pub const MAGIC: [u8; 2] = [0xC3, 0x01];
@@ -38,22 +46,27 @@ pub struct EnvelopeCodec {
     schema: Schema,
     fingerprint: [u8; 8],
     branches: Vec<Schema>,
+    /// Earlier writer schemas by fingerprint.
+    history: Vec<([u8; 8], Schema)>,
 }
 
-pub static COMMANDS: LazyLock<EnvelopeCodec> =
-    LazyLock::new(|| EnvelopeCodec::new(COMMAND_AVSC).expect("command.avsc is valid"));
+pub static COMMANDS: LazyLock<EnvelopeCodec> = LazyLock::new(|| {
+    EnvelopeCodec::new(COMMAND_AVSC, &COMMAND_HISTORY).expect("command.avsc is valid")
+});
 pub static EVENTS: LazyLock<EnvelopeCodec> =
-    LazyLock::new(|| EnvelopeCodec::new(EVENT_AVSC).expect("event.avsc is valid"));
+    LazyLock::new(|| EnvelopeCodec::new(EVENT_AVSC, &EVENT_HISTORY).expect("event.avsc is valid"));
 
 impl EnvelopeCodec {
-    fn new(avsc: &str) -> Result<Self, SchemaError> {
+    fn new(avsc: &str, history: &[&str]) -> Result<Self, SchemaError> {
         let schema = Schema::parse_str(avsc)?;
-        let fp = schema.fingerprint::<Rabin>();
-        let fingerprint: [u8; 8] = fp
-            .bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| SchemaError::Shape("fingerprint is not 8 bytes".into()))?;
+        let fingerprint = fingerprint_of(&schema)?;
+        let history = history
+            .iter()
+            .map(|old| {
+                let old = Schema::parse_str(old)?;
+                Ok((fingerprint_of(&old)?, old))
+            })
+            .collect::<Result<Vec<_>, SchemaError>>()?;
         let Schema::Record(record) = &schema else {
             return Err(SchemaError::Shape("envelope is not a record".into()));
         };
@@ -69,6 +82,7 @@ impl EnvelopeCodec {
             branches: union.variants().to_vec(),
             schema,
             fingerprint,
+            history,
         })
     }
 
@@ -96,11 +110,18 @@ impl EnvelopeCodec {
         if bytes.len() < HEADER_LEN || bytes[..2] != MAGIC {
             return Err(SchemaError::Framing("missing C3 01 marker"));
         }
-        if bytes[2..HEADER_LEN] != self.fingerprint {
-            return Err(SchemaError::Framing("unknown schema fingerprint"));
-        }
         let mut body = &bytes[HEADER_LEN..];
-        match from_avro_datum(&self.schema, &mut body, None)? {
+        let datum = if bytes[2..HEADER_LEN] == self.fingerprint {
+            from_avro_datum(&self.schema, &mut body, None)?
+        } else {
+            let (_, writer) = self
+                .history
+                .iter()
+                .find(|(fp, _)| bytes[2..HEADER_LEN] == fp[..])
+                .ok_or(SchemaError::Framing("unknown schema fingerprint"))?;
+            from_avro_datum(writer, &mut body, Some(&self.schema))?
+        };
+        match datum {
             Value::Record(fields) => Ok(Fields(fields.into_iter().collect())),
             other => Err(SchemaError::Shape(format!(
                 "expected record, got {other:?}"
@@ -118,6 +139,15 @@ impl EnvelopeCodec {
 }
 
 /// A decoded record's fields by name.
+fn fingerprint_of(schema: &Schema) -> Result<[u8; 8], SchemaError> {
+    schema
+        .fingerprint::<Rabin>()
+        .bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| SchemaError::Shape("fingerprint is not 8 bytes".into()))
+}
+
 struct Fields(HashMap<String, Value>);
 
 impl Fields {
@@ -492,6 +522,36 @@ mod tests {
                 assert_eq!(Event::decode(&ev.encode().unwrap()).unwrap(), ev);
             }
         }
+    }
+
+    /// A deposit written by the first release (before payments) still
+    /// decodes: an upgrade never skips what is on the topic.
+    #[test]
+    fn records_of_earlier_schema_versions_decode() {
+        let v1 = EnvelopeCodec::new(COMMAND_HISTORY[0], &[]).unwrap();
+        assert_ne!(v1.fingerprint(), COMMANDS.fingerprint());
+        let cmd = Command {
+            payload: CommandPayload::Deposit(Deposit {
+                amount: Decimal::new(15, 1),
+                currency: "USDC".into(),
+            }),
+            ..create_agent()
+        };
+        let CommandPayload::Deposit(d) = &cmd.payload else {
+            unreachable!()
+        };
+        let bytes = v1
+            .encode(vec![
+                ("id", Value::String(cmd.id.to_string())),
+                ("type", Value::String("Deposit".into())),
+                ("agent_id", Value::String(cmd.agent_id.to_string())),
+                ("user_id", Value::String(cmd.user_id.to_string())),
+                ("correlation_id", optional(cmd.correlation_id.as_deref())),
+                ("timestamp", Value::Long(cmd.timestamp_ms)),
+                ("payload", v1.payload(1, d).unwrap()),
+            ])
+            .unwrap();
+        assert_eq!(Command::decode(&bytes).unwrap(), cmd);
     }
 
     #[test]
