@@ -16,6 +16,8 @@ async fn snapshot(pool: &sqlx::PgPool) -> Vec<String> {
         "SELECT entry_id || account || amount::text FROM journal_postings ORDER BY entry_id, account",
         "SELECT event_id::text || kind || amount::text || balance_after::text FROM transactions ORDER BY event_id",
         "SELECT id::text || type || agent_version::text FROM events ORDER BY id",
+        "SELECT id::text || status || approval_status || amount::text || array_to_string(tags, ',')
+            || coalesce(approved_at::text, '-') || version::text FROM payments ORDER BY id",
     ] {
         let rows: Vec<String> = sqlx::query_scalar(q).fetch_all(pool).await.unwrap();
         out.extend(rows);
@@ -36,12 +38,51 @@ async fn replaying_the_events_topic_rebuilds_identical_tables() {
         );
     }
     deposit_load(&d, &user, &key, &agents, 100, 8).await;
+    // Payments in every state: confirmed, waiting, declined.
+    for (i, amount) in [1, 2, 3].into_iter().enumerate() {
+        let (status, p) = d
+            .post(
+                "/payments/register",
+                Some(&key),
+                json!({"senderagentid": agents[3], "receiveragentid": agents[i], "name": "p", "type": "INTERNAL",
+                       "tags": ["a", "b"], "paymentdetails": {"amount": amount}}),
+            )
+            .await;
+        assert_eq!(status, 200, "{p}");
+    }
+    let (_, waiting) = d
+        .post(
+            "/agents/create",
+            Some(&key),
+            json!({"userid": user, "name": "careful", "balance": 10, "requireapprovalforall": true}),
+        )
+        .await;
+    for decline in [false, true] {
+        let (_, p) = d
+            .post(
+                "/payments/register",
+                Some(&key),
+                json!({"senderagentid": waiting["id"], "receiveragentid": agents[0], "name": "w",
+                       "type": "INTERNAL", "paymentdetails": {"amount": 1}}),
+            )
+            .await;
+        if decline {
+            let (status, _) = d
+                .post(
+                    "/payments/setDecline",
+                    Some(&key),
+                    json!({"paymentId": p["id"]}),
+                )
+                .await;
+            assert_eq!(status, 200);
+        }
+    }
     let pool = d.pool().await;
     let before = snapshot(&pool).await;
     assert!(before.len() > 300, "the run produced rows");
 
     d.kill("sink");
-    sqlx::query("TRUNCATE agents, journal_postings, transactions, events, sink_offsets")
+    sqlx::query("TRUNCATE agents, journal_postings, transactions, events, payments, sink_offsets")
         .execute(&pool)
         .await
         .unwrap();

@@ -280,31 +280,71 @@ impl Rows {
     }
 }
 
-/// Upserts payments forward only (by the sender agent's version).
+/// Upserts payments forward only (by the sender agent's version), in one
+/// statement per batch. Tags travel as JSON (arrays of arrays do not UNNEST).
 async fn write_payments(
     tx: &mut Transaction<'_, Postgres>,
     payments: HashMap<Uuid, (i64, Uuid, Payment)>,
 ) -> Result<(), ConnectorError> {
-    for (id, (version, sender_user, p)) in payments {
-        let agent = |s: &str| Uuid::parse_str(s).unwrap_or_default();
-        sqlx::query(
-            "INSERT INTO payments (id, sender_agent_id, receiver_agent_id, sender_user_id, name, payment_type,
-                amount, currency, method, contact_email, contact_phone, tags, status, approval_status,
-                approval_required, created_at, approved_at, tx_hash, version)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
-             ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, approval_status = EXCLUDED.approval_status,
-                approved_at = EXCLUDED.approved_at, tx_hash = EXCLUDED.tx_hash, version = EXCLUDED.version
-             WHERE payments.version < EXCLUDED.version",
-        )
-        .bind(id).bind(agent(&p.sender_agent_id)).bind(agent(&p.receiver_agent_id)).bind(sender_user)
-        .bind(&p.name).bind(&p.payment_type).bind(p.amount).bind(&p.currency).bind(&p.method)
-        .bind(&p.contact_email).bind(&p.contact_phone).bind(&p.tags).bind(&p.status)
-        .bind(&p.approval_status).bind(p.approval_required)
-        .bind(millis_to_timestamp(p.created_ms)).bind(p.decided_ms.map(millis_to_timestamp))
-        .bind(&p.tx_hash).bind(version)
-        .execute(&mut **tx)
-        .await?;
+    if payments.is_empty() {
+        return Ok(());
     }
+    let agent = |s: &str| Uuid::parse_str(s).unwrap_or_default();
+    let n = payments.len();
+    let (mut id, mut sender, mut receiver, mut user) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut name, mut ty, mut amount, mut currency, mut method) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut email, mut phone, mut tags, mut status, mut approval) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut required, mut created, mut decided, mut tx_hash, mut version) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for (pid, (v, sender_user, p)) in payments {
+        id.push(pid);
+        sender.push(agent(&p.sender_agent_id));
+        receiver.push(agent(&p.receiver_agent_id));
+        user.push(sender_user);
+        name.push(p.name);
+        ty.push(p.payment_type);
+        amount.push(p.amount);
+        currency.push(p.currency);
+        method.push(p.method);
+        email.push(p.contact_email);
+        phone.push(p.contact_phone);
+        tags.push(serde_json::to_string(&p.tags).unwrap_or_else(|_| "[]".into()));
+        status.push(p.status);
+        approval.push(p.approval_status);
+        required.push(p.approval_required);
+        created.push(p.created_ms);
+        decided.push(p.decided_ms);
+        tx_hash.push(p.tx_hash);
+        version.push(v);
+    }
+    sqlx::query(
+        "INSERT INTO payments (id, sender_agent_id, receiver_agent_id, sender_user_id, name, payment_type,
+            amount, currency, method, contact_email, contact_phone, tags, status, approval_status,
+            approval_required, created_at, approved_at, tx_hash, version)
+         SELECT id, sender, receiver, usr, name, ty, amount, currency, method, email, phone,
+            ARRAY(SELECT jsonb_array_elements_text(tags::jsonb)), status, approval, required,
+            to_timestamp(created / 1000.0), to_timestamp(decided / 1000.0), tx_hash, version
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::numeric[],
+            $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],
+            $15::bool[], $16::int8[], $17::int8[], $18::text[], $19::int8[])
+           AS u(id, sender, receiver, usr, name, ty, amount, currency, method, email, phone, tags, status,
+            approval, required, created, decided, tx_hash, version)
+         ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, approval_status = EXCLUDED.approval_status,
+            approved_at = EXCLUDED.approved_at, tx_hash = EXCLUDED.tx_hash, version = EXCLUDED.version
+         WHERE payments.version < EXCLUDED.version",
+    )
+    .bind(&id).bind(&sender).bind(&receiver).bind(&user).bind(&name).bind(&ty).bind(&amount)
+    .bind(&currency).bind(&method).bind(&email).bind(&phone).bind(&tags).bind(&status)
+    .bind(&approval).bind(&required).bind(&created).bind(&decided).bind(&tx_hash).bind(&version)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
