@@ -89,14 +89,17 @@ async fn documented_payment_flows() {
     assert_eq!(dec(&wallet["balance"]), Decimal::new(20, 0));
     assert_eq!(wallet["source"], "ledger");
 
-    let alice = d
-        .create_agent(
-            &user,
-            &key,
-            json!({"name": "Alice", "dailylimit": 1000, "transactionlimit": 500,
-                                          "requireapprovalaboveamount": 50}),
+    let (status, created) = d
+        .post(
+            "/agents/create",
+            Some(&key),
+            json!({"userid": user, "name": "Alice", "dailylimit": 1000,
+                   "transactionlimit": 500, "requireapprovalaboveamount": 50}),
         )
         .await;
+    assert_eq!(status, 200, "{created}");
+    let alice = created["id"].as_str().unwrap().to_string();
+    let alice_key = created["apikey"].as_str().unwrap().to_string();
     let bob = d.create_agent(&user, &key, json!({"name": "Bob"})).await;
     let (status, body) = d
         .post(
@@ -146,6 +149,16 @@ async fn documented_payment_flows() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(pending.as_array().unwrap().len(), 1, "{pending}");
+
+    // The agent itself may not approve its own payment: that is the user's call.
+    let (status, err) = d
+        .post(
+            "/payments/setApprove",
+            Some(&alice_key),
+            json!({"paymentId": waiting_id}),
+        )
+        .await;
+    assert_eq!(status, 403, "{err}");
 
     // Approve: the saga completes before the answer.
     let (status, approved) = d

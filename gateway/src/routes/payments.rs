@@ -220,6 +220,9 @@ async fn decide(
     body: &JsonObject,
     approve: bool,
 ) -> Result<Payment, ApiError> {
+    // Approval is the human's check on the agent: an agent's own key may
+    // register payments but never decide on them.
+    caller.require_user_key()?;
     let text = body.str("paymentId", ids::ID_TEXT_MAX, "Payment ID is required")?;
     let not_found = || ApiError::NotFound("Payment not found".into());
     let payment_id = ids::parse(Kind::Payee, &text).map_err(|_| not_found())?;
