@@ -9,7 +9,9 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use schemas::command::{CreateAgent, Deposit, GrantSignupBonus, Withdraw};
+use schemas::command::{
+    CreateAgent, Deposit, GrantSignupBonus, PaymentRef, RegisterPayment, Withdraw,
+};
 use schemas::event::{accounts, AgentCreated, BonusGranted, FundsMovement, JournalEntry, Posting};
 use schemas::money;
 use schemas::payment::Payment;
@@ -241,16 +243,12 @@ pub fn apply(
         if !saga_step {
             if let Some(outcome) = &decision.reply {
                 s.recent.push_back((command.id, Answer::of(outcome)));
-            } else if let CommandPayload::RegisterPayment(r) = &command.payload {
-                s.recent.push_back((
-                    command.id,
-                    Answer::Payment(payments::payment_uuid(&r.payment_id)),
-                ));
-            } else if let CommandPayload::ApprovePayment(r) = &command.payload {
-                s.recent.push_back((
-                    command.id,
-                    Answer::Payment(payments::payment_uuid(&r.payment_id)),
-                ));
+            } else if let CommandPayload::RegisterPayment(RegisterPayment { payment_id, .. })
+            | CommandPayload::ApprovePayment(PaymentRef { payment_id }) = &command.payload
+            {
+                // Answered by a later saga step; a retry meanwhile gets the payment.
+                let id = payments::payment_uuid(payment_id);
+                s.recent.push_back((command.id, Answer::Payment(id)));
             }
             while s.recent.len() > RECENT_COMMANDS_MAX {
                 s.recent.pop_front();

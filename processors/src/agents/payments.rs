@@ -36,6 +36,9 @@ pub const OPEN_PAYMENTS_MAX: usize = 1_000;
 
 const MS_PER_DAY: i64 = 86_400_000;
 
+/// The receiver's refusal when it does not exist (answered as a 404).
+const RECEIVER_NOT_FOUND: &str = "Receiver agent not found";
+
 fn invalid(message: &str) -> (RejectCode, String) {
     (RejectCode::Invalid, message.into())
 }
@@ -290,7 +293,7 @@ pub(super) fn credit(state: Option<&mut AgentState>, c: &CreditPayment) -> Decid
         }))
     };
     let Some(s) = state else {
-        return refuse("Receiver agent not found");
+        return refuse(RECEIVER_NOT_FOUND);
     };
     if s.saga_seen
         .get(&c.origin_partition)
@@ -355,7 +358,7 @@ pub(super) fn settle(state: Option<&mut AgentState>, c: &SettlePayment) -> Decid
         return Ok(None); // settled before: a replayed step
     }
     let mut payment = s.open_payments.remove(&id).expect("checked above");
-    let (payload, journal) = if c.credited {
+    if c.credited {
         let agent = s.view.agent_id;
         s.reserved -= payment.amount;
         payment.status = status::CONFIRMED.into();
@@ -365,24 +368,24 @@ pub(super) fn settle(state: Option<&mut AgentState>, c: &SettlePayment) -> Decid
             accounts::settlement_clearing(&payment.currency),
             payment.amount,
         );
-        (EventPayload::PaymentConfirmed as fn(_) -> _, journal)
+        let event = EventPayload::PaymentConfirmed(change(s, &payment, Some(journal)));
+        return Ok(Some(Decision::answer(
+            vec![event],
+            Outcome::Payment(Box::new(payment)),
+        )));
+    }
+    payment.status = status::FAILED.into();
+    let journal = release(s, &payment);
+    let event = EventPayload::PaymentFailed(change(s, &payment, Some(journal)));
+    // The receiver's refusal reaches the caller as the API's own error.
+    let code = if c.reason == RECEIVER_NOT_FOUND {
+        RejectCode::NotFound
     } else {
-        payment.status = status::FAILED.into();
-        let journal = release(s, &payment);
-        (EventPayload::PaymentFailed as fn(_) -> _, journal)
+        RejectCode::Invalid
     };
-    let event = payload(change(s, &payment, Some(journal)));
-    let outcome = if c.credited {
-        Outcome::Payment(Box::new(payment))
-    } else {
-        Outcome::Rejected {
-            code: if c.reason.contains("not found") {
-                RejectCode::NotFound
-            } else {
-                RejectCode::Invalid
-            },
-            message: c.reason.clone(),
-        }
+    let outcome = Outcome::Rejected {
+        code,
+        message: c.reason.clone(),
     };
     Ok(Some(Decision::answer(vec![event], outcome)))
 }
