@@ -44,7 +44,9 @@ async fn gateway_conforms_to_the_mage_openapi_document() {
                 "--checks",
                 "not_a_server_error,response_schema_conformance,content_type_conformance,response_headers_conformance,ignored_auth",
             ])
-            .args(["--max-examples", "40", "--workers", "2", "--warnings", "off"])
+            // One worker: with two, schemathesis 4.32.5 once died of an internal
+            // KeyError (its own runtime error, not a finding) — seen in this suite.
+            .args(["--max-examples", "40", "--workers", "1", "--warnings", "off"])
             .args(["--exclude-path-regex", "^/(savings|investment)"])
             .args(["--seed", "20261123"])
             .env("NO_COLOR", "1")
