@@ -91,8 +91,13 @@ impl Api {
 impl Api {
     /// One instant payment from agent `i` to the next one (a different
     /// partition most of the time: the cross-partition saga); returns the
-    /// HTTP status.
-    pub async fn pay(&self, t: &Tenant, i: usize, amount: &str) -> anyhow::Result<u16> {
+    /// HTTP status and, when acknowledged, the payment's id.
+    pub async fn pay(
+        &self,
+        t: &Tenant,
+        i: usize,
+        amount: &str,
+    ) -> anyhow::Result<(u16, Option<uuid::Uuid>)> {
         let n = t.agents.len();
         let body = json!({
             "senderagentid": t.agents[i % n],
@@ -101,6 +106,10 @@ impl Api {
             "type": "INTERNAL",
             "paymentdetails": {"amount": amount, "currency": "USDC", "method": "CRYPTO_ADDRESS"},
         });
-        Ok(self.post("/payments/register", Some(&t.key), body).await?.0)
+        let (status, answer) = self.post("/payments/register", Some(&t.key), body).await?;
+        let id = answer["id"]
+            .as_str()
+            .and_then(|s| schemas::ids::parse(schemas::ids::Kind::Payee, s).ok());
+        Ok((status, id))
     }
 }

@@ -2,6 +2,8 @@
 //!
 //! - [`client`]: the few API calls a load run needs (sign-up, agents, deposits).
 //! - [`report`]: latency histograms (HdrHistogram) and the final report.
+//! - [`audit`]: the correctness audit every run ends with.
 
+pub mod audit;
 pub mod client;
 pub mod report;

@@ -25,6 +25,8 @@ pub struct Report {
     pub p999_ms: f64,
     pub max_ms: f64,
     pub errors: BTreeMap<String, u64>,
+    /// The post-run audit, when the run was given the system's database.
+    pub audit: Option<crate::audit::Audit>,
 }
 
 impl Report {
@@ -50,6 +52,7 @@ impl Report {
             p999_ms: ms(0.999),
             max_ms: h.max() as f64 / 1_000.0,
             errors,
+            audit: None,
         }
     }
 

@@ -79,6 +79,7 @@ async fn create_agent(
     let name = body.str("name", NAME_CHARS_MAX, "Agent name is required")?;
     let balance = body.opt_amount("balance")?.unwrap_or_default();
     let agent = Uuid::new_v4();
+    let mut tx = pool.begin().await?;
     sqlx::query(
         "INSERT INTO agents (id, user_id, name, description, currency, require_approval_for_all, tags, status,
             balance, version, created_at, updated_at)
@@ -88,8 +89,23 @@ async fn create_agent(
     .bind(user)
     .bind(&name)
     .bind(balance)
-    .execute(&pool)
+    .execute(&mut *tx)
     .await?;
+    if !balance.is_zero() {
+        // The initial balance is a journal entry like any other money.
+        sqlx::query(
+            "INSERT INTO journal_postings (entry_id, account, amount, currency, event_id, agent_id, occurred_at)
+             VALUES ($1, $2, $3, 'USDC', $5, $5, now()), ($1, $4, -$3, 'USDC', $5, $5, now())",
+        )
+        .bind(format!("{agent}:initial balance"))
+        .bind(accounts::agent_available(agent))
+        .bind(balance)
+        .bind(accounts::external_funding("USDC"))
+        .bind(agent)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
     Ok(Json(
         json!({"id": ids::short(Kind::Agent, agent), "balance": money::display(balance)}),
     ))

@@ -39,6 +39,11 @@ struct Args {
     json: Option<std::path::PathBuf>,
     #[arg(long, default_value = "agentbank")]
     name: String,
+    /// The system's Postgres: after the run, audit it (journal balanced,
+    /// balances equal the journal, every acknowledged payment present and
+    /// finished); a failed audit exits non-zero.
+    #[arg(long)]
+    audit_database_url: Option<String>,
     /// What each request is: a deposit, or an instant payment to the next agent.
     #[arg(long, value_enum, default_value_t = Workload::Deposits)]
     workload: Workload,
@@ -50,10 +55,15 @@ enum Workload {
     Payments,
 }
 
-/// One request of the workload.
-async fn request(api: &Api, tenant: &Tenant, workload: Workload, i: usize) -> anyhow::Result<u16> {
+/// One request of the workload: its status, and the payment it created.
+async fn request(
+    api: &Api,
+    tenant: &Tenant,
+    workload: Workload,
+    i: usize,
+) -> anyhow::Result<(u16, Option<uuid::Uuid>)> {
     match workload {
-        Workload::Deposits => api.deposit(tenant, i, "0.000001").await,
+        Workload::Deposits => Ok((api.deposit(tenant, i, "0.000001").await?, None)),
         Workload::Payments => api.pay(tenant, i, "0.000001").await,
     }
 }
@@ -61,14 +71,24 @@ async fn request(api: &Api, tenant: &Tenant, workload: Workload, i: usize) -> an
 struct Tally {
     hist: hdrhistogram::Histogram<u64>,
     errors: BTreeMap<String, u64>,
+    /// Every payment acknowledged (warm-up included), for the audit.
+    payments: Vec<uuid::Uuid>,
 }
 
 impl Tally {
-    fn record(&mut self, measured: bool, started: Instant, outcome: anyhow::Result<u16>) {
+    fn record(
+        &mut self,
+        measured: bool,
+        started: Instant,
+        outcome: anyhow::Result<(u16, Option<uuid::Uuid>)>,
+    ) {
+        if let Ok((200, Some(id))) = &outcome {
+            self.payments.push(*id);
+        }
         if !measured {
             return;
         }
-        match outcome {
+        match outcome.map(|(status, _)| status) {
             Ok(200) => {
                 let _ = self
                     .hist
@@ -95,6 +115,7 @@ async fn main() -> anyhow::Result<()> {
     let tally = Arc::new(Mutex::new(Tally {
         hist: histogram(),
         errors: BTreeMap::new(),
+        payments: vec![],
     }));
     let begin = Instant::now();
     let warmup = Duration::from_secs(args.warmup_s);
@@ -161,11 +182,23 @@ async fn main() -> anyhow::Result<()> {
         .elapsed()
         .saturating_sub(warmup)
         .min(Duration::from_secs(args.duration_s));
-    let t = tally.lock().unwrap();
-    let report = Report::new(&args.name, &mode, elapsed, &t.hist, t.errors.clone());
+    let (mut report, payments) = {
+        let t = tally.lock().unwrap();
+        let report = Report::new(&args.name, &mode, elapsed, &t.hist, t.errors.clone());
+        (report, t.payments.clone())
+    };
     report.print();
+    if let Some(url) = &args.audit_database_url {
+        let pool = sqlx::PgPool::connect(url).await?;
+        let audit = load_tests::audit::run(&pool, &payments).await?;
+        audit.print(&args.name);
+        report.audit = Some(audit);
+    }
     if let Some(path) = args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+    }
+    if report.audit.as_ref().is_some_and(|a| !a.passed()) {
+        anyhow::bail!("the audit failed");
     }
     Ok(())
 }
