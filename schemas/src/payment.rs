@@ -54,10 +54,24 @@ pub struct Payment {
     pub tx_hash: Option<String>,
 }
 
+/// An id as a payment record spells it (a UUID's text). Records are built
+/// from parsed UUIDs, so this never fails for them; anything else reads as the
+/// nil UUID, which names nothing.
+pub fn uuid(text: &str) -> Uuid {
+    Uuid::parse_str(text).unwrap_or_default()
+}
+
 impl Payment {
-    /// The payment's UUID (`payment_id` is always one; checked on creation).
     pub fn id(&self) -> Uuid {
-        Uuid::parse_str(&self.payment_id).unwrap_or_default()
+        uuid(&self.payment_id)
+    }
+
+    pub fn sender(&self) -> Uuid {
+        uuid(&self.sender_agent_id)
+    }
+
+    pub fn receiver(&self) -> Uuid {
+        uuid(&self.receiver_agent_id)
     }
 
     pub fn is_waiting_for_approval(&self) -> bool {

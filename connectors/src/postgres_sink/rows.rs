@@ -280,8 +280,58 @@ impl Rows {
     }
 }
 
+/// Column vectors of the payments upsert.
+#[derive(Default)]
+struct PaymentRows {
+    id: Vec<Uuid>,
+    sender: Vec<Uuid>,
+    receiver: Vec<Uuid>,
+    user: Vec<Uuid>,
+    name: Vec<String>,
+    ty: Vec<String>,
+    amount: Vec<Decimal>,
+    currency: Vec<String>,
+    method: Vec<String>,
+    email: Vec<Option<String>>,
+    phone: Vec<Option<String>>,
+    /// JSON arrays: arrays of arrays do not UNNEST.
+    tags: Vec<String>,
+    status: Vec<String>,
+    approval: Vec<String>,
+    required: Vec<bool>,
+    created: Vec<i64>,
+    decided: Vec<Option<i64>>,
+    tx_hash: Vec<Option<String>>,
+    version: Vec<i64>,
+}
+
+impl PaymentRows {
+    fn push(&mut self, id: Uuid, version: i64, sender_user: Uuid, p: Payment) {
+        self.id.push(id);
+        self.sender.push(p.sender());
+        self.receiver.push(p.receiver());
+        self.user.push(sender_user);
+        self.tags
+            .push(serde_json::to_string(&p.tags).unwrap_or_else(|_| "[]".into()));
+        self.name.push(p.name);
+        self.ty.push(p.payment_type);
+        self.amount.push(p.amount);
+        self.currency.push(p.currency);
+        self.method.push(p.method);
+        self.email.push(p.contact_email);
+        self.phone.push(p.contact_phone);
+        self.status.push(p.status);
+        self.approval.push(p.approval_status);
+        self.required.push(p.approval_required);
+        self.created.push(p.created_ms);
+        self.decided.push(p.decided_ms);
+        self.tx_hash.push(p.tx_hash);
+        self.version.push(version);
+    }
+}
+
 /// Upserts payments forward only (by the sender agent's version), in one
-/// statement per batch. Tags travel as JSON (arrays of arrays do not UNNEST).
+/// statement per batch.
 async fn write_payments(
     tx: &mut Transaction<'_, Postgres>,
     payments: HashMap<Uuid, (i64, Uuid, Payment)>,
@@ -289,40 +339,9 @@ async fn write_payments(
     if payments.is_empty() {
         return Ok(());
     }
-    let agent = |s: &str| Uuid::parse_str(s).unwrap_or_default();
-    let n = payments.len();
-    let (mut id, mut sender, mut receiver, mut user) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let (mut name, mut ty, mut amount, mut currency, mut method) =
-        (vec![], vec![], vec![], vec![], vec![]);
-    let (mut email, mut phone, mut tags, mut status, mut approval) =
-        (vec![], vec![], vec![], vec![], vec![]);
-    let (mut required, mut created, mut decided, mut tx_hash, mut version) =
-        (vec![], vec![], vec![], vec![], vec![]);
-    for (pid, (v, sender_user, p)) in payments {
-        id.push(pid);
-        sender.push(agent(&p.sender_agent_id));
-        receiver.push(agent(&p.receiver_agent_id));
-        user.push(sender_user);
-        name.push(p.name);
-        ty.push(p.payment_type);
-        amount.push(p.amount);
-        currency.push(p.currency);
-        method.push(p.method);
-        email.push(p.contact_email);
-        phone.push(p.contact_phone);
-        tags.push(serde_json::to_string(&p.tags).unwrap_or_else(|_| "[]".into()));
-        status.push(p.status);
-        approval.push(p.approval_status);
-        required.push(p.approval_required);
-        created.push(p.created_ms);
-        decided.push(p.decided_ms);
-        tx_hash.push(p.tx_hash);
-        version.push(v);
+    let mut c = PaymentRows::default();
+    for (id, (version, sender_user, p)) in payments {
+        c.push(id, version, sender_user, p);
     }
     sqlx::query(
         "INSERT INTO payments (id, sender_agent_id, receiver_agent_id, sender_user_id, name, payment_type,
@@ -340,9 +359,10 @@ async fn write_payments(
             approved_at = EXCLUDED.approved_at, tx_hash = EXCLUDED.tx_hash, version = EXCLUDED.version
          WHERE payments.version < EXCLUDED.version",
     )
-    .bind(&id).bind(&sender).bind(&receiver).bind(&user).bind(&name).bind(&ty).bind(&amount)
-    .bind(&currency).bind(&method).bind(&email).bind(&phone).bind(&tags).bind(&status)
-    .bind(&approval).bind(&required).bind(&created).bind(&decided).bind(&tx_hash).bind(&version)
+    .bind(&c.id).bind(&c.sender).bind(&c.receiver).bind(&c.user).bind(&c.name).bind(&c.ty)
+    .bind(&c.amount).bind(&c.currency).bind(&c.method).bind(&c.email).bind(&c.phone).bind(&c.tags)
+    .bind(&c.status).bind(&c.approval).bind(&c.required).bind(&c.created).bind(&c.decided)
+    .bind(&c.tx_hash).bind(&c.version)
     .execute(&mut **tx)
     .await?;
     Ok(())

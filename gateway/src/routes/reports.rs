@@ -243,22 +243,28 @@ pub async fn export(
          ORDER BY p.created_at, p.id LIMIT {}",
         EXPORT_ROWS_MAX + 1
     );
-    let count: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM ({query}) AS x"))
-        .bind(caller.user_id)
-        .bind(caller.agent_id)
-        .bind(start)
-        .bind(end)
-        .fetch_one(&state.pool)
-        .await?;
-    if count > EXPORT_ROWS_MAX {
-        return Err(ApiError::BadRequest(format!(
+    let too_many = || {
+        ApiError::BadRequest(format!(
             "The export would exceed {EXPORT_ROWS_MAX} payments; use a narrower date range"
-        )));
-    }
-    metrics::counter!("agentbank_exports_total", "format" => format.extension()).increment(1);
+        ))
+    };
     let body = match format {
-        Format::Csv => csv_stream(state, caller, query, start, end),
+        Format::Csv => {
+            // Streamed: the bound is checked before the first byte goes out.
+            let count: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM ({query}) AS x"))
+                .bind(caller.user_id)
+                .bind(caller.agent_id)
+                .bind(start)
+                .bind(end)
+                .fetch_one(&state.pool)
+                .await?;
+            if count > EXPORT_ROWS_MAX {
+                return Err(too_many());
+            }
+            csv_stream(state, caller, query, start, end)
+        }
         Format::Xlsx | Format::Pdf => {
+            // At most one row past the bound is read (the query's LIMIT).
             let rows: Vec<PaymentRow> = sqlx::query_as(&query)
                 .bind(caller.user_id)
                 .bind(caller.agent_id)
@@ -266,6 +272,9 @@ pub async fn export(
                 .bind(end)
                 .fetch_all(&state.pool)
                 .await?;
+            if rows.len() as i64 > EXPORT_ROWS_MAX {
+                return Err(too_many());
+            }
             let rows: Vec<[String; 12]> = rows.iter().map(export_row).collect();
             let bytes = tokio::task::spawn_blocking(move || match format {
                 Format::Xlsx => xlsx(&rows),
@@ -276,6 +285,7 @@ pub async fn export(
             Body::from(bytes)
         }
     };
+    metrics::counter!("agentbank_exports_total", "format" => format.extension()).increment(1);
     Ok((
         [
             (header::CONTENT_TYPE, format.content_type().to_string()),

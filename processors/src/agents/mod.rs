@@ -9,9 +9,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use schemas::command::{
-    CreateAgent, Deposit, GrantSignupBonus, PaymentRef, RegisterPayment, Withdraw,
-};
+use schemas::command::{CreateAgent, Deposit, GrantSignupBonus, Withdraw};
 use schemas::event::{accounts, AgentCreated, BonusGranted, FundsMovement, JournalEntry, Posting};
 use schemas::money;
 use schemas::payment::Payment;
@@ -156,11 +154,14 @@ pub struct Applied {
 }
 
 /// What a command decided: its events, saga steps (target agent, payload),
-/// the answer (None: a later saga step answers) and what to remember.
+/// the answer (None: a later saga step answers).
 struct Decision {
     payloads: Vec<EventPayload>,
     sagas: Vec<(Uuid, CommandPayload)>,
     reply: Option<Outcome>,
+    /// The payment whose saga will answer the caller; a retry meanwhile is
+    /// answered with the payment as it then is.
+    pending: Option<Uuid>,
 }
 
 impl Decision {
@@ -169,6 +170,7 @@ impl Decision {
             payloads,
             sagas: vec![],
             reply: Some(outcome),
+            pending: None,
         }
     }
 }
@@ -240,16 +242,13 @@ pub fn apply(
                 payload,
             });
         }
-        if !saga_step {
-            if let Some(outcome) = &decision.reply {
-                s.recent.push_back((command.id, Answer::of(outcome)));
-            } else if let CommandPayload::RegisterPayment(RegisterPayment { payment_id, .. })
-            | CommandPayload::ApprovePayment(PaymentRef { payment_id }) = &command.payload
-            {
-                // Answered by a later saga step; a retry meanwhile gets the payment.
-                let id = payments::payment_uuid(payment_id);
-                s.recent.push_back((command.id, Answer::Payment(id)));
-            }
+        let answer = decision
+            .reply
+            .as_ref()
+            .map(Answer::of)
+            .or(decision.pending.map(Answer::Payment));
+        if let (false, Some(answer)) = (saga_step, answer) {
+            s.recent.push_back((command.id, answer));
             while s.recent.len() > RECENT_COMMANDS_MAX {
                 s.recent.pop_front();
             }

@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use schemas::command::{CreditPayment, PaymentRef, RegisterPayment, SettlePayment};
 use schemas::event::{accounts, JournalEntry, PaymentChange, Posting};
-use schemas::payment::{approval, status, Payment, PAYMENT_TYPES};
+use schemas::payment::{self, approval, status, Payment, PAYMENT_TYPES};
 use schemas::reply::{Outcome, RejectCode};
 use schemas::{money, Command, CommandPayload, EventPayload};
 
@@ -45,11 +45,6 @@ fn invalid(message: &str) -> (RejectCode, String) {
 
 fn payment_not_found() -> (RejectCode, String) {
     (RejectCode::NotFound, "Payment not found".into())
-}
-
-/// A payment id as the processor keys it; unparsable ids never match.
-pub fn payment_uuid(text: &str) -> Uuid {
-    Uuid::parse_str(text).unwrap_or_default()
 }
 
 /// The sender agent, if it exists and is the caller's.
@@ -99,15 +94,30 @@ fn change(s: &AgentState, payment: &Payment, journal: Option<JournalEntry>) -> P
     }
 }
 
-fn credit_step(payment: &Payment, at: Position) -> (Uuid, CommandPayload) {
-    (
-        payment_uuid(&payment.receiver_agent_id),
-        CommandPayload::CreditPayment(CreditPayment {
-            payment: payment.clone(),
-            origin_partition: at.partition,
-            origin_offset: at.offset,
-        }),
-    )
+/// Sends an approved payment on to its receiver; the caller is answered
+/// when the saga comes back (`settle`).
+fn start_credit(event: EventPayload, payment: &Payment, at: Position) -> Decision {
+    let step = CommandPayload::CreditPayment(CreditPayment {
+        payment: payment.clone(),
+        origin_partition: at.partition,
+        origin_offset: at.offset,
+    });
+    Decision {
+        payloads: vec![event],
+        sagas: vec![(payment.receiver(), step)],
+        reply: None,
+        pending: Some(payment.id()),
+    }
+}
+
+/// A receiver's step: its events (if any) and the answer back to the sender.
+fn reply_to_sender(payloads: Vec<EventPayload>, step: (Uuid, CommandPayload)) -> Decision {
+    Decision {
+        payloads,
+        sagas: vec![step],
+        reply: None,
+        pending: None,
+    }
 }
 
 pub(super) fn register(
@@ -207,11 +217,7 @@ pub(super) fn register(
         )));
     }
     s.spent_today += r.amount;
-    Ok(Some(Decision {
-        payloads: vec![event],
-        sagas: vec![credit_step(&payment, at)],
-        reply: None,
-    }))
+    Ok(Some(start_credit(event, &payment, at)))
 }
 
 /// The open payment `r` names, if it waits for the sender's decision.
@@ -220,7 +226,7 @@ fn waiting<'a>(
     r: &PaymentRef,
     verb: &str,
 ) -> Result<&'a mut Payment, (RejectCode, String)> {
-    match s.open_payments.get_mut(&payment_uuid(&r.payment_id)) {
+    match s.open_payments.get_mut(&payment::uuid(&r.payment_id)) {
         Some(p) if p.is_waiting_for_approval() => Ok(p),
         // Finished payments leave the open set; the gateway has already
         // checked that the payment exists and is the caller's.
@@ -244,11 +250,7 @@ pub(super) fn approve(
     let payment = p.clone();
     s.spent_today += payment.amount;
     let event = EventPayload::PaymentApproved(change(s, &payment, None));
-    Ok(Some(Decision {
-        payloads: vec![event],
-        sagas: vec![credit_step(&payment, at)],
-        reply: None,
-    }))
+    Ok(Some(start_credit(event, &payment, at)))
 }
 
 pub(super) fn decline(state: Option<&mut AgentState>, cmd: &Command, r: &PaymentRef) -> Decided {
@@ -284,13 +286,12 @@ fn release(s: &mut AgentState, payment: &Payment) -> JournalEntry {
 /// sender is told so (that answer is idempotent on the sender's side).
 pub(super) fn credit(state: Option<&mut AgentState>, c: &CreditPayment) -> Decided {
     let payment = &c.payment;
-    let sender = payment_uuid(&payment.sender_agent_id);
+    let sender = payment.sender();
     let refuse = |reason: &str| {
-        Ok(Some(Decision {
-            payloads: vec![],
-            sagas: vec![settle_step(sender, payment, false, reason)],
-            reply: None,
-        }))
+        Ok(Some(reply_to_sender(
+            vec![],
+            settle_step(sender, payment, false, reason),
+        )))
     };
     let Some(s) = state else {
         return refuse(RECEIVER_NOT_FOUND);
@@ -317,15 +318,11 @@ pub(super) fn credit(state: Option<&mut AgentState>, c: &CreditPayment) -> Decid
     s.view.balance += payment.amount;
     let mut received = payment.clone();
     received.status = status::CONFIRMED.into();
-    Ok(Some(Decision {
-        payloads: vec![EventPayload::PaymentReceived(change(
-            s,
-            &received,
-            Some(journal),
-        ))],
-        sagas: vec![settle_step(sender, payment, true, "")],
-        reply: None,
-    }))
+    let event = EventPayload::PaymentReceived(change(s, &received, Some(journal)));
+    Ok(Some(reply_to_sender(
+        vec![event],
+        settle_step(sender, payment, true, ""),
+    )))
 }
 
 fn settle_step(
@@ -349,7 +346,7 @@ pub(super) fn settle(state: Option<&mut AgentState>, c: &SettlePayment) -> Decid
     let Some(s) = state else {
         return Ok(None);
     };
-    let id = payment_uuid(&c.payment_id);
+    let id = payment::uuid(&c.payment_id);
     let in_flight = s
         .open_payments
         .get(&id)
