@@ -1,4 +1,5 @@
-//! A minimal agentbank client for load runs.
+//! A minimal agentbank client for load runs: the calls the workloads make,
+//! each answering the HTTP status and whatever the run needs from the body.
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
@@ -9,12 +10,17 @@ pub struct Api {
     pub http: reqwest::Client,
 }
 
-/// A signed-up user with its key and agents.
+/// A signed-up user with its key and agents. `approval_agents` are created
+/// with `requireapprovalforall`, so their payments wait for `setApprove`.
 pub struct Tenant {
     pub user_id: String,
     pub key: String,
     pub agents: Vec<String>,
+    pub approval_agents: Vec<String>,
 }
+
+/// One HTTP answer: status and JSON body (`Null` when it was not JSON).
+pub type Answer = (u16, Value);
 
 impl Api {
     pub fn new(base: &str) -> Self {
@@ -29,87 +35,149 @@ impl Api {
         }
     }
 
-    async fn post(
+    /// POSTs `body`; `idempotency_key` makes a retry the same command.
+    pub async fn post(
         &self,
         path: &str,
         key: Option<&str>,
+        idempotency_key: Option<&str>,
         body: Value,
-    ) -> anyhow::Result<(u16, Value)> {
+    ) -> anyhow::Result<Answer> {
         let mut req = self.http.post(format!("{}{path}", self.base)).json(&body);
         if let Some(k) = key {
             req = req.header("x-api-key", k);
+        }
+        if let Some(k) = idempotency_key {
+            req = req.header("idempotency-key", k);
         }
         let r = req.send().await?;
         let status = r.status().as_u16();
         Ok((status, r.json().await.unwrap_or(Value::Null)))
     }
 
-    /// Signs up a user and creates `agents` agents for it, each holding
-    /// `balance` (enough for a payments run never to run dry).
-    pub async fn tenant(&self, agents: usize, balance: &str) -> anyhow::Result<Tenant> {
-        let email = format!("load-{}@example.com", uuid::Uuid::new_v4().simple());
-        let (s, b) = self
-            .post(
-                "/users",
-                None,
-                json!({"name": "load", "email": email, "password": "load-password"}),
-            )
+    pub async fn get(&self, path: &str, key: &str) -> anyhow::Result<Answer> {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("x-api-key", key)
+            .send()
             .await?;
+        let status = r.status().as_u16();
+        Ok((status, r.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// `POST /users` with a fresh e-mail address.
+    pub async fn sign_up(&self) -> anyhow::Result<Answer> {
+        let email = format!("load-{}@example.com", uuid::Uuid::new_v4().simple());
+        self.post(
+            "/users",
+            None,
+            None,
+            json!({"name": "load", "email": email, "password": "load-password"}),
+        )
+        .await
+    }
+
+    /// `POST /agents/create` for the tenant's user; `extra` adds fields.
+    pub async fn create_agent(
+        &self,
+        t: &Tenant,
+        name: &str,
+        extra: Value,
+    ) -> anyhow::Result<Answer> {
+        let mut body = json!({"userid": t.user_id, "name": name});
+        if let (Some(b), Value::Object(extra)) = (body.as_object_mut(), extra) {
+            b.extend(extra);
+        }
+        self.post("/agents/create", Some(&t.key), None, body).await
+    }
+
+    /// Signs up a user and creates `agents` agents for it, each holding
+    /// `balance` (enough for a payments run never to run dry), plus
+    /// `approval_agents` whose every payment waits for approval.
+    pub async fn tenant(
+        &self,
+        agents: usize,
+        approval_agents: usize,
+        balance: &str,
+    ) -> anyhow::Result<Tenant> {
+        let (s, b) = self.sign_up().await?;
         if s != 201 {
             bail!("sign-up failed: {s} {b}");
         }
-        let user_id = b["id"].as_str().context("user id")?.to_string();
-        let key = b["apikey"].as_str().context("api key")?.to_string();
-        let mut ids = Vec::with_capacity(agents);
-        for i in 0..agents {
+        let mut tenant = Tenant {
+            user_id: b["id"].as_str().context("user id")?.to_string(),
+            key: b["apikey"].as_str().context("api key")?.to_string(),
+            agents: Vec::with_capacity(agents),
+            approval_agents: Vec::with_capacity(approval_agents),
+        };
+        for i in 0..agents + approval_agents {
+            let approval = i >= agents;
+            let extra = json!({"balance": balance, "requireapprovalforall": approval});
             let (s, b) = self
-                .post(
-                    "/agents/create",
-                    Some(&key),
-                    json!({"userid": user_id, "name": format!("agent {i}"), "balance": balance}),
-                )
+                .create_agent(&tenant, &format!("agent {i}"), extra)
                 .await?;
             if s != 200 {
                 bail!("agent creation failed: {s} {b}");
             }
-            ids.push(b["id"].as_str().context("agent id")?.to_string());
+            let id = b["id"].as_str().context("agent id")?.to_string();
+            if approval {
+                tenant.approval_agents.push(id);
+            } else {
+                tenant.agents.push(id);
+            }
         }
-        Ok(Tenant {
-            user_id,
-            key,
-            agents: ids,
-        })
+        Ok(tenant)
     }
 
-    /// One deposit; returns the HTTP status.
-    pub async fn deposit(&self, t: &Tenant, agent: usize, amount: &str) -> anyhow::Result<u16> {
-        let body = json!({"userid": t.user_id, "agentid": t.agents[agent % t.agents.len()], "amount": amount});
-        Ok(self.post("/agents/deposit", Some(&t.key), body).await?.0)
+    /// One deposit of `amount` into `agent`.
+    pub async fn deposit(
+        &self,
+        t: &Tenant,
+        agent: &str,
+        amount: &str,
+        idempotency_key: Option<&str>,
+    ) -> anyhow::Result<Answer> {
+        let body = json!({"userid": t.user_id, "agentid": agent, "amount": amount});
+        self.post("/agents/deposit", Some(&t.key), idempotency_key, body)
+            .await
     }
-}
 
-impl Api {
-    /// One instant payment from agent `i` to the next one (a different
-    /// partition most of the time: the cross-partition saga); returns the
-    /// HTTP status and, when acknowledged, the payment's id.
+    /// Registers a payment of `amount` USDC from `sender` to `receiver`.
     pub async fn pay(
         &self,
         t: &Tenant,
-        i: usize,
+        sender: &str,
+        receiver: &str,
         amount: &str,
-    ) -> anyhow::Result<(u16, Option<uuid::Uuid>)> {
-        let n = t.agents.len();
+        idempotency_key: Option<&str>,
+    ) -> anyhow::Result<Answer> {
         let body = json!({
-            "senderagentid": t.agents[i % n],
-            "receiveragentid": t.agents[(i + 1) % n],
+            "senderagentid": sender,
+            "receiveragentid": receiver,
             "name": "load",
             "type": "INTERNAL",
             "paymentdetails": {"amount": amount, "currency": "USDC", "method": "CRYPTO_ADDRESS"},
         });
-        let (status, answer) = self.post("/payments/register", Some(&t.key), body).await?;
-        let id = answer["id"]
-            .as_str()
-            .and_then(|s| schemas::ids::parse(schemas::ids::Kind::Payee, s).ok());
-        Ok((status, id))
+        self.post("/payments/register", Some(&t.key), idempotency_key, body)
+            .await
     }
+
+    /// `POST /payments/setApprove` for a waiting payment.
+    pub async fn approve(&self, t: &Tenant, payment_id: &str) -> anyhow::Result<Answer> {
+        self.post(
+            "/payments/setApprove",
+            Some(&t.key),
+            None,
+            json!({"paymentId": payment_id}),
+        )
+        .await
+    }
+}
+
+/// The payment id in a register/approve answer.
+pub fn payment_id(answer: &Value) -> Option<uuid::Uuid> {
+    answer["id"]
+        .as_str()
+        .and_then(|s| schemas::ids::parse(schemas::ids::Kind::Payee, s).ok())
 }

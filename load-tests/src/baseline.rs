@@ -1,0 +1,367 @@
+//! The baseline: what a user would otherwise write — a plain Postgres ledger
+//! behind the same routes, to compare agentbank against side by side.
+//!
+//! Same checks and the same rows as agentbank (the gateway's own key
+//! verification and user creation, ownership, exact amounts, a balanced
+//! journal entry per money movement, payment rows), but each deposit or
+//! payment is one SQL transaction that locks the balances it touches with
+//! `SELECT … FOR UPDATE`. Honest and reasonably tuned: a connection pool and
+//! sqlx's cached prepared statements. Uses agentbank's migrations, in its own
+//! database. An agent created with `requireapprovalforall` gets payments that
+//! wait (`New / Waiting for Sender Approval`, nothing moved) until
+//! `setApprove` moves the money, checking the balance then.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use gateway::auth::{create_user, hash_password, verify_key};
+use gateway::body::{JsonObject, NAME_CHARS_MAX};
+use gateway::routes::agents::agent_json;
+use gateway::ApiError;
+use schemas::command::PaymentRules;
+use schemas::event::accounts;
+use schemas::ids::{self, Kind};
+use schemas::money;
+use schemas::reply::AgentView;
+
+/// The caller's user, verified exactly as the gateway does.
+async fn user_of(pool: &PgPool, headers: &HeaderMap) -> Result<Uuid, ApiError> {
+    let header = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    Ok(verify_key(pool, header).await?.1.user_id)
+}
+
+async fn sign_up(
+    State(pool): State<PgPool>,
+    body: JsonObject,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let missing = "name, email and password are required";
+    let name = body.str("name", NAME_CHARS_MAX, missing)?;
+    let email = body.str("email", 254, missing)?;
+    let password = body.str("password", 128, missing)?;
+    let hash = hash_password(password).await?;
+    let (user, key) = create_user(&pool, &name, &email, &hash).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": ids::short(Kind::User, user), "apikey": key.text})),
+    ))
+}
+
+async fn create_agent(
+    State(pool): State<PgPool>,
+    headers: HeaderMap,
+    body: JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    let user = user_of(&pool, &headers).await?;
+    let name = body.str("name", NAME_CHARS_MAX, "Agent name is required")?;
+    let balance = body.opt_amount("balance")?.unwrap_or_default();
+    let approval_for_all = body.opt_bool("requireapprovalforall")?.unwrap_or(false);
+    let agent = Uuid::new_v4();
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO agents (id, user_id, name, description, currency, require_approval_for_all, tags, status,
+            balance, version, created_at, updated_at)
+         VALUES ($1, $2, $3, '', 'USDC', $5, '{}', 'active', $4, 1, now(), now())",
+    )
+    .bind(agent)
+    .bind(user)
+    .bind(&name)
+    .bind(balance)
+    .bind(approval_for_all)
+    .execute(&mut *tx)
+    .await?;
+    if !balance.is_zero() {
+        // The initial balance is a journal entry like any other money.
+        sqlx::query(
+            "INSERT INTO journal_postings (entry_id, account, amount, currency, event_id, agent_id, occurred_at)
+             VALUES ($1, $2, $3, 'USDC', $5, $5, now()), ($1, $4, -$3, 'USDC', $5, $5, now())",
+        )
+        .bind(format!("{agent}:initial balance"))
+        .bind(accounts::agent_available(agent))
+        .bind(balance)
+        .bind(accounts::external_funding("USDC"))
+        .bind(agent)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(Json(
+        json!({"id": ids::short(Kind::Agent, agent), "balance": money::display(balance)}),
+    ))
+}
+
+/// One SQL transaction per deposit: lock, check, update, journal, commit.
+async fn deposit(
+    State(pool): State<PgPool>,
+    headers: HeaderMap,
+    body: JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    let user = user_of(&pool, &headers).await?;
+    let agent_text = body.str(
+        "agentid",
+        ids::ID_TEXT_MAX,
+        "userid, agentid, and amount are required.",
+    )?;
+    let agent = ids::parse(Kind::Agent, &agent_text)
+        .map_err(|_| ApiError::NotFound("Agent not found".into()))?;
+    let amount = body
+        .opt_amount("amount")
+        .ok()
+        .flatten()
+        .and_then(|a| money::validate_positive(a, "USDC").ok())
+        .ok_or_else(|| ApiError::BadRequest("Invalid deposit amount".into()))?;
+    let event = Uuid::new_v4();
+    let mut tx = pool.begin().await?;
+    let balance: Option<Decimal> =
+        sqlx::query_scalar("SELECT balance FROM agents WHERE id = $1 AND user_id = $2 FOR UPDATE")
+            .bind(agent)
+            .bind(user)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let balance = balance.ok_or_else(|| ApiError::NotFound("Agent not found".into()))? + amount;
+    sqlx::query(
+        "UPDATE agents SET balance = $2, version = version + 1, updated_at = now() WHERE id = $1",
+    )
+    .bind(agent)
+    .bind(balance)
+    .execute(&mut *tx)
+    .await?;
+    let entry = format!("{event}:deposit");
+    sqlx::query(
+        "INSERT INTO journal_postings (entry_id, account, amount, currency, event_id, agent_id, occurred_at)
+         VALUES ($1, $2, $3, 'USDC', $5, $6, now()), ($1, $4, -$3, 'USDC', $5, $6, now())",
+    )
+    .bind(&entry)
+    .bind(accounts::agent_available(agent))
+    .bind(amount)
+    .bind(accounts::external_funding("USDC"))
+    .bind(event)
+    .bind(agent)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO transactions (event_id, agent_id, user_id, kind, amount, currency, balance_after, occurred_at)
+         VALUES ($1, $2, $3, 'deposit', $4, 'USDC', $5, now())",
+    )
+    .bind(event)
+    .bind(agent)
+    .bind(user)
+    .bind(amount)
+    .bind(balance)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Json(
+        json!({"success": true, "updatedBalance": money::display(balance)}),
+    ))
+}
+
+/// A payment in one SQL transaction: lock both agents (in id order, so two
+/// opposite payments cannot deadlock), then either record it as waiting for
+/// approval or check, move and record it.
+async fn pay(
+    State(pool): State<PgPool>,
+    headers: HeaderMap,
+    body: JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    let user = user_of(&pool, &headers).await?;
+    let missing =
+        "Required fields missing: senderagentid, receiveragentid, paymentdetails, name, type";
+    let agent = |field: &str| -> Result<Uuid, ApiError> {
+        let text = body.str(field, ids::ID_TEXT_MAX, missing)?;
+        ids::parse(Kind::Agent, &text).map_err(|_| ApiError::NotFound("Agent not found".into()))
+    };
+    let (sender, receiver) = (agent("senderagentid")?, agent("receiveragentid")?);
+    let amount = match body.0.get("paymentdetails") {
+        Some(Value::Object(d)) => JsonObject(d.clone()).opt_amount("amount")?,
+        _ => None,
+    }
+    .and_then(|a| money::validate_positive(a, "USDC").ok())
+    .ok_or_else(|| {
+        ApiError::BadRequest("Invalid payment details. Amount must be positive.".into())
+    })?;
+    let payment = Uuid::new_v4();
+    let mut tx = pool.begin().await?;
+    let waits = lock_pair(&mut tx, user, sender, receiver).await?;
+    if !waits {
+        transfer(&mut tx, sender, receiver, amount, payment).await?;
+    }
+    let (status, approval) = if waits {
+        ("New", "Waiting for Sender Approval")
+    } else {
+        ("Confirmed", "Approved")
+    };
+    sqlx::query(
+        "INSERT INTO payments (id, sender_agent_id, receiver_agent_id, sender_user_id, name, payment_type,
+            amount, currency, method, tags, status, approval_status, approval_required, created_at,
+            approved_at, version)
+         VALUES ($1, $2, $3, $4, 'load', 'INTERNAL', $5, 'USDC', 'CRYPTO_ADDRESS', '{}', $6, $7, $8, now(),
+            CASE WHEN $8 THEN NULL ELSE now() END, 1)",
+    )
+    .bind(payment)
+    .bind(sender)
+    .bind(receiver)
+    .bind(user)
+    .bind(amount)
+    .bind(status)
+    .bind(approval)
+    .bind(waits)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Json(json!({
+        "id": ids::short(Kind::Payee, payment),
+        "status": status,
+        "approvalstatus": approval,
+    })))
+}
+
+/// `setApprove`: lock the waiting payment, then its agents; check and move.
+async fn approve(
+    State(pool): State<PgPool>,
+    headers: HeaderMap,
+    body: JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    let user = user_of(&pool, &headers).await?;
+    let text = body.str("paymentId", ids::ID_TEXT_MAX, "Payment ID is required")?;
+    let not_found = || ApiError::NotFound("Payment not found".into());
+    let payment = ids::parse(Kind::Payee, &text).map_err(|_| not_found())?;
+    let mut tx = pool.begin().await?;
+    let row: Option<(Uuid, Uuid, Decimal)> = sqlx::query_as(
+        "SELECT sender_agent_id, receiver_agent_id, amount FROM payments
+         WHERE id = $1 AND sender_user_id = $2 AND status = 'New'
+           AND approval_status = 'Waiting for Sender Approval' FOR UPDATE",
+    )
+    .bind(payment)
+    .bind(user)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (sender, receiver, amount) = row.ok_or_else(not_found)?;
+    lock_pair(&mut tx, user, sender, receiver).await?;
+    transfer(&mut tx, sender, receiver, amount, payment).await?;
+    sqlx::query(
+        "UPDATE payments SET status = 'Confirmed', approval_status = 'Approved', approved_at = now(),
+            version = version + 1 WHERE id = $1",
+    )
+    .bind(payment)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Json(json!({
+        "message": "Approval Status Done.",
+        "status": "Confirmed",
+        "approvalstatus": "Approved",
+    })))
+}
+
+type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
+
+/// Locks sender and receiver (in id order); the sender must be `user`'s.
+/// Answers whether the sender's payments wait for approval.
+async fn lock_pair(
+    tx: &mut Tx,
+    user: Uuid,
+    sender: Uuid,
+    receiver: Uuid,
+) -> Result<bool, ApiError> {
+    let rows: Vec<(Uuid, Uuid, bool)> = sqlx::query_as(
+        "SELECT id, user_id, require_approval_for_all FROM agents WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+    )
+    .bind([sender, receiver].as_slice())
+    .fetch_all(&mut **tx)
+    .await?;
+    let from = rows.iter().find(|r| r.0 == sender && r.1 == user);
+    match (from, rows.iter().any(|r| r.0 == receiver)) {
+        (Some(from), true) => Ok(from.2),
+        _ => Err(ApiError::NotFound("Agent not found".into())),
+    }
+}
+
+/// Moves `amount` between two locked agents with its journal entry.
+async fn transfer(
+    tx: &mut Tx,
+    sender: Uuid,
+    receiver: Uuid,
+    amount: Decimal,
+    payment: Uuid,
+) -> Result<(), ApiError> {
+    let moved = sqlx::query(
+        "UPDATE agents SET balance = balance + CASE WHEN id = $1 THEN -$3 ELSE $3 END,
+            version = version + 1, updated_at = now()
+         WHERE id IN ($1, $2) AND (id <> $1 OR balance >= $3)",
+    )
+    .bind(sender)
+    .bind(receiver)
+    .bind(amount)
+    .execute(&mut **tx)
+    .await?;
+    if moved.rows_affected() != 2 {
+        return Err(ApiError::BadRequest(
+            "Insufficient balance in sender agent's wallet".into(),
+        ));
+    }
+    sqlx::query(
+        "INSERT INTO journal_postings (entry_id, account, amount, currency, event_id, agent_id, occurred_at)
+         VALUES ($1, $2, -$4, 'USDC', $5, $6, now()), ($1, $3, $4, 'USDC', $5, $6, now())",
+    )
+    .bind(format!("{payment}:pay"))
+    .bind(accounts::agent_available(sender))
+    .bind(accounts::agent_available(receiver))
+    .bind(amount)
+    .bind(payment)
+    .bind(sender)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn get_agent(
+    State(pool): State<PgPool>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let user = user_of(&pool, &headers).await?;
+    let agent =
+        ids::parse(Kind::Agent, &id).map_err(|_| ApiError::NotFound("Agent not found".into()))?;
+    let row: Option<(String, Decimal, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "SELECT name, balance, created_at FROM agents WHERE id = $1 AND user_id = $2",
+    )
+    .bind(agent)
+    .bind(user)
+    .fetch_optional(&pool)
+    .await?;
+    let (name, balance, created) =
+        row.ok_or_else(|| ApiError::NotFound("Agent not found".into()))?;
+    let view = AgentView {
+        agent_id: agent,
+        user_id: user,
+        name,
+        description: String::new(),
+        wallet_address: None,
+        currency: "USDC".into(),
+        rules: PaymentRules::default(),
+        tags: vec![],
+        status: "active".into(),
+        created_ms: created.timestamp_millis(),
+        balance,
+    };
+    Ok(Json(agent_json(&view, "ledger")))
+}
+
+/// The baseline's routes over `pool` (already migrated).
+pub fn router(pool: PgPool) -> Router {
+    Router::new()
+        .route("/users", post(sign_up))
+        .route("/agents/create", post(create_agent))
+        .route("/agents/deposit", post(deposit))
+        .route("/payments/register", post(pay))
+        .route("/payments/setApprove", post(approve))
+        .route("/agentsWith/{id}", get(get_agent))
+        .route("/health", get(|| async { "ok" }))
+        .with_state(pool)
+}

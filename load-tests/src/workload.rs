@@ -1,0 +1,225 @@
+//! What a load run sends: a weighted mix of operations (sign-ups, agent
+//! creation, deposits, instant and approval payments, reads) and how each one
+//! is performed against the API. The choice of operation for request `i` is a
+//! pure function of `i`, so two runs with the same mix send the same sequence.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde_json::json;
+
+use crate::client::{payment_id, Api, Tenant};
+
+/// One kind of request in a mix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Op {
+    /// `POST /users` (a new user; Argon2 makes this CPU-heavy).
+    SignUp,
+    /// `POST /agents/create` for the load user.
+    CreateAgent,
+    /// `POST /agents/deposit` of 0.000001 USDC.
+    Deposit,
+    /// An instant payment to the next agent (mostly another partition).
+    Payment,
+    /// A payment from an approval-required agent, then `setApprove`; the
+    /// latency covers both calls.
+    ApprovalPayment,
+    /// `GET /agentsWith/{id}`.
+    Read,
+}
+
+impl Op {
+    pub const ALL: [Op; 6] = [
+        Op::SignUp,
+        Op::CreateAgent,
+        Op::Deposit,
+        Op::Payment,
+        Op::ApprovalPayment,
+        Op::Read,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::SignUp => "signup",
+            Op::CreateAgent => "agent",
+            Op::Deposit => "deposit",
+            Op::Payment => "payment",
+            Op::ApprovalPayment => "approval",
+            Op::Read => "read",
+        }
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Relative weights of each [`Op`], e.g. `deposit=30,payment=50,read=20`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mix {
+    weights: Vec<(Op, u32)>,
+    total: u32,
+}
+
+/// Presets by name; anything else is parsed as `op=weight,…`.
+pub const PRESETS: [(&str, &str); 3] = [
+    ("deposits", "deposit=1"),
+    ("payments", "payment=1"),
+    (
+        "mixed",
+        "signup=1,agent=2,deposit=25,payment=45,approval=10,read=17",
+    ),
+];
+
+impl FromStr for Mix {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let spec = PRESETS
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map_or(s, |(_, spec)| spec);
+        let mut weights = vec![];
+        for part in spec.split(',').filter(|p| !p.is_empty()) {
+            let (name, weight) = part
+                .split_once('=')
+                .ok_or_else(|| format!("'{part}' is not op=weight"))?;
+            let op = Op::ALL
+                .into_iter()
+                .find(|o| o.name() == name.trim())
+                .ok_or_else(|| {
+                    let names: Vec<_> = Op::ALL.iter().map(|o| o.name()).collect();
+                    format!("unknown op '{name}' (one of {})", names.join(", "))
+                })?;
+            let weight: u32 = weight
+                .trim()
+                .parse()
+                .map_err(|_| format!("weight of '{name}' must be a whole number"))?;
+            if weight > 0 {
+                weights.push((op, weight));
+            }
+        }
+        let total = weights.iter().map(|(_, w)| w).sum();
+        if total == 0 {
+            return Err("the mix has no operation with a positive weight".into());
+        }
+        Ok(Mix { weights, total })
+    }
+}
+
+impl fmt::Display for Mix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<_> = self
+            .weights
+            .iter()
+            .map(|(op, w)| format!("{op}={w}"))
+            .collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl Mix {
+    /// The operation of request `i`: weights spread evenly over every
+    /// `total` consecutive requests (a multiplicative hash of `i` picks the
+    /// slot, so kinds interleave instead of coming in blocks).
+    pub fn op(&self, i: u64) -> Op {
+        let slot = (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % u64::from(self.total);
+        let mut acc = 0;
+        for (op, w) in &self.weights {
+            acc += u64::from(*w);
+            if slot < acc {
+                return *op;
+            }
+        }
+        unreachable!("slot < total")
+    }
+
+    pub fn uses(&self, op: Op) -> bool {
+        self.weights.iter().any(|(o, _)| *o == op)
+    }
+}
+
+/// What one operation came back with.
+pub struct Done {
+    pub status: u16,
+    /// The payment an acknowledged payment operation created.
+    pub payment: Option<uuid::Uuid>,
+}
+
+/// How long `setApprove` keeps retrying a 404: the gateway finds the payment
+/// in the read model, which the sink fills a moment after the register answer.
+const APPROVE_READ_LAG: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Performs request `i` as `op`.
+pub async fn perform(api: &Api, t: &Tenant, op: Op, i: u64) -> anyhow::Result<Done> {
+    let n = t.agents.len();
+    let agent = |k: u64| t.agents[(k % n as u64) as usize].as_str();
+    let done = |status, payment| Done { status, payment };
+    Ok(match op {
+        Op::SignUp => done(api.sign_up().await?.0, None),
+        Op::CreateAgent => done(
+            api.create_agent(t, &format!("load agent {i}"), json!({}))
+                .await?
+                .0,
+            None,
+        ),
+        Op::Deposit => done(api.deposit(t, agent(i), "0.000001", None).await?.0, None),
+        Op::Payment => {
+            let (status, body) = api.pay(t, agent(i), agent(i + 1), "0.000001", None).await?;
+            done(status, payment_id(&body).filter(|_| status == 200))
+        }
+        Op::ApprovalPayment => {
+            let m = t.approval_agents.len() as u64;
+            let sender = &t.approval_agents[(i % m) as usize];
+            let (status, body) = api.pay(t, sender, agent(i), "0.000001", None).await?;
+            let Some(id) = payment_id(&body).filter(|_| status == 200) else {
+                return Ok(done(status, None));
+            };
+            let text = body["id"].as_str().unwrap_or_default();
+            let deadline = std::time::Instant::now() + APPROVE_READ_LAG;
+            loop {
+                let (status, _) = api.approve(t, text).await?;
+                if status != 404 || std::time::Instant::now() > deadline {
+                    break done(status, Some(id).filter(|_| status == 200));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+        Op::Read => done(
+            api.get(&format!("/agentsWith/{}", agent(i)), &t.key)
+                .await?
+                .0,
+            None,
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_and_specs_parse_and_bad_specs_say_why() {
+        let m: Mix = "mixed".parse().unwrap();
+        assert!(Op::ALL.iter().all(|o| m.uses(*o)));
+        assert_eq!(
+            "deposit=3,read=1".parse::<Mix>().unwrap().to_string(),
+            "deposit=3,read=1"
+        );
+        assert!("deposit".parse::<Mix>().unwrap_err().contains("op=weight"));
+        assert!("bogus=1".parse::<Mix>().unwrap_err().contains("unknown op"));
+        assert!("read=0".parse::<Mix>().unwrap_err().contains("positive"));
+        assert!("read=x".parse::<Mix>().unwrap_err().contains("whole"));
+    }
+
+    #[test]
+    fn ops_follow_the_weights() {
+        let m: Mix = "deposit=3,payment=1".parse().unwrap();
+        let deposits = (0..40_000).filter(|i| m.op(*i) == Op::Deposit).count();
+        // 3/4 of the requests, to within 2%.
+        assert!((29_200..=30_800).contains(&deposits), "{deposits}");
+        assert_eq!(m.op(17), m.op(17));
+    }
+}
