@@ -63,8 +63,11 @@ struct Common {
     /// and `dev` serve it on the HTTP address).
     #[arg(long, env = "AGENTBANK_METRICS_ADDR", global = true)]
     metrics_addr: Option<SocketAddr>,
-    /// Partitions of topics created by `topics`/`dev`.
-    #[arg(long, env = "AGENTBANK_PARTITIONS", default_value_t = 4, global = true)]
+    /// Partitions of topics created by `topics`/`dev`. Two by default: on
+    /// the one-broker local stack each partition costs Tansu CPU on every
+    /// fetch and produce (payments x64: 1 → 439/s, 2 → 439/s, 4 → 299/s,
+    /// 8 → 197/s; load-tests/README.md). Production sets more (deploy/k8s).
+    #[arg(long, env = "AGENTBANK_PARTITIONS", default_value_t = 2, global = true)]
     partitions: i32,
     #[arg(
         long,
