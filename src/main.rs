@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use connectors::kafka::KafkaConfig;
 use gateway::{GatewayConfig, ProcessorHealth, ProcessorProbe};
 use processors::runtime::{Assignment, ProcessorConfig, ProcessorStatus};
+use schemas::interest::RateSchedule;
 use schemas::topics::Topics;
 
 #[derive(Parser)]
@@ -35,6 +36,12 @@ struct Cli {
 
 #[derive(Args, Clone)]
 struct Common {
+    /// The savings vault's annual rate (%) with its history: `4.5`, or
+    /// `2026-01-01T00:00:00Z=4.5,2026-12-01T00:00:00Z=5` — each change
+    /// applies from its time on, never before (`schemas::interest`).
+    #[arg(long, env = "AGENTBANK_INTEREST_RATES", default_value = "4.5", global = true,
+          value_parser = |s: &str| RateSchedule::parse(s).map_err(|e| e.to_string()))]
+    interest_rates: RateSchedule,
     /// Kafka bootstrap servers (Tansu locally; any Kafka-protocol broker).
     #[arg(
         long,
@@ -175,6 +182,7 @@ impl Common {
             network_id: http.network_id.clone(),
             rate_limit_per_minute: http.rate_limit_per_minute,
             rate_limit_per_day: http.rate_limit_per_day,
+            interest_rates: self.interest_rates.clone(),
         }
     }
 

@@ -47,6 +47,8 @@ pub struct GatewayConfig {
     /// Requests per API key per minute and per day.
     pub rate_limit_per_minute: u32,
     pub rate_limit_per_day: u32,
+    /// The savings vault's rate history.
+    pub interest_rates: schemas::interest::RateSchedule,
 }
 
 /// A co-located processor's state for `/health`: ready once it owns its
@@ -86,6 +88,14 @@ fn api() -> Router<AppState> {
         .route("/user/payments", get(routes::payments::list_for_user))
         .route("/user/wallet-balance", get(routes::reports::wallet_balance))
         .route("/transactions/summary", get(routes::reports::summary))
+        .route(
+            "/investment/interest-rate",
+            get(routes::investment::interest_rate),
+        )
+        .route(
+            "/investment/calculator",
+            post(routes::investment::calculator),
+        )
         .route("/health", get(routes::health::health))
 }
 

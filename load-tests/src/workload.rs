@@ -148,10 +148,6 @@ pub struct Done {
     pub payment: Option<uuid::Uuid>,
 }
 
-/// How long `setApprove` keeps retrying a 404: the gateway finds the payment
-/// in the read model, which the sink fills a moment after the register answer.
-const APPROVE_READ_LAG: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// Performs request `i` as `op`.
 pub async fn perform(api: &Api, t: &Tenant, op: Op, i: u64) -> anyhow::Result<Done> {
     let n = t.agents.len();
@@ -177,15 +173,12 @@ pub async fn perform(api: &Api, t: &Tenant, op: Op, i: u64) -> anyhow::Result<Do
             let Some(id) = payment_id(&body).filter(|_| status == 200) else {
                 return Ok(done(status, None));
             };
-            let text = body["id"].as_str().unwrap_or_default();
-            let deadline = std::time::Instant::now() + APPROVE_READ_LAG;
-            loop {
-                let (status, _) = api.approve(t, text).await?;
-                if status != 404 || std::time::Instant::now() > deadline {
-                    break done(status, Some(id).filter(|_| status == 200));
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
+            // The register answer comes after the read model has the
+            // payment (read your writes), so the approval finds it at once.
+            let (status, _) = api
+                .approve(t, body["id"].as_str().unwrap_or_default())
+                .await?;
+            done(status, Some(id).filter(|_| status == 200))
         }
         Op::Read => done(
             api.get(&format!("/agentsWith/{}", agent(i)), &t.key)

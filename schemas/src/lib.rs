@@ -13,6 +13,7 @@ pub mod avro;
 pub mod command;
 pub mod event;
 pub mod ids;
+pub mod interest;
 pub mod money;
 pub mod payment;
 pub mod reply;

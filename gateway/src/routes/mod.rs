@@ -2,6 +2,7 @@
 
 pub mod agents;
 pub mod health;
+pub mod investment;
 pub mod payments;
 pub mod reports;
 pub mod users;

@@ -52,8 +52,9 @@ pub struct SummaryQuery {
     end_date: Option<String>,
 }
 
-/// The summary's documented error shape: `{"success": false, "error": …}`.
-fn summary_error(message: &str) -> Response {
+/// The documented error shape of the summary and the calculator:
+/// `{"success": false, "error": …}`.
+pub(crate) fn summary_error(message: &str) -> Response {
     (
         StatusCode::BAD_REQUEST,
         Json(json!({"success": false, "error": message})),
