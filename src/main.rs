@@ -42,6 +42,14 @@ struct Common {
     #[arg(long, env = "AGENTBANK_INTEREST_RATES", default_value = "4.5", global = true,
           value_parser = |s: &str| RateSchedule::parse(s).map_err(|e| e.to_string()))]
     interest_rates: RateSchedule,
+    /// How often the scheduler ticks interest onto every partition (ms).
+    #[arg(
+        long,
+        env = "AGENTBANK_ACCRUAL_INTERVAL_MS",
+        default_value_t = 60_000,
+        global = true
+    )]
+    accrual_interval_ms: u64,
     /// Kafka bootstrap servers (Tansu locally; any Kafka-protocol broker).
     #[arg(
         long,
@@ -170,6 +178,7 @@ impl Common {
             topics: self.topics(),
             group_id: format!("{}agentbank-processors", self.topic_prefix),
             assignment,
+            interest_rates: self.interest_rates.clone(),
         })
     }
 
@@ -294,10 +303,15 @@ async fn main() -> anyhow::Result<()> {
             serve_metrics(common.metrics_addr).await?;
             let config = common.processor()?;
             let status = Arc::new(ProcessorStatus::default());
-            supervise("processor", shutdown, |s| {
-                processors::runtime::run(config.clone(), status.clone(), s)
-            })
-            .await;
+            // One ticking instance is enough; in group mode every member ticks
+            // (a repeated tick accrues nothing twice).
+            let ticks = common.instance_index == 0 || common.assignment == "group";
+            tokio::join!(
+                supervise("processor", shutdown.clone(), |s| {
+                    processors::runtime::run(config.clone(), status.clone(), s)
+                }),
+                run_scheduler(&common, ticks, shutdown.clone()),
+            );
         }
         Role::Sink => {
             serve_metrics(common.metrics_addr).await?;
@@ -339,6 +353,7 @@ async fn main() -> anyhow::Result<()> {
                     s
                 )),
                 run_sink(&common, shutdown.clone()),
+                run_scheduler(&common, true, shutdown.clone()),
                 supervise("gateway", shutdown.clone(), |s| gateway::serve(
                     gateway_config.clone(),
                     pool.clone(),
@@ -351,6 +366,18 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The interest scheduler (`processors::scheduler`), when `enabled`.
+async fn run_scheduler(common: &Common, enabled: bool, shutdown: watch::Receiver<bool>) {
+    if !enabled {
+        return;
+    }
+    let interval = Duration::from_millis(common.accrual_interval_ms.max(1_000));
+    supervise("scheduler", shutdown, |s| {
+        processors::scheduler::run(common.kafka(), common.topics(), interval, s)
+    })
+    .await;
 }
 
 async fn run_sink(common: &Common, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {

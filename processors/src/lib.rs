@@ -7,9 +7,11 @@
 //!   applies, produces outputs with deterministic ids, checkpoints state to the
 //!   compacted changelog after the outputs are acknowledged, restores on
 //!   assignment. The only code here that does I/O.
+//! - [`scheduler`]: interest ticks onto the commands topic (time as data).
 
 pub mod agents;
 pub mod runtime;
+pub mod scheduler;
 
 /// Everything that can stop a processor.
 #[derive(Debug, thiserror::Error)]

@@ -33,8 +33,14 @@ pub const COMMAND_AVSC: &str = include_str!("../avro/command.avsc");
 /// The event envelope schema, as published.
 pub const EVENT_AVSC: &str = include_str!("../avro/event.avsc");
 /// Earlier versions, oldest first; records written with them still decode.
-pub const COMMAND_HISTORY: [&str; 1] = [include_str!("../avro/history/command.v1.avsc")];
-pub const EVENT_HISTORY: [&str; 1] = [include_str!("../avro/history/event.v1.avsc")];
+pub const COMMAND_HISTORY: [&str; 2] = [
+    include_str!("../avro/history/command.v1.avsc"),
+    include_str!("../avro/history/command.v2.avsc"),
+];
+pub const EVENT_HISTORY: [&str; 2] = [
+    include_str!("../avro/history/event.v1.avsc"),
+    include_str!("../avro/history/event.v2.avsc"),
+];
 
 /// Single-object encoding marker.
 pub const MAGIC: [u8; 2] = [0xC3, 0x01];
@@ -238,6 +244,9 @@ impl Command {
             CommandPayload::CreditPayment(p) => codec.payload(6, p)?,
             CommandPayload::SettlePayment(p) => codec.payload(7, p)?,
             CommandPayload::GrantSignupBonus(p) => codec.payload(8, p)?,
+            CommandPayload::DepositSavings(p) => codec.payload(9, p)?,
+            CommandPayload::WithdrawSavings(p) => codec.payload(10, p)?,
+            CommandPayload::AccrueInterest(p) => codec.payload(11, p)?,
         };
         codec.encode(vec![
             ("id", Value::String(self.id.to_string())),
@@ -263,6 +272,9 @@ impl Command {
             (6, v) => CommandPayload::CreditPayment(branch(v)?),
             (7, v) => CommandPayload::SettlePayment(branch(v)?),
             (8, v) => CommandPayload::GrantSignupBonus(branch(v)?),
+            (9, v) => CommandPayload::DepositSavings(branch(v)?),
+            (10, v) => CommandPayload::WithdrawSavings(branch(v)?),
+            (11, v) => CommandPayload::AccrueInterest(branch(v)?),
             (i, _) => return Err(SchemaError::Shape(format!("unknown command branch {i}"))),
         };
         check_type(payload.type_name(), type_name)?;
@@ -292,6 +304,9 @@ impl Event {
             EventPayload::PaymentFailed(p) => codec.payload(7, p)?,
             EventPayload::PaymentReceived(p) => codec.payload(8, p)?,
             EventPayload::SignupBonusGranted(p) => codec.payload(9, p)?,
+            EventPayload::SavingsDeposited(p) => codec.payload(10, p)?,
+            EventPayload::InterestAccrued(p) => codec.payload(11, p)?,
+            EventPayload::SavingsWithdrawn(p) => codec.payload(12, p)?,
         };
         codec.encode(vec![
             ("id", Value::String(self.id.to_string())),
@@ -320,6 +335,9 @@ impl Event {
             (7, v) => EventPayload::PaymentFailed(branch(v)?),
             (8, v) => EventPayload::PaymentReceived(branch(v)?),
             (9, v) => EventPayload::SignupBonusGranted(branch(v)?),
+            (10, v) => EventPayload::SavingsDeposited(branch(v)?),
+            (11, v) => EventPayload::InterestAccrued(branch(v)?),
+            (12, v) => EventPayload::SavingsWithdrawn(branch(v)?),
             (i, _) => return Err(SchemaError::Shape(format!("unknown event branch {i}"))),
         };
         check_type(payload.type_name(), type_name)?;
@@ -486,6 +504,15 @@ mod tests {
                 amount: Decimal::new(20, 0),
                 currency: "USDC".into(),
             }),
+            CommandPayload::DepositSavings(crate::command::DepositSavings {
+                investment_id: "i".into(),
+                amount: Decimal::new(1005, 1),
+                currency: "USDC".into(),
+            }),
+            CommandPayload::WithdrawSavings(crate::command::WithdrawSavings {
+                investment_id: "i".into(),
+            }),
+            CommandPayload::AccrueInterest(crate::command::AccrueInterest { through: 1 << 41 }),
         ];
         for payload in commands {
             let cmd = Command {
@@ -498,6 +525,40 @@ mod tests {
             entry_id: "e".into(),
             postings: vec![],
         };
+        let position = crate::event::SavingsPosition {
+            investment_id: "i".into(),
+            principal: Decimal::new(1005, 1),
+            currency: "USDC".into(),
+            invested_ms: 7,
+            status: "active".into(),
+            rate_ms: Decimal::new(45, 1),
+            accrued_to_ms: 9,
+            interest_posted: Decimal::new(1, 6),
+            closed_ms: Some(10),
+        };
+        let change = crate::event::SavingsChange {
+            position,
+            amount: Decimal::new(2, 0),
+            balance_after: Decimal::new(3, 0),
+            journal: journal.clone(),
+        };
+        for payload in [
+            EventPayload::SavingsDeposited(change.clone()),
+            EventPayload::InterestAccrued(change.clone()),
+            EventPayload::SavingsWithdrawn(change),
+        ] {
+            let ev = Event {
+                id: Uuid::new_v4(),
+                agent_id: Uuid::new_v4(),
+                user_id: Uuid::new_v4(),
+                command_id: Uuid::new_v4(),
+                correlation_id: None,
+                timestamp_ms: 1,
+                agent_version: 1,
+                payload,
+            };
+            assert_eq!(Event::decode(&ev.encode().unwrap()).unwrap(), ev);
+        }
         for (decided, journal) in [(None, None), (Some(4), Some(journal))] {
             let change = PaymentChange {
                 payment: payment(decided),

@@ -32,6 +32,9 @@ pub enum CommandPayload {
     CreditPayment(CreditPayment),
     SettlePayment(SettlePayment),
     GrantSignupBonus(GrantSignupBonus),
+    DepositSavings(DepositSavings),
+    WithdrawSavings(WithdrawSavings),
+    AccrueInterest(AccrueInterest),
 }
 
 impl CommandPayload {
@@ -47,6 +50,9 @@ impl CommandPayload {
             CommandPayload::CreditPayment(_) => "CreditPayment",
             CommandPayload::SettlePayment(_) => "SettlePayment",
             CommandPayload::GrantSignupBonus(_) => "GrantSignupBonus",
+            CommandPayload::DepositSavings(_) => "DepositSavings",
+            CommandPayload::WithdrawSavings(_) => "WithdrawSavings",
+            CommandPayload::AccrueInterest(_) => "AccrueInterest",
         }
     }
 }
@@ -159,4 +165,26 @@ pub struct GrantSignupBonus {
     #[serde(with = "rust_decimal::serde::str")]
     pub amount: Decimal,
     pub currency: String,
+}
+
+/// Keyed by the agent: `amount` from available into a new vault position.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DepositSavings {
+    pub investment_id: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    pub currency: String,
+}
+
+/// Keyed by the agent: close a position, principal and interest to available.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WithdrawSavings {
+    pub investment_id: String,
+}
+
+/// A tick for one partition (agent id nil): every active position there
+/// accrues interest to `through` (ms since the epoch).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccrueInterest {
+    pub through: i64,
 }

@@ -35,6 +35,9 @@ pub enum EventPayload {
     PaymentFailed(PaymentChange),
     PaymentReceived(PaymentChange),
     SignupBonusGranted(BonusGranted),
+    SavingsDeposited(SavingsChange),
+    InterestAccrued(SavingsChange),
+    SavingsWithdrawn(SavingsChange),
 }
 
 impl EventPayload {
@@ -50,6 +53,9 @@ impl EventPayload {
             EventPayload::PaymentFailed(_) => "PaymentFailed",
             EventPayload::PaymentReceived(_) => "PaymentReceived",
             EventPayload::SignupBonusGranted(_) => "SignupBonusGranted",
+            EventPayload::SavingsDeposited(_) => "SavingsDeposited",
+            EventPayload::InterestAccrued(_) => "InterestAccrued",
+            EventPayload::SavingsWithdrawn(_) => "SavingsWithdrawn",
         }
     }
 
@@ -60,6 +66,9 @@ impl EventPayload {
             EventPayload::FundsDeposited(e) => Some(&e.journal),
             EventPayload::FundsWithdrawn(e) => Some(&e.journal),
             EventPayload::SignupBonusGranted(e) => Some(&e.journal),
+            EventPayload::SavingsDeposited(e)
+            | EventPayload::InterestAccrued(e)
+            | EventPayload::SavingsWithdrawn(e) => Some(&e.journal),
             _ => self.payment().and_then(|c| c.journal.as_ref()),
         }
     }
@@ -130,6 +139,46 @@ pub struct BonusGranted {
 }
 
 /// A double-entry journal entry: postings whose signed amounts sum to zero.
+/// A vault position as of its latest change (see `schemas::interest`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavingsPosition {
+    pub investment_id: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub principal: Decimal,
+    pub currency: String,
+    pub invested_ms: i64,
+    /// `active` or `completed`.
+    pub status: String,
+    /// Σ rate % × ms since investing, accrued to `accrued_to_ms`.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub rate_ms: Decimal,
+    pub accrued_to_ms: i64,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub interest_posted: Decimal,
+    pub closed_ms: Option<i64>,
+}
+
+impl SavingsPosition {
+    pub const ACTIVE: &'static str = "active";
+    pub const COMPLETED: &'static str = "completed";
+
+    pub fn id(&self) -> Uuid {
+        crate::payment::uuid(&self.investment_id)
+    }
+}
+
+/// A savings change: the position after it, the amount it moved, the
+/// agent's available balance after it, and its journal entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavingsChange {
+    pub position: SavingsPosition,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub balance_after: Decimal,
+    pub journal: JournalEntry,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JournalEntry {
     pub entry_id: String,
@@ -190,5 +239,20 @@ pub mod accounts {
     /// Where the sandbox sign-up bonuses come from.
     pub fn sandbox_bonus(currency: &str) -> String {
         format!("bonus:{currency}:sandbox")
+    }
+
+    /// An agent's vault: principal of its positions.
+    pub fn savings_principal(agent_id: Uuid) -> String {
+        format!("agent:{agent_id}:savings")
+    }
+
+    /// An agent's vault: interest posted to its positions, not yet withdrawn.
+    pub fn savings_interest(agent_id: Uuid) -> String {
+        format!("agent:{agent_id}:interest")
+    }
+
+    /// The bank's interest expense: where posted interest comes from.
+    pub fn interest_expense(currency: &str) -> String {
+        format!("interest:{currency}:expense")
     }
 }

@@ -13,7 +13,8 @@ pub enum Kind {
     User,
     Agent,
     Payee,
-    Invoice,
+    /// A savings vault position (the seed: `inv_k77NTwxp2Ym3JCmVsKtXQA`).
+    Investment,
 }
 
 impl Kind {
@@ -22,7 +23,7 @@ impl Kind {
             Kind::User => "user_",
             Kind::Agent => "agent_",
             Kind::Payee => "payee_",
-            Kind::Invoice => "inv_",
+            Kind::Investment => "inv_",
         }
     }
 }
@@ -64,6 +65,13 @@ const DERIVED_NAMESPACE: Uuid = Uuid::from_u128(0x6167_656e_7462_616e_6b2d_6465_
 /// Deterministic id of the `index`-th output of the input at (topic, partition, offset).
 pub fn derived(topic: &str, partition: i32, offset: i64, index: u32) -> Uuid {
     let name = format!("{topic}/{partition}/{offset}/{index}");
+    Uuid::new_v5(&DERIVED_NAMESPACE, name.as_bytes())
+}
+
+/// Deterministic id of the `index`-th output for `agent` of one input that
+/// fans out over many agents (an interest tick).
+pub fn derived_for(topic: &str, partition: i32, offset: i64, agent: Uuid, index: u32) -> Uuid {
+    let name = format!("{topic}/{partition}/{offset}/{agent}/{index}");
     Uuid::new_v5(&DERIVED_NAMESPACE, name.as_bytes())
 }
 

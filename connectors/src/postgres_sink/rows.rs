@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
-use schemas::event::{JournalEntry, PaymentChange};
+use schemas::event::{JournalEntry, PaymentChange, SavingsChange, SavingsPosition};
 use schemas::payment::Payment;
 use schemas::{Event, EventPayload};
 
@@ -25,6 +25,8 @@ pub struct Rows {
     transactions: TransactionRows,
     /// Latest (sender version, payment) per payment in this batch.
     payments: HashMap<Uuid, (i64, Uuid, Payment)>,
+    /// Latest (agent version, agent, user, position) per position.
+    savings: HashMap<Uuid, (i64, Uuid, Uuid, SavingsPosition)>,
 }
 
 #[derive(Default)]
@@ -110,6 +112,26 @@ impl Rows {
                 self.payment_change(e, c, None);
                 self.set_payment(e, c);
             }
+            EventPayload::SavingsDeposited(c) => self.savings_change(e, c, "savings deposit"),
+            EventPayload::InterestAccrued(c) => self.savings_change(e, c, "interest"),
+            EventPayload::SavingsWithdrawn(c) => self.savings_change(e, c, "savings withdrawal"),
+        }
+    }
+
+    /// A savings event: the agent's balance, the postings, a transaction row
+    /// (`interest` counts as earned in summaries; moves into and out of the
+    /// vault are the agent's own money and count as neither), the position.
+    fn savings_change(&mut self, e: &Event, c: &SavingsChange, kind: &str) {
+        let p = &c.position;
+        self.movement(e, c.amount, &p.currency, c.balance_after, kind, &c.journal);
+        let slot = self.savings.entry(p.id()).or_insert((
+            e.agent_version,
+            e.agent_id,
+            e.user_id,
+            p.clone(),
+        ));
+        if e.agent_version >= slot.0 {
+            *slot = (e.agent_version, e.agent_id, e.user_id, p.clone());
         }
     }
 
@@ -246,6 +268,7 @@ impl Rows {
         .await?;
 
         write_payments(tx, self.payments).await?;
+        write_savings(tx, self.savings).await?;
 
         let p = self.postings;
         if !p.entry.is_empty() {
@@ -363,6 +386,65 @@ async fn write_payments(
     .bind(&c.amount).bind(&c.currency).bind(&c.method).bind(&c.email).bind(&c.phone).bind(&c.tags)
     .bind(&c.status).bind(&c.approval).bind(&c.required).bind(&c.created).bind(&c.decided)
     .bind(&c.tx_hash).bind(&c.version)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Upserts savings positions forward only (by the agent's version).
+async fn write_savings(
+    tx: &mut Transaction<'_, Postgres>,
+    savings: HashMap<Uuid, (i64, Uuid, Uuid, SavingsPosition)>,
+) -> Result<(), ConnectorError> {
+    if savings.is_empty() {
+        return Ok(());
+    }
+    let n = savings.len();
+    let (mut id, mut agent, mut user, mut principal, mut currency) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (
+        mut invested,
+        mut status,
+        mut rate_ms,
+        mut accrued_to,
+        mut posted,
+        mut closed,
+        mut version,
+    ) = (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    for (key, (v, a, u, p)) in savings {
+        id.push(key);
+        agent.push(a);
+        user.push(u);
+        principal.push(p.principal);
+        currency.push(p.currency);
+        invested.push(p.invested_ms);
+        status.push(p.status);
+        rate_ms.push(p.rate_ms);
+        accrued_to.push(p.accrued_to_ms);
+        posted.push(p.interest_posted);
+        closed.push(p.closed_ms);
+        version.push(v);
+    }
+    sqlx::query(
+        "INSERT INTO savings (id, agent_id, user_id, principal, currency, invested_at, status, rate_ms,
+            accrued_to, interest_posted, closed_at, version)
+         SELECT id, agent, usr, principal, currency, to_timestamp(invested / 1000.0), status, rate_ms,
+            accrued_to, posted, to_timestamp(closed / 1000.0), version
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::numeric[], $5::text[], $6::int8[], $7::text[],
+            $8::numeric[], $9::int8[], $10::numeric[], $11::int8[], $12::int8[])
+           AS u(id, agent, usr, principal, currency, invested, status, rate_ms, accrued_to, posted, closed, version)
+         ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, rate_ms = EXCLUDED.rate_ms,
+            accrued_to = EXCLUDED.accrued_to, interest_posted = EXCLUDED.interest_posted,
+            closed_at = EXCLUDED.closed_at, version = EXCLUDED.version
+         WHERE savings.version < EXCLUDED.version",
+    )
+    .bind(&id).bind(&agent).bind(&user).bind(&principal).bind(&currency).bind(&invested)
+    .bind(&status).bind(&rate_ms).bind(&accrued_to).bind(&posted).bind(&closed).bind(&version)
     .execute(&mut **tx)
     .await?;
     Ok(())

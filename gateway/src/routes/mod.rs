@@ -5,4 +5,5 @@ pub mod health;
 pub mod investment;
 pub mod payments;
 pub mod reports;
+pub mod savings;
 pub mod users;

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use schemas::command::{CreateAgent, Deposit, GrantSignupBonus, Withdraw};
 use schemas::event::{accounts, AgentCreated, BonusGranted, FundsMovement, JournalEntry, Posting};
+use schemas::interest::RateSchedule;
 use schemas::money;
 use schemas::payment::Payment;
 use schemas::reply::{AgentView, Outcome, RejectCode};
@@ -19,6 +20,9 @@ use schemas::{Command, CommandPayload, Event, EventPayload};
 #[cfg(test)]
 mod payment_tests;
 pub mod payments;
+pub mod savings;
+#[cfg(test)]
+mod savings_tests;
 #[cfg(test)]
 mod tests;
 
@@ -69,6 +73,9 @@ pub struct AgentState {
     /// agent applied: a replayed saga command is at or below it.
     #[serde(default)]
     pub saga_seen: BTreeMap<i32, i64>,
+    /// Active savings positions (completed ones leave; the read model keeps them).
+    #[serde(default)]
+    pub savings: BTreeMap<Uuid, schemas::event::SavingsPosition>,
 }
 
 /// Reads the dedupe window of any checkpoint format written so far:
@@ -182,6 +189,7 @@ pub fn apply(
     state: &mut Option<AgentState>,
     command: &Command,
     at: Position,
+    rates: &RateSchedule,
     id: impl Fn(u32) -> Uuid,
 ) -> Applied {
     if let Some(s) = state.as_ref() {
@@ -198,7 +206,9 @@ pub fn apply(
     // the recent-commands window, which they would crowd out.
     let saga_step = matches!(
         command.payload,
-        CommandPayload::CreditPayment(_) | CommandPayload::SettlePayment(_)
+        CommandPayload::CreditPayment(_)
+            | CommandPayload::SettlePayment(_)
+            | CommandPayload::AccrueInterest(_)
     );
     let decided = match &command.payload {
         CommandPayload::CreateAgent(c) => create_agent(state, command, c),
@@ -210,6 +220,15 @@ pub fn apply(
         CommandPayload::CreditPayment(c) => payments::credit(state.as_mut(), c),
         CommandPayload::SettlePayment(c) => payments::settle(state.as_mut(), c),
         CommandPayload::GrantSignupBonus(b) => return grant_bonus(state, command, b, id),
+        CommandPayload::DepositSavings(d) => savings::deposit(state.as_mut(), command, d),
+        CommandPayload::WithdrawSavings(w) => savings::withdraw(state.as_mut(), command, w, rates),
+        // A tick: the runtime hands it to every agent of the partition.
+        CommandPayload::AccrueInterest(t) => Ok(state.as_mut().map(|s| Decision {
+            payloads: savings::accrue(s, t.through, rates),
+            sagas: vec![],
+            reply: None,
+            pending: None,
+        })),
     };
     let decision = match decided {
         Ok(Some(d)) => d,
@@ -440,6 +459,7 @@ impl AgentState {
             spent_day: 0,
             spent_today: Decimal::ZERO,
             saga_seen: BTreeMap::new(),
+            savings: BTreeMap::new(),
         }
     }
 }

@@ -10,6 +10,16 @@ use uuid::Uuid;
 use super::*;
 use schemas::command::{CreateAgent, Deposit, Withdraw};
 
+/// `apply` at the default savings rate (these tests hold no savings).
+fn apply(
+    state: &mut Option<AgentState>,
+    command: &Command,
+    at: Position,
+    id: impl Fn(u32) -> Uuid,
+) -> Applied {
+    super::apply(state, command, at, &RateSchedule::parse("4.5").unwrap(), id)
+}
+
 fn create(agent: Uuid, user: Uuid, initial: Decimal) -> (CommandPayload, Uuid, Uuid) {
     let payload = CommandPayload::CreateAgent(CreateAgent {
         name: "a".into(),

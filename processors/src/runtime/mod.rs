@@ -35,7 +35,7 @@ use uuid::Uuid;
 use connectors::kafka::{produce_all, KafkaConfig, Outgoing};
 use schemas::reply::Reply;
 use schemas::topics::Topics;
-use schemas::{ids, Command};
+use schemas::{ids, Command, CommandPayload};
 
 use crate::agents::{self, AgentState};
 use crate::ProcessorError;
@@ -55,6 +55,8 @@ pub struct ProcessorConfig {
     pub topics: Topics,
     pub group_id: String,
     pub assignment: Assignment,
+    /// The savings rate history interest accrues by.
+    pub interest_rates: schemas::interest::RateSchedule,
 }
 
 /// How an instance learns which partitions it owns.
@@ -555,6 +557,36 @@ async fn process_batch(
                 continue;
             }
         };
+        if let CommandPayload::AccrueInterest(_) = &command.payload {
+            // A tick: every agent of the partition with savings accrues, each
+            // once (its checkpoint may already reflect this offset).
+            for (agent, slot) in part.agents.iter_mut() {
+                let has_savings = slot.0.as_ref().is_some_and(|s| !s.savings.is_empty());
+                if !has_savings || slot.1 >= offset {
+                    continue;
+                }
+                let at = agents::Position {
+                    partition: p,
+                    offset,
+                };
+                let result =
+                    agents::apply(&mut slot.0, &command, at, &config.interest_rates, |i| {
+                        ids::derived_for(&topics.commands, p, offset, *agent, i)
+                    });
+                slot.1 = offset;
+                changed.insert((p, *agent), ());
+                for e in &result.events {
+                    events.push(Outgoing {
+                        topic: topics.events.clone(),
+                        key: e.agent_id.to_string(),
+                        payload: Some(e.encode()?),
+                        partition: None,
+                    });
+                }
+            }
+            applied += 1;
+            continue;
+        }
         let slot = part.agents.entry(command.agent_id).or_insert((None, -1));
         if slot.1 >= offset {
             continue; // this agent's checkpoint already reflects the command
@@ -563,7 +595,7 @@ async fn process_batch(
             partition: p,
             offset,
         };
-        let result = agents::apply(&mut slot.0, &command, at, |i| {
+        let result = agents::apply(&mut slot.0, &command, at, &config.interest_rates, |i| {
             ids::derived(&topics.commands, p, offset, i)
         });
         applied += 1;
