@@ -88,6 +88,14 @@ fn api() -> Router<AppState> {
         .route("/user/payments", get(routes::payments::list_for_user))
         .route("/user/wallet-balance", get(routes::reports::wallet_balance))
         .route("/transactions/summary", get(routes::reports::summary))
+        .route("/savings/deposit", post(routes::savings::deposit))
+        .route("/savings/withdraw", post(routes::savings::withdraw))
+        .route("/savings/dashboard", get(routes::savings::dashboard))
+        .route(
+            "/savings/myinvestments",
+            get(routes::savings::my_investments),
+        )
+        .route("/savings/{agentId}", get(routes::savings::for_agent))
         .route(
             "/investment/interest-rate",
             get(routes::investment::interest_rate),
