@@ -1,0 +1,219 @@
+//! Replay: the agent processors' state is a pure function of the commands
+//! topic. Every command (gateway commands, saga steps, interest ticks) is
+//! read back from offset zero and applied to empty state with the same state
+//! machine and rate history; the positions and balances that come out equal,
+//! to the unit, what the running system recorded in its read model.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::Deployment;
+use connectors::kafka::KafkaConfig;
+use processors::agents::{self, AgentState, Position};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use rust_decimal::Decimal;
+use schemas::interest::RateSchedule;
+use schemas::topics::Topics;
+use schemas::{Command, CommandPayload};
+use serde_json::json;
+use uuid::Uuid;
+
+const DAY_MS: i64 = 86_400_000;
+const RATES: &str = "4.5,2025-01-01T00:00:00Z=5";
+
+/// Every command of `topic`, per partition in offset order.
+fn read_all(bootstrap: &str, topic: &str) -> Vec<(i32, i64, Command)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "savings-replay")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let partitions = md.topics()[0].partitions().len() as i32;
+    let mut out = vec![];
+    for p in 0..partitions {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+        consumer.assign(&tpl).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut next = 0;
+        while next < high {
+            assert!(
+                Instant::now() < deadline,
+                "partition {p} not read to {high}"
+            );
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                next = m.offset() + 1;
+                if let Ok(c) = Command::decode(m.payload().unwrap_or_default()) {
+                    out.push((p, m.offset(), c));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replaying_the_commands_topic_rebuilds_positions_to_the_unit() {
+    let d = Deployment::new("savingsreplay").await;
+    let env = [
+        ("AGENTBANK_INTEREST_RATES", RATES),
+        ("AGENTBANK_ACCRUAL_INTERVAL_MS", "3600000"),
+    ];
+    d.run(&["topics"]);
+    d.run(&["migrate"]);
+    for role in ["processor", "sink", "gateway"] {
+        d.start_with_env(role, &[role], &env);
+    }
+    d.wait_healthy().await;
+    let (user, key) = d.sign_up("replayer").await;
+    let mut agents = vec![];
+    for i in 0..3 {
+        agents.push(
+            d.create_agent(&user, &key, json!({"balance": 1000 + i}))
+                .await,
+        );
+    }
+    let mut investments = vec![];
+    for (agent, amount) in [(0, "100"), (1, "250.5"), (2, "0.000123"), (0, "42")] {
+        let (status, b) = d
+            .post(
+                "/savings/deposit",
+                Some(&key),
+                json!({"agentId": agents[agent], "amount": amount}),
+            )
+            .await;
+        assert_eq!(status, 200, "{b}");
+        investments.push(b["investmentId"].as_str().unwrap().to_string());
+    }
+    let kafka = KafkaConfig {
+        bootstrap_servers: d.bootstrap.clone(),
+        partitions: 4,
+        replication_factor: 1,
+    };
+    let producer = kafka.producer().unwrap();
+    let topics = Topics::with_prefix(&format!("{}.", d.name));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    processors::scheduler::tick_all(&kafka, &producer, &topics, now + 100 * DAY_MS)
+        .await
+        .unwrap();
+    // A withdrawal between ticks, a payment and a deposit for good measure.
+    let (status, w) = d
+        .post(
+            "/savings/withdraw",
+            Some(&key),
+            json!({"investmentId": investments[1]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{w}");
+    let (status, p) = d
+        .post(
+            "/payments/register",
+            Some(&key),
+            json!({"senderagentid": agents[0], "receiveragentid": agents[2], "name": "p",
+                   "type": "INTERNAL", "paymentdetails": {"amount": 3}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{p}");
+    processors::scheduler::tick_all(&kafka, &producer, &topics, now + 200 * DAY_MS)
+        .await
+        .unwrap();
+
+    // Wait for the read model to hold the second tick's interest.
+    let pool = d.pool().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let accrued: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM savings WHERE status = 'active' AND accrued_to = $1",
+        )
+        .bind(now + 200 * DAY_MS)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if accrued == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the ticks never reached the read model"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Replay every command from offset zero into empty state.
+    let rates = RateSchedule::parse(RATES).unwrap();
+    let mut states: HashMap<Uuid, Option<AgentState>> = HashMap::new();
+    // Where each agent lives: the partition its commands arrive on.
+    let mut home: HashMap<Uuid, i32> = HashMap::new();
+    for (partition, offset, cmd) in read_all(&d.bootstrap, &topics.commands) {
+        let at = Position { partition, offset };
+        let id = |i| schemas::ids::derived("replay", partition, offset, i);
+        if let CommandPayload::AccrueInterest(_) = cmd.payload {
+            // A tick reaches every agent on its partition.
+            for (agent, state) in states.iter_mut() {
+                let here = home.get(agent) == Some(&partition);
+                if here && state.as_ref().is_some_and(|s| !s.savings.is_empty()) {
+                    agents::apply(state, &cmd, at, &rates, id);
+                }
+            }
+        } else {
+            home.insert(cmd.agent_id, partition);
+            agents::apply(
+                states.entry(cmd.agent_id).or_insert(None),
+                &cmd,
+                at,
+                &rates,
+                id,
+            );
+        }
+    }
+
+    let rows: Vec<(Uuid, Uuid, String, Decimal, Decimal, i64, Decimal)> = sqlx::query_as(
+        "SELECT id, agent_id, status, principal, rate_ms, accrued_to, interest_posted FROM savings",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 4);
+    for (id, agent, status, principal, rate_ms, accrued_to, posted) in rows {
+        let state = states[&agent].as_ref().unwrap();
+        match state.savings.get(&id) {
+            Some(p) => {
+                assert_eq!(status, "active");
+                assert_eq!(
+                    (p.principal, p.rate_ms, p.accrued_to_ms, p.interest_posted),
+                    (principal, rate_ms, accrued_to, posted),
+                    "position {id}"
+                );
+                assert!(posted > Decimal::ZERO || principal < Decimal::ONE);
+            }
+            None => assert_eq!(status, "completed", "position {id} vanished on replay"),
+        }
+    }
+    let balances: Vec<(Uuid, Decimal)> = sqlx::query_as("SELECT id, balance FROM agents")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    for (agent, balance) in balances {
+        assert_eq!(
+            states[&agent].as_ref().unwrap().view.balance,
+            balance,
+            "agent {agent}"
+        );
+    }
+}
