@@ -9,9 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::Deployment;
-use connectors::kafka::KafkaConfig;
 use rust_decimal::Decimal;
-use schemas::topics::Topics;
 use serde_json::{json, Value};
 
 const YEAR_MS: i64 = 365 * 86_400_000;
@@ -59,21 +57,7 @@ async fn savings_deposit_accrue_withdraw_as_documented() {
     assert_eq!(a["balance"], "900", "{a}");
 
     // A year passes, as a tick on every partition.
-    let kafka = KafkaConfig {
-        bootstrap_servers: d.bootstrap.clone(),
-        partitions: 4,
-        replication_factor: 1,
-    };
-    let producer = kafka.producer().unwrap();
-    let topics = Topics::with_prefix(&format!("{}.", d.name));
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let year_on = now_ms + YEAR_MS;
-    processors::scheduler::tick_all(&kafka, &producer, &topics, year_on)
-        .await
-        .unwrap();
+    d.tick(common::now_ms() + YEAR_MS).await;
     // 100·e^0.045 = 104.602785…, toward zero.
     let listed = wait_for(&d, &format!("/savings/{agent}"), &key, |b| {
         b["investments"][0]["current_value"] == "104.602785"

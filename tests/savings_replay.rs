@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::Deployment;
-use connectors::kafka::KafkaConfig;
 use processors::agents::{self, AgentState, Position};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -18,7 +17,6 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use rust_decimal::Decimal;
 use schemas::interest::RateSchedule;
-use schemas::topics::Topics;
 use schemas::{Command, CommandPayload};
 use serde_json::json;
 use uuid::Uuid;
@@ -98,20 +96,8 @@ async fn replaying_the_commands_topic_rebuilds_positions_to_the_unit() {
         assert_eq!(status, 200, "{b}");
         investments.push(b["investmentId"].as_str().unwrap().to_string());
     }
-    let kafka = KafkaConfig {
-        bootstrap_servers: d.bootstrap.clone(),
-        partitions: 4,
-        replication_factor: 1,
-    };
-    let producer = kafka.producer().unwrap();
-    let topics = Topics::with_prefix(&format!("{}.", d.name));
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    processors::scheduler::tick_all(&kafka, &producer, &topics, now + 100 * DAY_MS)
-        .await
-        .unwrap();
+    let now = common::now_ms();
+    d.tick(now + 100 * DAY_MS).await;
     // A withdrawal between ticks, a payment and a deposit for good measure.
     let (status, w) = d
         .post(
@@ -130,9 +116,7 @@ async fn replaying_the_commands_topic_rebuilds_positions_to_the_unit() {
         )
         .await;
     assert_eq!(status, 200, "{p}");
-    processors::scheduler::tick_all(&kafka, &producer, &topics, now + 200 * DAY_MS)
-        .await
-        .unwrap();
+    d.tick(now + 200 * DAY_MS).await;
 
     // Wait for the read model to hold the second tick's interest.
     let pool = d.pool().await;
@@ -160,7 +144,7 @@ async fn replaying_the_commands_topic_rebuilds_positions_to_the_unit() {
     let mut states: HashMap<Uuid, Option<AgentState>> = HashMap::new();
     // Where each agent lives: the partition its commands arrive on.
     let mut home: HashMap<Uuid, i32> = HashMap::new();
-    for (partition, offset, cmd) in read_all(&d.bootstrap, &topics.commands) {
+    for (partition, offset, cmd) in read_all(&d.bootstrap, &d.topics().commands) {
         let at = Position { partition, offset };
         let id = |i| schemas::ids::derived("replay", partition, offset, i);
         if let CommandPayload::AccrueInterest(_) = cmd.payload {

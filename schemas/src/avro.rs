@@ -521,6 +521,19 @@ mod tests {
             };
             assert_eq!(Command::decode(&cmd.encode().unwrap()).unwrap(), cmd);
         }
+        let round_trips = |payload| {
+            let ev = Event {
+                id: Uuid::new_v4(),
+                agent_id: Uuid::new_v4(),
+                user_id: Uuid::new_v4(),
+                command_id: Uuid::new_v4(),
+                correlation_id: None,
+                timestamp_ms: 1,
+                agent_version: 1,
+                payload,
+            };
+            assert_eq!(Event::decode(&ev.encode().unwrap()).unwrap(), ev);
+        };
         let journal = JournalEntry {
             entry_id: "e".into(),
             postings: vec![],
@@ -547,17 +560,7 @@ mod tests {
             EventPayload::InterestAccrued(change.clone()),
             EventPayload::SavingsWithdrawn(change),
         ] {
-            let ev = Event {
-                id: Uuid::new_v4(),
-                agent_id: Uuid::new_v4(),
-                user_id: Uuid::new_v4(),
-                command_id: Uuid::new_v4(),
-                correlation_id: None,
-                timestamp_ms: 1,
-                agent_version: 1,
-                payload,
-            };
-            assert_eq!(Event::decode(&ev.encode().unwrap()).unwrap(), ev);
+            round_trips(payload);
         }
         for (decided, journal) in [(None, None), (Some(4), Some(journal))] {
             let change = PaymentChange {
@@ -570,17 +573,7 @@ mod tests {
                 EventPayload::PaymentRegistered(change.clone()),
                 EventPayload::PaymentReceived(change.clone()),
             ] {
-                let ev = Event {
-                    id: Uuid::new_v4(),
-                    agent_id: Uuid::new_v4(),
-                    user_id: Uuid::new_v4(),
-                    command_id: Uuid::new_v4(),
-                    correlation_id: None,
-                    timestamp_ms: 1,
-                    agent_version: 1,
-                    payload,
-                };
-                assert_eq!(Event::decode(&ev.encode().unwrap()).unwrap(), ev);
+                round_trips(payload);
             }
         }
     }

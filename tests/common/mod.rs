@@ -231,6 +231,35 @@ impl Deployment {
     }
 }
 
+impl Deployment {
+    /// The deployment's topic names.
+    pub fn topics(&self) -> schemas::topics::Topics {
+        schemas::topics::Topics::with_prefix(&format!("{}.", self.name))
+    }
+
+    /// Injects an interest tick at `through_ms` on every partition, as the
+    /// scheduler would: time enters the pipeline as data, tests never sleep.
+    pub async fn tick(&self, through_ms: i64) {
+        let kafka = connectors::kafka::KafkaConfig {
+            bootstrap_servers: self.bootstrap.clone(),
+            partitions: 4,
+            replication_factor: 1,
+        };
+        let producer = kafka.producer().unwrap();
+        processors::scheduler::tick_all(&kafka, &producer, &self.topics(), through_ms)
+            .await
+            .unwrap();
+    }
+}
+
+/// Now, in ms since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
 impl Drop for Deployment {
     fn drop(&mut self) {
         for (_, child) in self.children.get_mut().unwrap().iter_mut() {

@@ -294,6 +294,17 @@ pub fn apply(
     }
 }
 
+/// [`apply`] at a fixed 4.5% rate, for tests that hold no savings.
+#[cfg(test)]
+fn apply_at_default_rate(
+    state: &mut Option<AgentState>,
+    command: &Command,
+    at: Position,
+    id: impl Fn(u32) -> Uuid,
+) -> Applied {
+    apply(state, command, at, &RateSchedule::parse("4.5").unwrap(), id)
+}
+
 /// The sign-up bonus: keyed by the user, it has no state of its own; its
 /// journal entry id is the user's, so the ledger holds it once however often
 /// the command is replayed (the sink's key is the entry id).

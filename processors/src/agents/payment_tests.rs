@@ -11,17 +11,8 @@ use proptest::prelude::*;
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
+use super::apply_at_default_rate as apply;
 use super::*;
-
-/// `apply` at the default savings rate (these tests hold no savings).
-fn apply(
-    state: &mut Option<AgentState>,
-    command: &Command,
-    at: Position,
-    id: impl Fn(u32) -> Uuid,
-) -> Applied {
-    super::apply(state, command, at, &RateSchedule::parse("4.5").unwrap(), id)
-}
 use schemas::command::{PaymentRef, RegisterPayment};
 use schemas::event::accounts;
 use schemas::payment::{approval, status};

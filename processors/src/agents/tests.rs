@@ -7,18 +7,9 @@ use proptest::prelude::*;
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
+use super::apply_at_default_rate as apply;
 use super::*;
 use schemas::command::{CreateAgent, Deposit, Withdraw};
-
-/// `apply` at the default savings rate (these tests hold no savings).
-fn apply(
-    state: &mut Option<AgentState>,
-    command: &Command,
-    at: Position,
-    id: impl Fn(u32) -> Uuid,
-) -> Applied {
-    super::apply(state, command, at, &RateSchedule::parse("4.5").unwrap(), id)
-}
 
 fn create(agent: Uuid, user: Uuid, initial: Decimal) -> (CommandPayload, Uuid, Uuid) {
     let payload = CommandPayload::CreateAgent(CreateAgent {

@@ -512,6 +512,23 @@ async fn flush_markers(
     Ok(())
 }
 
+/// Queues `produced` for the events topic, keyed by agent.
+fn push_events(
+    out: &mut Vec<Outgoing>,
+    topics: &Topics,
+    produced: &[schemas::Event],
+) -> Result<(), ProcessorError> {
+    for e in produced {
+        out.push(Outgoing {
+            topic: topics.events.clone(),
+            key: e.agent_id.to_string(),
+            payload: Some(e.encode()?),
+            partition: None,
+        });
+    }
+    Ok(())
+}
+
 /// Applies one batch and makes its effects durable (steps 1–3 above).
 async fn process_batch(
     config: &ProcessorConfig,
@@ -575,14 +592,7 @@ async fn process_batch(
                     });
                 slot.1 = offset;
                 changed.insert((p, *agent), ());
-                for e in &result.events {
-                    events.push(Outgoing {
-                        topic: topics.events.clone(),
-                        key: e.agent_id.to_string(),
-                        payload: Some(e.encode()?),
-                        partition: None,
-                    });
-                }
+                push_events(&mut events, topics, &result.events)?;
             }
             applied += 1;
             continue;
@@ -606,14 +616,7 @@ async fn process_batch(
             part.agents.remove(&command.agent_id);
         }
         let first = events.len();
-        for e in &result.events {
-            events.push(Outgoing {
-                topic: topics.events.clone(),
-                key: e.agent_id.to_string(),
-                payload: Some(e.encode()?),
-                partition: None,
-            });
-        }
+        push_events(&mut events, topics, &result.events)?;
         let last_event = events.len();
         // Saga steps travel with the events: both must be acknowledged before
         // the checkpoint that says this command was applied.
