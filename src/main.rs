@@ -42,6 +42,40 @@ struct Common {
     #[arg(long, env = "AGENTBANK_INTEREST_RATES", default_value = "4.5", global = true,
           value_parser = |s: &str| RateSchedule::parse(s).map_err(|e| e.to_string()))]
     interest_rates: RateSchedule,
+    /// Seals webhook secrets at rest: 64 hex digits. Unset: a development
+    /// key, with a warning — set your own anywhere but a laptop.
+    #[arg(
+        long,
+        env = "AGENTBANK_SECRETS_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    secrets_key: Option<String>,
+    /// Deliver webhooks to loopback/private addresses (local receivers, tests).
+    #[arg(
+        long,
+        env = "AGENTBANK_WEBHOOKS_ALLOW_PRIVATE",
+        default_value_t = false,
+        global = true
+    )]
+    webhooks_allow_private: bool,
+    /// Waits before each webhook retry, in ms, comma-separated (default: 0,
+    /// 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h).
+    #[arg(
+        long,
+        env = "AGENTBANK_WEBHOOK_SCHEDULE_MS",
+        value_delimiter = ',',
+        global = true
+    )]
+    webhook_schedule_ms: Vec<u64>,
+    /// One webhook attempt's time budget (ms).
+    #[arg(
+        long,
+        env = "AGENTBANK_WEBHOOK_TIMEOUT_MS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    webhook_timeout_ms: u64,
     /// How often the scheduler ticks interest onto every partition (ms).
     #[arg(
         long,
@@ -127,6 +161,8 @@ enum Role {
     Processor,
     /// The Postgres sink.
     Sink,
+    /// The webhook dispatcher (delivers what the sink queued).
+    Dispatcher,
     /// Applies the Postgres migrations and exits.
     Migrate,
     /// Creates the topics and exits.
@@ -192,6 +228,37 @@ impl Common {
             rate_limit_per_minute: http.rate_limit_per_minute,
             rate_limit_per_day: http.rate_limit_per_day,
             interest_rates: self.interest_rates.clone(),
+            secrets: self.secrets(),
+            webhooks_allow_private: self.webhooks_allow_private,
+        }
+    }
+
+    fn secrets(&self) -> connectors::secrets::SecretBox {
+        let key = self.secrets_key.clone().unwrap_or_else(|| {
+            tracing::warn!("AGENTBANK_SECRETS_KEY unset: sealing secrets with the development key");
+            connectors::secrets::DEV_KEY_HEX.to_string()
+        });
+        connectors::secrets::SecretBox::from_hex(&key)
+            .expect("AGENTBANK_SECRETS_KEY: 64 hex digits")
+    }
+
+    fn dispatcher(&self) -> connectors::webhooks::DispatcherConfig {
+        let schedule = if self.webhook_schedule_ms.is_empty() {
+            connectors::webhooks::DEFAULT_SCHEDULE.to_vec()
+        } else {
+            self.webhook_schedule_ms
+                .iter()
+                .map(|ms| Duration::from_millis(*ms))
+                .collect()
+        };
+        connectors::webhooks::DispatcherConfig {
+            schedule,
+            timeout: Duration::from_millis(self.webhook_timeout_ms),
+            concurrency: 64,
+            allow_private: self.webhooks_allow_private,
+            secrets: self.secrets(),
+            kafka: self.kafka(),
+            dead_letter_topic: self.topics().webhooks_dead_letter,
         }
     }
 
@@ -317,6 +384,10 @@ async fn main() -> anyhow::Result<()> {
             serve_metrics(common.metrics_addr).await?;
             run_sink(&common, shutdown).await?
         }
+        Role::Dispatcher => {
+            serve_metrics(common.metrics_addr).await?;
+            run_dispatcher(&common, shutdown).await?
+        }
         Role::Gateway(http) => {
             let pool = common.pool(32).await?;
             let config = common.gateway(&http);
@@ -354,6 +425,7 @@ async fn main() -> anyhow::Result<()> {
                 )),
                 run_sink(&common, shutdown.clone()),
                 run_scheduler(&common, true, shutdown.clone()),
+                run_dispatcher(&common, shutdown.clone()),
                 supervise("gateway", shutdown.clone(), |s| gateway::serve(
                     gateway_config.clone(),
                     pool.clone(),
@@ -365,6 +437,17 @@ async fn main() -> anyhow::Result<()> {
             .1?;
         }
     }
+    Ok(())
+}
+
+/// The webhook dispatcher (`connectors::webhooks`).
+async fn run_dispatcher(common: &Common, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let pool = common.pool(8).await?;
+    let config = common.dispatcher();
+    supervise("dispatcher", shutdown, |s| {
+        connectors::webhooks::run(config.clone(), pool.clone(), s)
+    })
+    .await;
     Ok(())
 }
 

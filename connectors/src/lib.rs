@@ -4,11 +4,16 @@
 //!   topic administration; the only place that builds Kafka clients.
 //! - [`db`]: the Postgres pool and the `sqlx` migrations of the read model.
 //! - [`postgres_sink`]: consumes events and writes the read model in batches,
-//!   with its consumed offsets in the same transaction (exactly-once into Postgres).
+//!   with its consumed offsets in the same transaction (exactly-once into Postgres),
+//!   and queues webhook deliveries in that same transaction.
+//! - [`webhooks`]: envelopes, signatures and the delivery dispatcher.
+//! - [`secrets`]: sealing secrets that must be usable again (AES-256-GCM).
 
 pub mod db;
 pub mod kafka;
 pub mod postgres_sink;
+pub mod secrets;
+pub mod webhooks;
 
 /// Everything that can fail at the edges.
 #[derive(Debug, thiserror::Error)]

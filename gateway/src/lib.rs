@@ -49,6 +49,10 @@ pub struct GatewayConfig {
     pub rate_limit_per_day: u32,
     /// The savings vault's rate history.
     pub interest_rates: schemas::interest::RateSchedule,
+    /// Seals webhook secrets at rest.
+    pub secrets: connectors::secrets::SecretBox,
+    /// Accept webhook URLs on loopback/private addresses (local receivers).
+    pub webhooks_allow_private: bool,
 }
 
 /// A co-located processor's state for `/health`: ready once it owns its
@@ -105,6 +109,7 @@ fn api() -> Router<AppState> {
             post(routes::investment::calculator),
         )
         .route("/health", get(routes::health::health))
+        .merge(routes::webhooks::router())
 }
 
 pub fn router(state: AppState) -> Router {

@@ -15,6 +15,12 @@ pub enum Kind {
     Payee,
     /// A savings vault position (the seed: `inv_k77NTwxp2Ym3JCmVsKtXQA`).
     Investment,
+    /// An event as webhooks show it.
+    Event,
+    /// A webhook endpoint.
+    Webhook,
+    /// One webhook delivery.
+    Delivery,
 }
 
 impl Kind {
@@ -24,6 +30,9 @@ impl Kind {
             Kind::Agent => "agent_",
             Kind::Payee => "payee_",
             Kind::Investment => "inv_",
+            Kind::Event => "evt_",
+            Kind::Webhook => "wh_",
+            Kind::Delivery => "dlv_",
         }
     }
 }

@@ -12,6 +12,9 @@ pub struct Topics {
     pub replies: String,
     /// Processor checkpoints (compacted); key = `<agent id>@<epoch>`.
     pub state: String,
+    /// Webhook deliveries that exhausted their retries; key = endpoint id,
+    /// value = the envelope JSON.
+    pub webhooks_dead_letter: String,
 }
 
 impl Topics {
@@ -21,17 +24,19 @@ impl Topics {
             events: format!("{prefix}agentbank.events"),
             replies: format!("{prefix}agentbank.replies"),
             state: format!("{prefix}agentbank.state"),
+            webhooks_dead_letter: format!("{prefix}agentbank.webhooks.dead-letter"),
         }
     }
 
     /// Every topic with whether it is compacted. The state topic must have as
     /// many partitions as the commands topic: partition p checkpoints commands p.
-    pub fn all(&self) -> [(&str, bool); 4] {
+    pub fn all(&self) -> [(&str, bool); 5] {
         [
             (&self.commands, false),
             (&self.events, false),
             (&self.replies, false),
             (&self.state, true),
+            (&self.webhooks_dead_letter, false),
         ]
     }
 }

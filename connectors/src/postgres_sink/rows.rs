@@ -27,6 +27,16 @@ pub struct Rows {
     payments: HashMap<Uuid, (i64, Uuid, Payment)>,
     /// Latest (agent version, agent, user, position) per position.
     savings: HashMap<Uuid, (i64, Uuid, Uuid, SavingsPosition)>,
+    hooks: HookRows,
+}
+
+/// Per event: what webhook endpoints subscribed to its type would receive.
+#[derive(Default)]
+struct HookRows {
+    event: Vec<Uuid>,
+    user: Vec<Uuid>,
+    ty: Vec<String>,
+    payload: Vec<String>,
 }
 
 #[derive(Default)]
@@ -77,6 +87,13 @@ impl Rows {
         ev.at_ms.push(e.timestamp_ms);
         ev.partition.push(partition);
         ev.offset.push(offset);
+        let hooks = &mut self.hooks;
+        hooks.event.push(e.id);
+        hooks.user.push(e.user_id);
+        hooks
+            .ty
+            .push(crate::webhooks::event_type(&e.payload).to_string());
+        hooks.payload.push(crate::webhooks::envelope(e).to_string());
         match &e.payload {
             EventPayload::AgentCreated(c) => {
                 self.created
@@ -269,6 +286,19 @@ impl Rows {
 
         write_payments(tx, self.payments).await?;
         write_savings(tx, self.savings).await?;
+        // Webhook intake, in the read model's transaction: exactly once.
+        let h = self.hooks;
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, payload, status, next_attempt_at, created_at)
+             SELECT w.id, u.event_id, u.ty, u.payload, 'pending', now(), now()
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[]) WITH ORDINALITY AS u(event_id, usr, ty, payload, n)
+             JOIN webhook_endpoints w ON w.user_id = u.usr AND w.active AND (u.ty = ANY(w.events) OR '*' = ANY(w.events))
+             ORDER BY u.n
+             ON CONFLICT (endpoint_id, event_id) WHERE replay_of IS NULL DO NOTHING",
+        )
+        .bind(&h.event).bind(&h.user).bind(&h.ty).bind(&h.payload)
+        .execute(&mut **tx)
+        .await?;
 
         let p = self.postings;
         if !p.entry.is_empty() {

@@ -7,3 +7,4 @@ pub mod payments;
 pub mod reports;
 pub mod savings;
 pub mod users;
+pub mod webhooks;
