@@ -22,20 +22,26 @@ struct Received {
     body: String,
 }
 
-/// A receiver answering 500 to its first `fail_first` requests, then 200.
+/// A receiver answering 500 to its first `fail_first` requests, then 200;
+/// 503 to everything while `up` is false.
 struct Receiver {
     url: String,
     got: Arc<Mutex<Vec<Received>>>,
+    up: Arc<std::sync::atomic::AtomicBool>,
 }
 
 async fn receiver(fail_first: usize) -> Receiver {
     let got: Arc<Mutex<Vec<Received>>> = Arc::default();
-    let seen = got.clone();
+    let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (seen, is_up) = (got.clone(), up.clone());
     let app = axum::Router::new().route(
         "/hook",
         axum::routing::post(move |headers: HeaderMap, body: String| {
-            let seen = seen.clone();
+            let (seen, is_up) = (seen.clone(), is_up.clone());
             async move {
+                if !is_up.load(std::sync::atomic::Ordering::SeqCst) {
+                    return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                }
                 let mut g = seen.lock().unwrap();
                 g.push(Received {
                     at: Instant::now(),
@@ -53,7 +59,7 @@ async fn receiver(fail_first: usize) -> Receiver {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    Receiver { url, got }
+    Receiver { url, got, up }
 }
 
 impl Receiver {
@@ -313,4 +319,71 @@ async fn webhooks_are_signed_retried_logged_and_replayable() {
         .unwrap();
     assert_eq!(r.status(), 204);
     assert_eq!(d.get(&format!("/v1/webhooks/{hook_id}"), &key).await.0, 404);
+}
+
+/// The receiver is down while events happen and the dispatcher is killed
+/// and restarted: once both are back, every event arrives, in order.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receiver_down_across_a_dispatcher_restart_still_gets_everything() {
+    let d = Deployment::new("webhookrestart").await;
+    let env = [
+        ("AGENTBANK_WEBHOOKS_ALLOW_PRIVATE", "true"),
+        // Many quick retries: the outage must not exhaust them.
+        (
+            "AGENTBANK_WEBHOOK_SCHEDULE_MS",
+            &"250,".repeat(40)[..(4 * 40 - 1)],
+        ),
+    ];
+    d.run(&["topics"]);
+    d.run(&["migrate"]);
+    for role in ["processor", "sink", "gateway", "dispatcher"] {
+        d.start_with_env(role, &[role], &env);
+    }
+    d.wait_healthy().await;
+    let (user, key) = d.sign_up("patient").await;
+    let r = receiver(0).await;
+    r.up.store(false, std::sync::atomic::Ordering::SeqCst);
+    let (status, _) = d
+        .post(
+            "/v1/webhooks",
+            Some(&key),
+            json!({"url": r.url, "events": ["*"]}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let agent = d.create_agent(&user, &key, json!({})).await;
+    for i in 1..=5 {
+        let (status, _) = d
+            .post(
+                "/agents/deposit",
+                Some(&key),
+                json!({"userid": user, "agentid": agent, "amount": i}),
+            )
+            .await;
+        assert_eq!(status, 200);
+        if i == 2 {
+            d.kill("dispatcher");
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    d.start_with_env("dispatcher", &["dispatcher"], &env);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    r.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    // agent.created + 5 deposits (the sign-up bonus predates the endpoint).
+    let got = r.wait_for(6).await;
+    let amounts: Vec<Value> = got[1..6]
+        .iter()
+        .map(|x| body(x)["data"]["amount"].clone())
+        .collect();
+    assert_eq!(body(&got[0])["type"], "agent.created");
+    assert_eq!(
+        amounts,
+        [json!("1"), json!("2"), json!("3"), json!("4"), json!("5")]
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        r.got.lock().unwrap().len(),
+        6,
+        "each event once after recovery"
+    );
 }

@@ -32,15 +32,17 @@ pub enum Role {
     Processor,
     Sink,
     Gateway,
+    Dispatcher,
     Broker,
     Postgres,
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 6] = [
         Role::Processor,
         Role::Sink,
         Role::Gateway,
+        Role::Dispatcher,
         Role::Broker,
         Role::Postgres,
     ];
@@ -50,6 +52,7 @@ impl Role {
             Role::Processor => "processor",
             Role::Sink => "sink",
             Role::Gateway => "gateway",
+            Role::Dispatcher => "dispatcher",
             Role::Broker => "broker",
             Role::Postgres => "postgres",
         }
@@ -310,7 +313,9 @@ impl Stack {
                 .current_dir(dir);
                 c
             }
-            Role::Processor | Role::Sink | Role::Gateway => self.agentbank(role.name()),
+            Role::Processor | Role::Sink | Role::Gateway | Role::Dispatcher => {
+                self.agentbank(role.name())
+            }
         };
         c.stdin(Stdio::null()).stdout(out).stderr(err);
         c.spawn()
@@ -439,13 +444,8 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        for role in [
-            Role::Gateway,
-            Role::Sink,
-            Role::Processor,
-            Role::Broker,
-            Role::Postgres,
-        ] {
+        // Application roles first, the broker and Postgres last (ALL's order).
+        for role in Role::ALL {
             self.kill(role);
         }
         let _ = std::fs::remove_dir_all(&self.pg_dir);
@@ -555,7 +555,7 @@ pub async fn run(cfg: Config) -> Result<ChaosReport, ChaosError> {
     }
     stack.run_once("topics")?;
     stack.run_once("migrate")?;
-    for role in [Role::Processor, Role::Sink, Role::Gateway] {
+    for role in [Role::Processor, Role::Sink, Role::Gateway, Role::Dispatcher] {
         stack.start(role).await?;
     }
     let api = Api::new(&stack.http());
@@ -701,7 +701,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(7);
         let plan = kill_plan(&Role::ALL, 12, &mut rng);
         assert_eq!(plan.len(), 12);
-        let mut first: Vec<_> = plan[..5].to_vec();
+        let mut first: Vec<_> = plan[..Role::ALL.len()].to_vec();
         first.sort();
         assert_eq!(first, Role::ALL.to_vec());
         assert!(kill_plan(&[], 3, &mut rng).is_empty());
