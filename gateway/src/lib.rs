@@ -5,6 +5,7 @@
 //! - [`commands`]: writes as Kafka commands, replies by correlation id,
 //!   read-your-writes by waiting on the sink's watermark.
 //! - [`error`]: the one error type and its `{"error": "..."}` responses.
+//! - [`feed`]: the live event feed behind WebSocket `/v1/events`.
 //! - [`rate_limit`]: per-key budgets (100/min, 5,000/day) and their headers.
 //! - [`routes`]: the handlers, mounted at `/` and at `/v1`.
 
@@ -12,6 +13,7 @@ pub mod auth;
 pub mod body;
 pub mod commands;
 pub mod error;
+pub mod feed;
 pub mod rate_limit;
 pub mod routes;
 
@@ -73,6 +75,7 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     pub processor_probe: Option<ProcessorProbe>,
     pub limits: Arc<rate_limit::RateLimits>,
+    pub feed: Arc<feed::Feed>,
 }
 
 /// The API routes, without prefix.
@@ -109,6 +112,7 @@ fn api() -> Router<AppState> {
             post(routes::investment::calculator),
         )
         .route("/health", get(routes::health::health))
+        .route("/events", get(routes::events::upgrade))
         .merge(routes::webhooks::router())
 }
 
@@ -179,7 +183,9 @@ pub async fn serve(
             idle.forget_idle();
         }
     });
+    let feed = feed::Feed::start(pool.clone()).await?;
     let state = AppState {
+        feed,
         pool,
         bus,
         config: Arc::new(config),

@@ -240,14 +240,17 @@ impl Rows {
             return Ok(());
         }
         sqlx::query(
-            "INSERT INTO events (id, type, agent_id, user_id, command_id, agent_version, occurred_at, topic_partition, topic_offset)
-             SELECT id, type, agent_id, user_id, command_id, agent_version, to_timestamp(at_ms / 1000.0), part, off
-             FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::uuid[], $6::int8[], $7::int8[], $8::int4[], $9::int8[])
-               AS u(id, type, agent_id, user_id, command_id, agent_version, at_ms, part, off)
+            "INSERT INTO events (id, type, agent_id, user_id, command_id, agent_version, occurred_at, topic_partition,
+                topic_offset, envelope)
+             SELECT id, type, agent_id, user_id, command_id, agent_version, to_timestamp(at_ms / 1000.0), part, off, env
+             FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::uuid[], $6::int8[], $7::int8[], $8::int4[],
+                $9::int8[], $10::text[]) WITH ORDINALITY
+               AS u(id, type, agent_id, user_id, command_id, agent_version, at_ms, part, off, env, n)
+             ORDER BY n
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(&ev.id).bind(&ev.ty).bind(&ev.agent).bind(&ev.user).bind(&ev.command)
-        .bind(&ev.version).bind(&ev.at_ms).bind(&ev.partition).bind(&ev.offset)
+        .bind(&ev.version).bind(&ev.at_ms).bind(&ev.partition).bind(&ev.offset).bind(&self.hooks.payload)
         .execute(&mut **tx)
         .await?;
 

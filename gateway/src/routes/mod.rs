@@ -1,6 +1,7 @@
 //! HTTP handlers, one module per resource.
 
 pub mod agents;
+pub mod events;
 pub mod health;
 pub mod investment;
 pub mod payments;

@@ -1,0 +1,155 @@
+//! The live event feed behind WebSocket `/v1/events`: one follower per
+//! gateway reads new rows of the read model's `events` table (woken by the
+//! sink's `NOTIFY`, polling every second as a fallback) and broadcasts them;
+//! each connection filters by its user and channels. Positions are the
+//! table's `seq`, which only grows, so a client resuming after position n
+//! reads `seq > n` from the table and then continues live without a gap.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use connectors::postgres_sink::NOTIFY_CHANNEL;
+
+/// Events buffered per connection before a slow client is dropped.
+pub const FEED_BUFFER: usize = 4_096;
+/// Rows read per query (catch-up and live).
+pub const FEED_PAGE: i64 = 1_000;
+
+/// One event as clients get it.
+#[derive(Debug, Clone)]
+pub struct FeedEvent {
+    pub seq: i64,
+    pub user_id: Uuid,
+    pub channel: &'static str,
+    /// `{type, id, position, channel, timestamp, data}`.
+    pub message: Arc<str>,
+}
+
+/// The channel an event type belongs to.
+pub fn channel_of(event_type: &str) -> &'static str {
+    match event_type.split('.').next().unwrap_or_default() {
+        "payment" => "payments",
+        "savings" => "savings",
+        _ => "agents",
+    }
+}
+
+/// Every channel a client may subscribe to (the revenue ones carry nothing
+/// until the revenue API exists).
+pub const CHANNELS: [&str; 6] = [
+    "payments",
+    "agents",
+    "savings",
+    "opportunities",
+    "revenue",
+    "alerts",
+];
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    seq: i64,
+    user_id: Uuid,
+    envelope: Option<String>,
+}
+
+fn to_event(r: Row) -> Option<FeedEvent> {
+    let envelope: Value = serde_json::from_str(r.envelope.as_deref()?).ok()?;
+    let ty = envelope["type"].as_str()?.to_string();
+    let channel = channel_of(&ty);
+    let message = serde_json::json!({
+        "type": ty,
+        "id": envelope["id"],
+        "position": r.seq,
+        "channel": channel,
+        "timestamp": envelope["created"],
+        "data": envelope["data"],
+    });
+    Some(FeedEvent {
+        seq: r.seq,
+        user_id: r.user_id,
+        channel,
+        message: message.to_string().into(),
+    })
+}
+
+/// Up to [`FEED_PAGE`] rows after `after` (for one user, or everyone),
+/// oldest first, with the last position read (rows without an envelope,
+/// written before the feed existed, are passed over).
+pub async fn read_after(
+    pool: &PgPool,
+    user: Option<Uuid>,
+    after: i64,
+) -> Result<(i64, Vec<FeedEvent>), sqlx::Error> {
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT seq, user_id, envelope FROM events
+         WHERE seq > $1 AND ($2::uuid IS NULL OR user_id = $2) ORDER BY seq LIMIT $3",
+    )
+    .bind(after)
+    .bind(user)
+    .bind(FEED_PAGE)
+    .fetch_all(pool)
+    .await?;
+    let last = rows.last().map_or(after, |r| r.seq);
+    Ok((last, rows.into_iter().filter_map(to_event).collect()))
+}
+
+pub struct Feed {
+    pub pool: PgPool,
+    pub sender: broadcast::Sender<FeedEvent>,
+    /// The highest position broadcast so far.
+    pub position: AtomicI64,
+}
+
+impl Feed {
+    /// Starts following from the current end of the table.
+    pub async fn start(pool: PgPool) -> Result<Arc<Feed>, sqlx::Error> {
+        let end: i64 = sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM events")
+            .fetch_one(&pool)
+            .await?;
+        let (sender, _) = broadcast::channel(FEED_BUFFER);
+        let feed = Arc::new(Feed {
+            pool,
+            sender,
+            position: AtomicI64::new(end),
+        });
+        let follower = feed.clone();
+        tokio::spawn(async move { follower.follow().await });
+        Ok(feed)
+    }
+
+    async fn follow(self: Arc<Self>) {
+        let mut listener = match PgListener::connect_with(&self.pool).await {
+            Ok(mut l) => l.listen(NOTIFY_CHANNEL).await.ok().map(|_| l),
+            Err(_) => None,
+        };
+        loop {
+            // Wake on the sink's commit, or after a second at the latest.
+            match listener.as_mut() {
+                Some(l) => {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), l.recv()).await;
+                }
+                None => tokio::time::sleep(Duration::from_secs(1)).await,
+            }
+            loop {
+                let after = self.position.load(Ordering::Acquire);
+                let Ok((last, batch)) = read_after(&self.pool, None, after).await else {
+                    break;
+                };
+                if last == after {
+                    break;
+                }
+                for e in batch {
+                    let _ = self.sender.send(e);
+                }
+                self.position.store(last, Ordering::Release);
+            }
+        }
+    }
+}
