@@ -184,6 +184,12 @@ struct HttpArgs {
     /// Requests per API key per day (the Mage docs' limit).
     #[arg(long, env = "AGENTBANK_RATE_LIMIT_PER_DAY", default_value_t = 5_000)]
     rate_limit_per_day: u32,
+    /// SSE `/v1/metrics/stream`: metrics every this many ms.
+    #[arg(long, env = "AGENTBANK_SSE_METRICS_MS", default_value_t = 5_000)]
+    sse_metrics_ms: u64,
+    /// SSE `/v1/metrics/stream`: a heartbeat every this many ms.
+    #[arg(long, env = "AGENTBANK_SSE_HEARTBEAT_MS", default_value_t = 30_000)]
+    sse_heartbeat_ms: u64,
 }
 
 impl Common {
@@ -230,6 +236,8 @@ impl Common {
             interest_rates: self.interest_rates.clone(),
             secrets: self.secrets(),
             webhooks_allow_private: self.webhooks_allow_private,
+            sse_metrics_every: Duration::from_millis(http.sse_metrics_ms.max(100)),
+            sse_heartbeat: Duration::from_millis(http.sse_heartbeat_ms.max(100)),
         }
     }
 

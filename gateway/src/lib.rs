@@ -55,6 +55,9 @@ pub struct GatewayConfig {
     pub secrets: connectors::secrets::SecretBox,
     /// Accept webhook URLs on loopback/private addresses (local receivers).
     pub webhooks_allow_private: bool,
+    /// SSE `/v1/metrics/stream`: how often metrics and heartbeats go out.
+    pub sse_metrics_every: Duration,
+    pub sse_heartbeat: Duration,
 }
 
 /// A co-located processor's state for `/health`: ready once it owns its
@@ -113,6 +116,7 @@ fn api() -> Router<AppState> {
         )
         .route("/health", get(routes::health::health))
         .route("/events", get(routes::events::upgrade))
+        .route("/metrics/stream", get(routes::metrics_stream::stream))
         .merge(routes::webhooks::router())
 }
 

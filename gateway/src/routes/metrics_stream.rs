@@ -1,0 +1,140 @@
+//! SSE `/v1/metrics/stream`: the caller's business metrics as `metric`
+//! events (`{name, value, timestamp}`) every few seconds, and a `heartbeat`
+//! every 30 s, as the revenue seed shows. Metrics are snapshots, so a client
+//! reconnecting with `Last-Event-ID` misses nothing by design: it gets the
+//! current snapshot at once, with ids continuing after the one it saw.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::stream::{self, Stream};
+use rust_decimal::Decimal;
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::auth::Caller;
+use crate::body::number;
+use crate::{ApiError, AppState};
+
+/// The metrics of one user, read from the read model.
+async fn snapshot(
+    state: &AppState,
+    caller: &Caller,
+) -> Result<Vec<(&'static str, Decimal)>, ApiError> {
+    let (agents, balance): (i64, Decimal) = sqlx::query_as(
+        "SELECT count(*), coalesce(sum(balance), 0) FROM agents
+         WHERE user_id = $1 AND ($2::uuid IS NULL OR id = $2)",
+    )
+    .bind(caller.user_id)
+    .bind(caller.agent_id)
+    .fetch_one(&state.pool)
+    .await?;
+    let (payments, volume): (i64, Decimal) = sqlx::query_as(
+        "SELECT count(*), coalesce(sum(amount), 0) FROM payments
+         WHERE sender_user_id = $1 AND status = 'Confirmed' AND approval_status = 'Approved'
+           AND ($2::uuid IS NULL OR sender_agent_id = $2)",
+    )
+    .bind(caller.user_id)
+    .bind(caller.agent_id)
+    .fetch_one(&state.pool)
+    .await?;
+    let savings: Decimal = sqlx::query_scalar(
+        "SELECT coalesce(sum(principal + interest_posted), 0) FROM savings
+         WHERE user_id = $1 AND status = 'active' AND ($2::uuid IS NULL OR agent_id = $2)",
+    )
+    .bind(caller.user_id)
+    .bind(caller.agent_id)
+    .fetch_one(&state.pool)
+    .await?;
+    Ok(vec![
+        ("agents_total", Decimal::from(agents)),
+        ("balance_total", balance),
+        ("payments_sent_total", Decimal::from(payments)),
+        ("payment_volume_sent", volume),
+        ("savings_total", savings),
+    ])
+}
+
+enum Next {
+    Metrics,
+    Heartbeat,
+}
+
+struct Cursor {
+    state: AppState,
+    caller: Caller,
+    id: u64,
+    /// Metric events of the current snapshot still to send.
+    pending: Vec<Event>,
+    next_metrics: Instant,
+    next_heartbeat: Instant,
+}
+
+pub async fn stream(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let resumed: u64 = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let now = Instant::now();
+    let heartbeat = state.config.sse_heartbeat;
+    let cursor = Cursor {
+        state,
+        caller,
+        id: resumed,
+        pending: vec![],
+        next_metrics: now,
+        next_heartbeat: now + heartbeat,
+    };
+    let events = stream::unfold(cursor, |mut c| async move {
+        loop {
+            if let Some(e) = c.pending.pop() {
+                return Some((Ok(e), c));
+            }
+            let due = match c.next_metrics.min(c.next_heartbeat) {
+                t if t == c.next_metrics => Next::Metrics,
+                _ => Next::Heartbeat,
+            };
+            tokio::time::sleep_until(c.next_metrics.min(c.next_heartbeat)).await;
+            let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            match due {
+                Next::Heartbeat => {
+                    c.next_heartbeat += c.state.config.sse_heartbeat;
+                    c.id += 1;
+                    let e = Event::default()
+                        .event("heartbeat")
+                        .id(c.id.to_string())
+                        .data(json!({"timestamp": at}).to_string());
+                    return Some((Ok(e), c));
+                }
+                Next::Metrics => {
+                    c.next_metrics += c.state.config.sse_metrics_every;
+                    // A failed read skips this round; the stream goes on.
+                    if let Ok(metrics) = snapshot(&c.state, &c.caller).await {
+                        for (name, value) in metrics {
+                            c.id += 1;
+                            let data =
+                                json!({"name": name, "value": number(value), "timestamp": at});
+                            c.pending.push(
+                                Event::default()
+                                    .event("metric")
+                                    .id(c.id.to_string())
+                                    .data(data.to_string()),
+                            );
+                        }
+                        c.pending.reverse();
+                    }
+                }
+            }
+        }
+    });
+    metrics::counter!("agentbank_sse_streams_total").increment(1);
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
