@@ -56,6 +56,13 @@ pub async fn run(
     }
     consumer.assign(&tpl)?;
     tracing::info!(topic = %config.topic, partitions, resumed = stored.len(), "sink started");
+    let lag = tokio::spawn(report_lag(
+        config.kafka.clone(),
+        pool.clone(),
+        config.topic.clone(),
+        partitions,
+    ));
+    let _stop_lag = AbortOnDrop(lag);
 
     loop {
         let first = tokio::select! {
@@ -77,6 +84,44 @@ pub async fn run(
     }
     tracing::info!("sink stopped");
     Ok(())
+}
+
+/// Aborts a background task when the sink stops.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Every 5 s: `agentbank_consumer_lag{consumer="sink", partition}` = the
+/// topic's high watermark minus the next offset the sink stored.
+async fn report_lag(kafka: KafkaConfig, pool: PgPool, topic: String, partitions: i32) {
+    let Ok(reader) = kafka.reader() else { return };
+    let reader = std::sync::Arc::new(reader);
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        let Ok(stored) = stored_offsets(&pool, &topic).await else {
+            continue;
+        };
+        let (r, t) = (reader.clone(), topic.clone());
+        let highs = tokio::task::spawn_blocking(move || {
+            (0..partitions)
+                .map(|p| {
+                    r.fetch_watermarks(&t, p, std::time::Duration::from_secs(5))
+                        .map(|w| (p, w.1))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await;
+        let Ok(Ok(highs)) = highs else { continue };
+        for (p, high) in highs {
+            let next = stored.get(&p).copied().unwrap_or(0);
+            metrics::gauge!("agentbank_consumer_lag", "consumer" => "sink", "partition" => p.to_string())
+                .set((high - next).max(0) as f64);
+        }
+    }
 }
 
 fn decode(payload: Option<&[u8]>) -> Option<Event> {

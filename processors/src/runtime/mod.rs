@@ -512,13 +512,15 @@ async fn flush_markers(
     Ok(())
 }
 
-/// Queues `produced` for the events topic, keyed by agent.
+/// Queues `produced` for the events topic, keyed by agent, and counts the
+/// business events among them (payments by outcome, volume by currency).
 fn push_events(
     out: &mut Vec<Outgoing>,
     topics: &Topics,
     produced: &[schemas::Event],
 ) -> Result<(), ProcessorError> {
     for e in produced {
+        count_business(&e.payload);
         out.push(Outgoing {
             topic: topics.events.clone(),
             key: e.agent_id.to_string(),
@@ -527,6 +529,33 @@ fn push_events(
         });
     }
     Ok(())
+}
+
+fn count_business(p: &schemas::EventPayload) {
+    use schemas::EventPayload as P;
+    let (outcome, change) = match p {
+        P::PaymentConfirmed(c) => ("settled", c),
+        P::PaymentFailed(c) => ("failed", c),
+        P::PaymentDeclined(c) => ("declined", c),
+        P::FundsDeposited(d) => {
+            metrics::counter!("agentbank_deposits_total", "currency" => d.currency.clone())
+                .increment(1);
+            return;
+        }
+        _ => return,
+    };
+    let currency = change.payment.currency.clone();
+    metrics::counter!("agentbank_payments_total", "outcome" => outcome, "currency" => currency.clone())
+        .increment(1);
+    if outcome == "settled" {
+        // Micro-units: counters are integers, amounts have 6 places.
+        let micros = (change.payment.amount * rust_decimal::Decimal::from(1_000_000))
+            .trunc()
+            .try_into()
+            .unwrap_or(0u64);
+        metrics::counter!("agentbank_payment_volume_micros_total", "currency" => currency)
+            .increment(micros);
+    }
 }
 
 /// Applies one batch and makes its effects durable (steps 1–3 above).
@@ -652,6 +681,9 @@ async fn process_batch(
         )?;
     }
 
+    metrics::histogram!("agentbank_processor_apply_seconds")
+        .record(started.elapsed().as_secs_f64());
+
     // 2. events (and saga steps) first: their offsets tell the gateway what
     // the sink must pass.
     let positions = produce_all(producer, &events).await?;
@@ -675,8 +707,11 @@ async fn process_batch(
     }
     // The previous batch's markers: their records were acknowledged already.
     out.extend(marker_records(topics, owned, pending));
+    let checkpoint = Instant::now();
     produce_all(producer, &out).await?;
     commit_offsets(config, consumer, pending)?;
+    metrics::histogram!("agentbank_processor_checkpoint_seconds")
+        .record(checkpoint.elapsed().as_secs_f64());
     // This batch's records are acknowledged now: its markers may follow.
     *pending = touched;
 
