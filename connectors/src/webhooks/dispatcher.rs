@@ -50,7 +50,8 @@ enum Attempt {
     Failed(Option<u16>, String),
 }
 
-/// Runs until shutdown: every 100 ms claims what is due and starts it.
+/// Runs until shutdown: whenever the sink commits (at least every 100 ms)
+/// claims what is due and starts it.
 pub async fn run(
     config: DispatcherConfig,
     pool: PgPool,
@@ -64,6 +65,14 @@ pub async fn run(
     let producer = config.kafka.producer()?;
     let in_flight: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
     let config = Arc::new(config);
+    let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+        Ok(mut l) => l
+            .listen(crate::postgres_sink::NOTIFY_CHANNEL)
+            .await
+            .ok()
+            .map(|_| l),
+        Err(_) => None,
+    };
     tracing::info!("webhook dispatcher started");
     loop {
         if *shutdown.borrow() {
@@ -99,21 +108,55 @@ pub async fn run(
             );
             tokio::spawn(async move {
                 let endpoint = d.endpoint_id;
-                let started = Instant::now();
-                let attempt = attempt(&http, &config, &d).await;
-                metrics::histogram!("agentbank_webhook_attempt_seconds")
-                    .record(started.elapsed().as_secs_f64());
-                if let Err(e) = record(&pool, &config, &producer, &d, attempt).await {
-                    tracing::warn!(delivery = %d.id, error = %e, "recording a webhook attempt failed; it will be retried");
+                // The endpoint's worker: deliver, then straight on to its next
+                // due delivery, until none is due (or a retry waits).
+                let mut next = Some(d);
+                while let Some(d) = next.take() {
+                    let started = Instant::now();
+                    let attempt = attempt(&http, &config, &d).await;
+                    metrics::histogram!("agentbank_webhook_attempt_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                    let delivered = matches!(attempt, Attempt::Delivered(_));
+                    if let Err(e) = record(&pool, &config, &producer, &d, attempt).await {
+                        tracing::warn!(delivery = %d.id, error = %e, "recording a webhook attempt failed; it will be retried");
+                        break;
+                    }
+                    if delivered {
+                        next = next_due(&pool, endpoint).await.ok().flatten();
+                    }
                 }
                 in_flight.lock().unwrap().remove(&endpoint);
             });
         }
+        // Wake when the sink commits (new deliveries), or after 100 ms for
+        // retries coming due.
+        let wake = async {
+            match listener.as_mut() {
+                Some(l) => {
+                    let _ = tokio::time::timeout(Duration::from_millis(100), l.recv()).await;
+                }
+                None => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = wake => {}
             _ = shutdown.changed() => {}
         }
     }
+}
+
+/// The endpoint's oldest pending delivery, if it is due.
+async fn next_due(pool: &PgPool, endpoint: Uuid) -> Result<Option<Due>, ConnectorError> {
+    Ok(sqlx::query_as(
+        "SELECT d.id, d.endpoint_id, d.payload, d.attempts, e.url, e.secret_sealed
+         FROM (SELECT id, endpoint_id, payload, attempts, next_attempt_at FROM webhook_deliveries
+               WHERE endpoint_id = $1 AND status = 'pending' ORDER BY seq LIMIT 1) d
+         JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.active
+         WHERE d.next_attempt_at <= now()",
+    )
+    .bind(endpoint)
+    .fetch_optional(pool)
+    .await?)
 }
 
 async fn attempt(http: &reqwest::Client, config: &DispatcherConfig, d: &Due) -> Attempt {
