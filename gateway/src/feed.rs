@@ -10,12 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use connectors::postgres_sink::NOTIFY_CHANNEL;
+use connectors::postgres_sink::CommitFollower;
 
 /// Events buffered per connection before a slow client is dropped.
 pub const FEED_BUFFER: usize = 4_096;
@@ -125,18 +124,10 @@ impl Feed {
     }
 
     async fn follow(self: Arc<Self>) {
-        let mut listener = match PgListener::connect_with(&self.pool).await {
-            Ok(mut l) => l.listen(NOTIFY_CHANNEL).await.ok().map(|_| l),
-            Err(_) => None,
-        };
+        let mut commits = CommitFollower::new(&self.pool).await;
         loop {
             // Wake on the sink's commit, or after a second at the latest.
-            match listener.as_mut() {
-                Some(l) => {
-                    let _ = tokio::time::timeout(Duration::from_secs(1), l.recv()).await;
-                }
-                None => tokio::time::sleep(Duration::from_secs(1)).await,
-            }
+            commits.wait(Duration::from_secs(1)).await;
             loop {
                 let after = self.position.load(Ordering::Acquire);
                 let Ok((last, batch)) = read_after(&self.pool, None, after).await else {

@@ -86,6 +86,30 @@ pub async fn run(
     Ok(())
 }
 
+/// Follows the sink's commits: `wait` returns when the sink has committed a
+/// batch or after `at_most`, whichever is first (plain sleeping when the
+/// LISTEN connection could not be made: followers then poll).
+pub struct CommitFollower(Option<sqlx::postgres::PgListener>);
+
+impl CommitFollower {
+    pub async fn new(pool: &PgPool) -> Self {
+        let listener = match sqlx::postgres::PgListener::connect_with(pool).await {
+            Ok(mut l) => l.listen(NOTIFY_CHANNEL).await.ok().map(|_| l),
+            Err(_) => None,
+        };
+        CommitFollower(listener)
+    }
+
+    pub async fn wait(&mut self, at_most: std::time::Duration) {
+        match self.0.as_mut() {
+            Some(l) => {
+                let _ = tokio::time::timeout(at_most, l.recv()).await;
+            }
+            None => tokio::time::sleep(at_most).await,
+        }
+    }
+}
+
 /// Aborts a background task when the sink stops.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 

@@ -65,14 +65,7 @@ pub async fn run(
     let producer = config.kafka.producer()?;
     let in_flight: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
     let config = Arc::new(config);
-    let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
-        Ok(mut l) => l
-            .listen(crate::postgres_sink::NOTIFY_CHANNEL)
-            .await
-            .ok()
-            .map(|_| l),
-        Err(_) => None,
-    };
+    let mut commits = crate::postgres_sink::CommitFollower::new(&pool).await;
     tracing::info!("webhook dispatcher started");
     loop {
         if *shutdown.borrow() {
@@ -130,16 +123,8 @@ pub async fn run(
         }
         // Wake when the sink commits (new deliveries), or after 100 ms for
         // retries coming due.
-        let wake = async {
-            match listener.as_mut() {
-                Some(l) => {
-                    let _ = tokio::time::timeout(Duration::from_millis(100), l.recv()).await;
-                }
-                None => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        };
         tokio::select! {
-            _ = wake => {}
+            _ = commits.wait(Duration::from_millis(100)) => {}
             _ = shutdown.changed() => {}
         }
     }
