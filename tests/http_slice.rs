@@ -441,3 +441,43 @@ async fn rate_limits_answer_429_with_retry_after_per_key() {
         .unwrap();
     assert_eq!(agents, 0, "the refused create wrote nothing");
 }
+
+/// A retry with the same Idempotency-Key long after the original — more
+/// newer commands of the agent than the processor's dedupe window holds —
+/// still applies once and answers the original balance (the defect a
+/// crash test found: the gateway now checks the read model first).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_idempotent_retry_applies_once() {
+    let d = Deployment::new("lateretry").await;
+    d.start_dev().await;
+    let (user, key) = d.sign_up("late").await;
+    let agent = d.create_agent(&user, &key, json!({})).await;
+    let deposit = |idem: String, amount: &'static str| {
+        let (d, key, user, agent) = (&d, &key, &user, &agent);
+        async move {
+            let r = d
+                .client
+                .post(d.url("/agents/deposit"))
+                .header("x-api-key", key.as_str())
+                .header("Idempotency-Key", idem)
+                .json(&json!({"userid": user, "agentid": agent, "amount": amount}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<serde_json::Value>().await.unwrap()["updatedBalance"].clone()
+        }
+    };
+    assert_eq!(deposit("first".into(), "5").await, "5");
+    for i in 0..(processors::agents::RECENT_COMMANDS_MAX + 8) {
+        deposit(format!("other-{i}"), "1").await;
+    }
+    let expected = 5 + processors::agents::RECENT_COMMANDS_MAX + 8;
+    assert_eq!(
+        deposit("first".into(), "5").await,
+        "5",
+        "the original answer"
+    );
+    let (_, a) = d.get(&format!("/agentsWith/{agent}"), &key).await;
+    assert_eq!(a["balance"], expected.to_string(), "applied once");
+}

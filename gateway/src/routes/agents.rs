@@ -307,18 +307,38 @@ async fn move_funds(
         .and_then(|a| money::validate_positive(a, &currency).ok())
         .ok_or_else(|| ApiError::BadRequest(movement.invalid_amount().into()))?;
     let id = command_id(&headers, caller.user_id, movement.route())?;
+    let answer = |balance: Decimal| {
+        Json(json!({
+            "success": true,
+            "txHash": null,
+            "message": movement.message(amount, &currency),
+            "updatedBalance": money::display(balance),
+        }))
+    };
+    if headers.contains_key("idempotency-key") {
+        // A retry of a movement that already took effect gets its original
+        // answer from the read model, without producing the command again:
+        // the processor's dedupe window is bounded, a client's retry delay
+        // is not.
+        let applied: Option<Decimal> = sqlx::query_scalar(
+            "SELECT t.balance_after FROM events e JOIN transactions t ON t.event_id = e.id
+             WHERE e.command_id = $1 AND e.agent_id = $2 LIMIT 1",
+        )
+        .bind(id)
+        .bind(agent_id)
+        .fetch_optional(&state.pool)
+        .await?;
+        if let Some(balance) = applied {
+            return Ok(answer(balance));
+        }
+    }
     let payload = movement.payload(amount, currency.clone());
     match state
         .bus
         .execute(command(id, agent_id, &caller, payload))
         .await?
     {
-        Outcome::Agent(view) => Ok(Json(json!({
-            "success": true,
-            "txHash": null,
-            "message": movement.message(amount, &currency),
-            "updatedBalance": money::display(view.balance),
-        }))),
+        Outcome::Agent(view) => Ok(answer(view.balance)),
         other => Err(unexpected(other)),
     }
 }
