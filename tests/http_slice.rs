@@ -481,3 +481,41 @@ async fn a_late_idempotent_retry_applies_once() {
     let (_, a) = d.get(&format!("/agentsWith/{agent}"), &key).await;
     assert_eq!(a["balance"], expected.to_string(), "applied once");
 }
+
+/// The same for a payment registration: a late retry names the same payment
+/// and moves nothing again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_idempotent_payment_retry_registers_once() {
+    let d = Deployment::new("latepay").await;
+    d.start_dev().await;
+    let (user, key) = d.sign_up("latepay").await;
+    let from = d.create_agent(&user, &key, json!({"balance": 100})).await;
+    let to = d.create_agent(&user, &key, json!({})).await;
+    let pay = |idem: String| {
+        let (d, key, from, to) = (&d, &key, &from, &to);
+        async move {
+            let r = d
+                .client
+                .post(d.url("/payments/register"))
+                .header("x-api-key", key.as_str())
+                .header("Idempotency-Key", idem)
+                .json(
+                    &json!({"senderagentid": from, "receiveragentid": to, "name": "p",
+                              "type": "INTERNAL", "paymentdetails": {"amount": 1}}),
+                )
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<serde_json::Value>().await.unwrap()["id"].clone()
+        }
+    };
+    let first = pay("first".into()).await;
+    for i in 0..(processors::agents::RECENT_COMMANDS_MAX + 4) {
+        pay(format!("other-{i}")).await;
+    }
+    assert_eq!(pay("first".into()).await, first, "the same payment");
+    let paid = processors::agents::RECENT_COMMANDS_MAX + 5;
+    let (_, a) = d.get(&format!("/agentsWith/{to}"), &key).await;
+    assert_eq!(a["balance"], paid.to_string(), "registered once");
+}

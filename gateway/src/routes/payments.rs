@@ -197,19 +197,34 @@ pub async fn register(
         contact_phone,
         tags,
     });
-    let payment = match state
-        .bus
-        .execute(command(id, sender, &caller, payload))
-        .await?
-    {
-        Outcome::Payment(p) => *p,
-        Outcome::PaymentSettled { payment_id } => settled(&state, &caller, payment_id).await?,
-        other => return Err(unexpected(other)),
+    // A retry of a registration that already took effect: the payment as it
+    // is now, from the read model (the processor's dedupe window is bounded).
+    let applied = if headers.contains_key("idempotency-key") {
+        visible_payment(&state, &caller, payment_id).await?
+    } else {
+        None
+    };
+    let payment = match applied {
+        Some(p) => p,
+        None => registered(&state, &caller, command(id, sender, &caller, payload)).await?,
     };
     let mut out = payment_json(&payment);
     out["approvalRequired"] = json!(payment.approval_required);
     out["txHash"] = json!(payment.tx_hash);
     Ok(Json(out))
+}
+
+/// Sends a registration and waits for the payment it answers with.
+async fn registered(
+    state: &AppState,
+    caller: &Caller,
+    command: schemas::Command,
+) -> Result<Payment, ApiError> {
+    Ok(match state.bus.execute(command).await? {
+        Outcome::Payment(p) => *p,
+        Outcome::PaymentSettled { payment_id } => settled(state, caller, payment_id).await?,
+        other => return Err(unexpected(other)),
+    })
 }
 
 /// Approve or decline: both name a payment the caller sent.
