@@ -56,8 +56,16 @@ async fn savings_deposit_accrue_withdraw_as_documented() {
     let (_, a) = d.get(&format!("/agentsWith/{agent}"), &key).await;
     assert_eq!(a["balance"], "900", "{a}");
 
-    // A year passes, as a tick on every partition.
-    d.tick(common::now_ms() + YEAR_MS).await;
+    // A year passes, as a tick on every partition: exactly a year after the
+    // investment, so the figures are exact.
+    let pool = d.pool().await;
+    let invested_ms: i64 = sqlx::query_scalar(
+        "SELECT round(extract(epoch FROM invested_at) * 1000)::bigint FROM savings",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    d.tick(invested_ms + YEAR_MS).await;
     // 100·e^0.045 = 104.602785…, toward zero.
     let listed = wait_for(&d, &format!("/savings/{agent}"), &key, |b| {
         b["investments"][0]["current_value"] == "104.602785"
@@ -160,7 +168,6 @@ async fn savings_deposit_accrue_withdraw_as_documented() {
     );
 
     // The ledger: balanced; the vault empty again; interest came from expense.
-    let pool = d.pool().await;
     let sums: Vec<(String, Decimal)> = sqlx::query_as(
         "SELECT account, sum(amount) FROM journal_postings GROUP BY account ORDER BY account",
     )
