@@ -135,6 +135,53 @@ async fn savings_deposit_accrue_withdraw_as_documented() {
     let (_, listed) = d.get(&format!("/savings/{agent}"), &key).await;
     assert_eq!(listed["investments"][0]["status"], "completed");
 
+    // A keyed deposit retried after more than the processor's dedupe window
+    // of newer commands is still one investment.
+    let keyed = |amount: &'static str, idem: String| {
+        let (d, key, agent) = (&d, &key, &agent);
+        async move {
+            let r = d
+                .client
+                .post(d.url("/savings/deposit"))
+                .header("x-api-key", key.as_str())
+                .header("Idempotency-Key", idem)
+                .json(&json!({"agentId": agent, "amount": amount}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()["investmentId"].clone()
+        }
+    };
+    let first = keyed("1", "late".into()).await;
+    for i in 0..(processors::agents::RECENT_COMMANDS_MAX + 4) {
+        let (status, _) = d
+            .post(
+                "/agents/deposit",
+                Some(&key),
+                json!({"userid": user, "agentid": agent, "amount": 1}),
+            )
+            .await;
+        assert_eq!(status, 200, "deposit {i}");
+    }
+    assert_eq!(keyed("1", "late".into()).await, first);
+    let (_, positions) = d.get(&format!("/savings/{agent}"), &key).await;
+    let active = positions["investments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["status"] == "active")
+        .count();
+    assert_eq!(active, 1, "one investment, not two: {positions}");
+    let (status, _) = d
+        .post(
+            "/savings/withdraw",
+            Some(&key),
+            json!({"investmentId": first}),
+        )
+        .await;
+    assert_eq!(status, 200);
+
     // Documented errors; none writes anything.
     for (body, code, error) in [
         (
@@ -192,5 +239,12 @@ async fn savings_deposit_accrue_withdraw_as_documented() {
             &key,
         )
         .await;
-    assert_eq!(summary["totalEarned"], json!(1004.602785), "{summary}");
+    // 1000 initial + 4.602785 interest + the window-filling deposits.
+    let earned =
+        Decimal::new(1_004_602_785, 6) + Decimal::from(processors::agents::RECENT_COMMANDS_MAX + 4);
+    assert_eq!(
+        summary["totalEarned"].to_string(),
+        earned.to_string(),
+        "{summary}"
+    );
 }

@@ -134,6 +134,26 @@ pub async fn deposit(
         })?;
     // The position's id is the command's: a retried deposit is the same one.
     let id = command_id(&headers, caller.user_id, "savings/deposit")?;
+    let answer = || {
+        Json(json!({
+            "success": true,
+            "message": format!("Successfully invested {} USDC.", money::display(amount)),
+            "investmentId": ids::short(Kind::Investment, id),
+        }))
+    };
+    // A late retry of a deposit that took effect: answered from the read
+    // model (the processor's dedupe window is bounded).
+    if headers.contains_key("idempotency-key") {
+        let exists: Option<Uuid> =
+            sqlx::query_scalar("SELECT id FROM savings WHERE id = $1 AND user_id = $2")
+                .bind(id)
+                .bind(caller.user_id)
+                .fetch_optional(&state.pool)
+                .await?;
+        if exists.is_some() {
+            return Ok(answer());
+        }
+    }
     let payload = CommandPayload::DepositSavings(DepositSavings {
         investment_id: id.to_string(),
         amount,
@@ -144,11 +164,7 @@ pub async fn deposit(
         .execute(command(id, agent_id, &caller, payload))
         .await?
     {
-        Outcome::Done | Outcome::Agent(_) => Ok(Json(json!({
-            "success": true,
-            "message": format!("Successfully invested {} USDC.", money::display(amount)),
-            "investmentId": ids::short(Kind::Investment, id),
-        }))),
+        Outcome::Done | Outcome::Agent(_) => Ok(answer()),
         other => Err(unexpected(other)),
     }
 }
