@@ -453,19 +453,12 @@ async fn a_late_idempotent_retry_applies_once() {
     let (user, key) = d.sign_up("late").await;
     let agent = d.create_agent(&user, &key, json!({})).await;
     let deposit = |idem: String, amount: &'static str| {
-        let (d, key, user, agent) = (&d, &key, &user, &agent);
+        let body = json!({"userid": user, "agentid": agent, "amount": amount});
+        let (d, key) = (&d, &key);
         async move {
-            let r = d
-                .client
-                .post(d.url("/agents/deposit"))
-                .header("x-api-key", key.as_str())
-                .header("Idempotency-Key", idem)
-                .json(&json!({"userid": user, "agentid": agent, "amount": amount}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            r.json::<serde_json::Value>().await.unwrap()["updatedBalance"].clone()
+            let (status, r) = d.post_keyed("/agents/deposit", key, &idem, body).await;
+            assert_eq!(status, 200, "{r}");
+            r["updatedBalance"].clone()
         }
     };
     assert_eq!(deposit("first".into(), "5").await, "5");
@@ -492,22 +485,13 @@ async fn a_late_idempotent_payment_retry_registers_once() {
     let from = d.create_agent(&user, &key, json!({"balance": 100})).await;
     let to = d.create_agent(&user, &key, json!({})).await;
     let pay = |idem: String| {
-        let (d, key, from, to) = (&d, &key, &from, &to);
+        let body = json!({"senderagentid": from, "receiveragentid": to, "name": "p",
+                          "type": "INTERNAL", "paymentdetails": {"amount": 1}});
+        let (d, key) = (&d, &key);
         async move {
-            let r = d
-                .client
-                .post(d.url("/payments/register"))
-                .header("x-api-key", key.as_str())
-                .header("Idempotency-Key", idem)
-                .json(
-                    &json!({"senderagentid": from, "receiveragentid": to, "name": "p",
-                              "type": "INTERNAL", "paymentdetails": {"amount": 1}}),
-                )
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            r.json::<serde_json::Value>().await.unwrap()["id"].clone()
+            let (status, r) = d.post_keyed("/payments/register", key, &idem, body).await;
+            assert_eq!(status, 200, "{r}");
+            r["id"].clone()
         }
     };
     let first = pay("first".into()).await;

@@ -138,19 +138,12 @@ async fn savings_deposit_accrue_withdraw_as_documented() {
     // A keyed deposit retried after more than the processor's dedupe window
     // of newer commands is still one investment.
     let keyed = |amount: &'static str, idem: String| {
-        let (d, key, agent) = (&d, &key, &agent);
+        let body = json!({"agentId": agent, "amount": amount});
+        let (d, key) = (&d, &key);
         async move {
-            let r = d
-                .client
-                .post(d.url("/savings/deposit"))
-                .header("x-api-key", key.as_str())
-                .header("Idempotency-Key", idem)
-                .json(&json!({"agentId": agent, "amount": amount}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            r.json::<Value>().await.unwrap()["investmentId"].clone()
+            let (status, r) = d.post_keyed("/savings/deposit", key, &idem, body).await;
+            assert_eq!(status, 200, "{r}");
+            r["investmentId"].clone()
         }
     };
     let first = keyed("1", "late".into()).await;

@@ -53,7 +53,8 @@ fn bad_rate(msg: impl Into<String>) -> SchemaError {
     SchemaError::Amount(msg.into())
 }
 
-fn check_rate(rate: Decimal) -> Result<Decimal, SchemaError> {
+/// A valid annual rate: 0 to [`RATE_PCT_MAX`] %, at most 6 places.
+pub fn check_rate(rate: Decimal) -> Result<Decimal, SchemaError> {
     if rate.is_sign_negative() || rate > RATE_PCT_MAX || rate.scale() > 6 {
         return Err(bad_rate(format!(
             "interest rate must be between 0 and {RATE_PCT_MAX} with at most 6 decimal places"

@@ -190,6 +190,27 @@ impl Deployment {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// POSTs `body` with an `Idempotency-Key`, as a retrying client does.
+    pub async fn post_keyed(
+        &self,
+        path: &str,
+        key: &str,
+        idempotency_key: &str,
+        body: Value,
+    ) -> (u16, Value) {
+        let r = self
+            .client
+            .post(self.url(path))
+            .header("x-api-key", key)
+            .header("Idempotency-Key", idempotency_key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn get(&self, path: &str, key: &str) -> (u16, Value) {
         let r = self
             .client

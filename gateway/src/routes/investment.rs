@@ -43,22 +43,21 @@ pub async fn calculator(
     let days_msg = "Days must be a positive number";
     let rate_msg = format!("Custom rate must be a number between 0 and {RATE_PCT_MAX}");
     // Each field a JSON number or decimal string, else the documented message.
-    let (Ok(amount), Ok(days), Ok(custom_rate)) = (
-        body.opt_amount("amount"),
-        body.opt_amount("days"),
-        body.opt_amount("customRate"),
-    ) else {
-        let message = match (body.opt_amount("amount"), body.opt_amount("days")) {
-            (Err(_), _) => amount_msg.to_string(),
-            (_, Err(_)) => days_msg.to_string(),
-            _ => rate_msg,
-        };
-        return Ok(summary_error(&message));
+    let amount = match body.opt_amount("amount") {
+        Ok(v) => v,
+        Err(_) => return Ok(summary_error(amount_msg)),
+    };
+    let days = match body.opt_amount("days") {
+        Ok(v) => v,
+        Err(_) => return Ok(summary_error(days_msg)),
+    };
+    let Ok(custom_rate) = body.opt_amount("customRate") else {
+        return Ok(summary_error(&rate_msg));
     };
     let (Some(amount), Some(days)) = (amount, days) else {
         return Ok(summary_error("Amount and days are required"));
     };
-    if amount <= Decimal::ZERO || amount.scale() > 6 || amount > schemas::money::AMOUNT_MAX {
+    if schemas::money::validate_positive(amount, interest::CURRENCY).is_err() {
         return Ok(summary_error(
             "Amount must be a positive number of at most 10^12 with at most 6 decimal places",
         ));
@@ -71,11 +70,9 @@ pub async fn calculator(
             "Days must be at most {CALCULATOR_DAYS_MAX}"
         )));
     }
-    let rate = match custom_rate {
-        Some(r) if r.is_sign_negative() || r > RATE_PCT_MAX || r.scale() > 6 => {
-            return Ok(summary_error(&rate_msg))
-        }
-        Some(r) => r,
+    let rate = match custom_rate.map(interest::check_rate) {
+        Some(Err(_)) => return Ok(summary_error(&rate_msg)),
+        Some(Ok(r)) => r,
         None => {
             let now = chrono::Utc::now().timestamp_millis();
             state.config.interest_rates.at(now).rate_pct

@@ -98,9 +98,10 @@ pub async fn stream(
             if let Some(e) = c.pending.pop() {
                 return Some((Ok(e), c));
             }
-            let due = match c.next_metrics.min(c.next_heartbeat) {
-                t if t == c.next_metrics => Next::Metrics,
-                _ => Next::Heartbeat,
+            let due = if c.next_metrics <= c.next_heartbeat {
+                Next::Metrics
+            } else {
+                Next::Heartbeat
             };
             tokio::time::sleep_until(c.next_metrics.min(c.next_heartbeat)).await;
             let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);

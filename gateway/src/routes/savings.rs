@@ -57,9 +57,9 @@ impl PositionRow {
         (self.closed_at.unwrap_or(now) - self.invested_at).num_days()
     }
 
-    /// One entry of the dashboard's and `myinvestments`' `agents` lists.
-    fn summary(&self, rates: &RateSchedule, now: DateTime<Utc>) -> Value {
-        let value = self.value_at(rates, now.timestamp_millis());
+    /// One entry of the dashboard's and `myinvestments`' `agents` lists,
+    /// for the position's `value` now.
+    fn summary(&self, value: Decimal, now: DateTime<Utc>) -> Value {
         json!({
             "agent": self.agent_name,
             "agentId": ids::short(Kind::Agent, self.agent_id),
@@ -245,17 +245,20 @@ pub async fn dashboard(
         now.timestamp_millis() + interest::YEAR_MS,
     );
     let (mut total, mut invested, mut projected) = (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
+    let mut agents = Vec::with_capacity(rows.len());
     for r in &rows {
-        total += r.value_at(rates, now_ms);
+        let value = r.value_at(rates, now_ms);
+        total += value;
         invested += r.principal;
         projected += r.value_at(rates, year_ms);
+        agents.push(r.summary(value, now));
     }
     Ok(Json(json!({
         "totalSavings": number(total),
         "interestRate": number(rates.at(now_ms).rate_pct),
         "totalInvested": number(invested),
         "yearProjection": number(projected),
-        "agents": rows.iter().map(|r| r.summary(rates, now)).collect::<Vec<_>>(),
+        "agents": agents,
     })))
 }
 
@@ -267,9 +270,11 @@ pub async fn my_investments(
     let rows = active_positions(&state, &caller).await?;
     let now = Utc::now();
     let rates = &state.config.interest_rates;
-    Ok(Json(json!({
-        "agents": rows.iter().map(|r| r.summary(rates, now)).collect::<Vec<_>>(),
-    })))
+    let agents: Vec<Value> = rows
+        .iter()
+        .map(|r| r.summary(r.value_at(rates, now.timestamp_millis()), now))
+        .collect();
+    Ok(Json(json!({"agents": agents})))
 }
 
 /// `GET /savings/{agentId}` — one agent's positions, every status, newest
