@@ -163,6 +163,9 @@ enum Role {
     Sink,
     /// The webhook dispatcher (delivers what the sink queued).
     Dispatcher,
+    /// The settlement service: sends agents' on-chain transfers
+    /// (needs AGENTBANK_CHAIN_RPC_URL and AGENTBANK_USDC_ADDRESS).
+    Settlement,
     /// Applies the Postgres migrations and exits.
     Migrate,
     /// Creates the topics and exits.
@@ -238,6 +241,7 @@ impl Common {
             webhooks_allow_private: self.webhooks_allow_private,
             sse_metrics_every: Duration::from_millis(http.sse_metrics_ms.max(100)),
             sse_heartbeat: Duration::from_millis(http.sse_heartbeat_ms.max(100)),
+            chain: connectors::chain::ChainConfig::from_env().expect("chain configuration"),
         }
     }
 
@@ -396,6 +400,13 @@ async fn main() -> anyhow::Result<()> {
             serve_metrics(common.metrics_addr).await?;
             run_dispatcher(&common, shutdown).await?
         }
+        Role::Settlement => {
+            if connectors::chain::ChainConfig::from_env()?.is_none() {
+                anyhow::bail!("the settlement role needs AGENTBANK_CHAIN_RPC_URL (and AGENTBANK_USDC_ADDRESS)");
+            }
+            serve_metrics(common.metrics_addr).await?;
+            run_settlement(&common, shutdown).await?
+        }
         Role::Gateway(http) => {
             let pool = common.pool(32).await?;
             let config = common.gateway(&http);
@@ -434,6 +445,7 @@ async fn main() -> anyhow::Result<()> {
                 run_sink(&common, shutdown.clone()),
                 run_scheduler(&common, true, shutdown.clone()),
                 run_dispatcher(&common, shutdown.clone()),
+                run_settlement(&common, shutdown.clone()),
                 supervise("gateway", shutdown.clone(), |s| gateway::serve(
                     gateway_config.clone(),
                     pool.clone(),
@@ -454,6 +466,27 @@ async fn run_dispatcher(common: &Common, shutdown: watch::Receiver<bool>) -> any
     let config = common.dispatcher();
     supervise("dispatcher", shutdown, |s| {
         connectors::webhooks::run(config.clone(), pool.clone(), s)
+    })
+    .await;
+    Ok(())
+}
+
+/// The settlement service (`connectors::chain`), when a chain is configured.
+async fn run_settlement(common: &Common, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let Some(chain) = connectors::chain::ChainConfig::from_env()? else {
+        tracing::info!(
+            "no chain configured (AGENTBANK_CHAIN_RPC_URL): settling on the ledger only"
+        );
+        return Ok(());
+    };
+    let pool = common.pool(4).await?;
+    let config = connectors::chain::service::SettlementConfig {
+        chain,
+        kafka: common.kafka(),
+        topics: common.topics(),
+    };
+    supervise("settlement", shutdown, |s| {
+        connectors::chain::service::run(config.clone(), pool.clone(), s)
     })
     .await;
     Ok(())

@@ -7,8 +7,11 @@
 //!   with its consumed offsets in the same transaction (exactly-once into Postgres),
 //!   and queues webhook deliveries in that same transaction.
 //! - [`webhooks`]: envelopes, signatures and the delivery dispatcher.
+//! - [`chain`]: on-chain settlement (EVM JSON-RPC via alloy): wallets, the
+//!   settlement service.
 //! - [`secrets`]: sealing secrets that must be usable again (AES-256-GCM).
 
+pub mod chain;
 pub mod db;
 pub mod kafka;
 pub mod postgres_sink;
@@ -26,6 +29,8 @@ pub enum ConnectorError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("schema: {0}")]
     Schema(#[from] schemas::SchemaError),
+    #[error("chain: {0}")]
+    Chain(String),
     #[error("{0}")]
     Config(String),
 }

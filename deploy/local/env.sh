@@ -6,6 +6,10 @@ export AGENTBANK_RUN_DIR="${AGENTBANK_RUN_DIR:-$AGENTBANK_ROOT/.run}"
 export AGENTBANK_BROKER_PORT="${AGENTBANK_BROKER_PORT:-9092}"
 export AGENTBANK_PG_PORT="${AGENTBANK_PG_PORT:-5432}"
 export TANSU_VERSION="0.6.0"
+export AGENTBANK_ANVIL_PORT="${AGENTBANK_ANVIL_PORT:-8545}"
+# The local chain's tools (npm: Anvil, solc-js), installed by `up`.
+export AGENTBANK_CHAIN_DIR="$AGENTBANK_ROOT/deploy/local/chain"
+export AGENTBANK_ANVIL_BIN="$AGENTBANK_CHAIN_DIR/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
 export KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$AGENTBANK_BROKER_PORT}"
 # An externally managed Postgres is used as is when DATABASE_URL is set before
 # the first script runs. Decided once: scripts call each other, and the default

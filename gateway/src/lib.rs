@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod chain;
 pub mod commands;
 pub mod error;
 pub mod feed;
@@ -58,6 +59,8 @@ pub struct GatewayConfig {
     /// SSE `/v1/metrics/stream`: how often metrics and heartbeats go out.
     pub sse_metrics_every: Duration,
     pub sse_heartbeat: Duration,
+    /// The chain to settle on; `None`: ledger only (no wallets, no hashes).
+    pub chain: Option<connectors::chain::ChainConfig>,
 }
 
 /// A co-located processor's state for `/health`: ready once it owns its
@@ -79,6 +82,7 @@ pub struct AppState {
     pub processor_probe: Option<ProcessorProbe>,
     pub limits: Arc<rate_limit::RateLimits>,
     pub feed: Arc<feed::Feed>,
+    pub chain: Option<Arc<chain::ChainAccess>>,
 }
 
 /// The API routes, without prefix.
@@ -188,8 +192,13 @@ pub async fn serve(
         }
     });
     let feed = feed::Feed::start(pool.clone()).await?;
+    let chain = match config.chain.clone() {
+        Some(c) => Some(Arc::new(chain::ChainAccess::new(c)?)),
+        None => None,
+    };
     let state = AppState {
         feed,
+        chain,
         pool,
         bus,
         config: Arc::new(config),

@@ -33,13 +33,15 @@ pub const COMMAND_AVSC: &str = include_str!("../avro/command.avsc");
 /// The event envelope schema, as published.
 pub const EVENT_AVSC: &str = include_str!("../avro/event.avsc");
 /// Earlier versions, oldest first; records written with them still decode.
-pub const COMMAND_HISTORY: [&str; 2] = [
+pub const COMMAND_HISTORY: [&str; 3] = [
     include_str!("../avro/history/command.v1.avsc"),
     include_str!("../avro/history/command.v2.avsc"),
+    include_str!("../avro/history/command.v3.avsc"),
 ];
-pub const EVENT_HISTORY: [&str; 2] = [
+pub const EVENT_HISTORY: [&str; 3] = [
     include_str!("../avro/history/event.v1.avsc"),
     include_str!("../avro/history/event.v2.avsc"),
+    include_str!("../avro/history/event.v3.avsc"),
 ];
 
 /// Single-object encoding marker.
@@ -145,7 +147,7 @@ impl EnvelopeCodec {
 }
 
 /// A decoded record's fields by name.
-fn fingerprint_of(schema: &Schema) -> Result<[u8; 8], SchemaError> {
+pub(crate) fn fingerprint_of(schema: &Schema) -> Result<[u8; 8], SchemaError> {
     schema
         .fingerprint::<Rabin>()
         .bytes
@@ -247,6 +249,7 @@ impl Command {
             CommandPayload::DepositSavings(p) => codec.payload(9, p)?,
             CommandPayload::WithdrawSavings(p) => codec.payload(10, p)?,
             CommandPayload::AccrueInterest(p) => codec.payload(11, p)?,
+            CommandPayload::CompleteSettlement(p) => codec.payload(12, p)?,
         };
         codec.encode(vec![
             ("id", Value::String(self.id.to_string())),
@@ -275,6 +278,7 @@ impl Command {
             (9, v) => CommandPayload::DepositSavings(branch(v)?),
             (10, v) => CommandPayload::WithdrawSavings(branch(v)?),
             (11, v) => CommandPayload::AccrueInterest(branch(v)?),
+            (12, v) => CommandPayload::CompleteSettlement(branch(v)?),
             (i, _) => return Err(SchemaError::Shape(format!("unknown command branch {i}"))),
         };
         check_type(payload.type_name(), type_name)?;
@@ -307,6 +311,7 @@ impl Event {
             EventPayload::SavingsDeposited(p) => codec.payload(10, p)?,
             EventPayload::InterestAccrued(p) => codec.payload(11, p)?,
             EventPayload::SavingsWithdrawn(p) => codec.payload(12, p)?,
+            EventPayload::TransferSettled(p) => codec.payload(13, p)?,
         };
         codec.encode(vec![
             ("id", Value::String(self.id.to_string())),
@@ -338,6 +343,7 @@ impl Event {
             (10, v) => EventPayload::SavingsDeposited(branch(v)?),
             (11, v) => EventPayload::InterestAccrued(branch(v)?),
             (12, v) => EventPayload::SavingsWithdrawn(branch(v)?),
+            (13, v) => EventPayload::TransferSettled(branch(v)?),
             (i, _) => return Err(SchemaError::Shape(format!("unknown event branch {i}"))),
         };
         check_type(payload.type_name(), type_name)?;
@@ -379,6 +385,7 @@ mod tests {
                 require_approval_above_amount: Some(Decimal::new(505, 1)),
                 tags: vec!["a".into(), "b".into()],
                 initial_balance: Decimal::new(6, 0),
+                settle_on_chain: true,
             }),
         }
     }
@@ -392,6 +399,7 @@ mod tests {
                 payload: CommandPayload::Deposit(Deposit {
                     amount: Decimal::new(1, 6),
                     currency: "USDC".into(),
+                    settle_on_chain: false,
                 }),
                 ..create_agent()
             },
@@ -461,6 +469,7 @@ mod tests {
             created_ms: 9,
             decided_ms: decided,
             tx_hash: None,
+            receiver_address: decided.map(|_| "0x00000000000000000000000000000000000000aB".into()),
         }
     }
 
@@ -483,6 +492,7 @@ mod tests {
                 contact_email: None,
                 contact_phone: Some("+1".into()),
                 tags: vec![],
+                receiver_address: Some("0x00000000000000000000000000000000000000aB".into()),
             }),
             CommandPayload::ApprovePayment(PaymentRef {
                 payment_id: "p".into(),
@@ -588,6 +598,7 @@ mod tests {
             payload: CommandPayload::Deposit(Deposit {
                 amount: Decimal::new(15, 1),
                 currency: "USDC".into(),
+                settle_on_chain: false,
             }),
             ..create_agent()
         };

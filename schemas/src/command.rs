@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::payment::Payment;
+use crate::settlement::SettlementResult;
 
 /// The command envelope. `id` is the idempotency key: a processor applies a
 /// command id at most once per agent.
@@ -35,6 +36,8 @@ pub enum CommandPayload {
     DepositSavings(DepositSavings),
     WithdrawSavings(WithdrawSavings),
     AccrueInterest(AccrueInterest),
+    /// The settlement service's result for one of the agent's transfers.
+    CompleteSettlement(SettlementResult),
 }
 
 impl CommandPayload {
@@ -53,6 +56,7 @@ impl CommandPayload {
             CommandPayload::DepositSavings(_) => "DepositSavings",
             CommandPayload::WithdrawSavings(_) => "WithdrawSavings",
             CommandPayload::AccrueInterest(_) => "AccrueInterest",
+            CommandPayload::CompleteSettlement(_) => "CompleteSettlement",
         }
     }
 }
@@ -88,6 +92,9 @@ pub struct CreateAgent {
     pub tags: Vec<String>,
     #[serde(with = "rust_decimal::serde::str")]
     pub initial_balance: Decimal,
+    /// Sandbox faucet: gas and the initial balance to the agent's wallet on chain.
+    #[serde(default)]
+    pub settle_on_chain: bool,
 }
 
 impl CreateAgent {
@@ -106,14 +113,20 @@ pub struct Deposit {
     #[serde(with = "rust_decimal::serde::str")]
     pub amount: Decimal,
     pub currency: String,
+    /// Mirror it on chain: the treasury sends the amount to the agent's wallet.
+    #[serde(default)]
+    pub settle_on_chain: bool,
 }
 
-/// Moves funds from the agent's available balance to its user's wallet.
+/// Moves funds from the agent's available balance to its user's wallet
+/// account, or (with `to_address`) on chain from the agent's wallet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Withdraw {
     #[serde(with = "rust_decimal::serde::str")]
     pub amount: Decimal,
     pub currency: String,
+    #[serde(default)]
+    pub to_address: Option<String>,
 }
 
 /// Keyed by the sender agent: check its rules, reserve the amount, then wait
@@ -131,6 +144,9 @@ pub struct RegisterPayment {
     pub contact_email: Option<String>,
     pub contact_phone: Option<String>,
     pub tags: Vec<String>,
+    /// An EXTERNAL payment to this address, settled on chain.
+    #[serde(default)]
+    pub receiver_address: Option<String>,
 }
 
 /// Names a payment (approve, decline); keyed by its sender agent.

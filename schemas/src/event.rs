@@ -38,6 +38,7 @@ pub enum EventPayload {
     SavingsDeposited(SavingsChange),
     InterestAccrued(SavingsChange),
     SavingsWithdrawn(SavingsChange),
+    TransferSettled(TransferSettled),
 }
 
 impl EventPayload {
@@ -56,6 +57,7 @@ impl EventPayload {
             EventPayload::SavingsDeposited(_) => "SavingsDeposited",
             EventPayload::InterestAccrued(_) => "InterestAccrued",
             EventPayload::SavingsWithdrawn(_) => "SavingsWithdrawn",
+            EventPayload::TransferSettled(_) => "TransferSettled",
         }
     }
 
@@ -69,6 +71,7 @@ impl EventPayload {
             EventPayload::SavingsDeposited(e)
             | EventPayload::InterestAccrued(e)
             | EventPayload::SavingsWithdrawn(e) => Some(&e.journal),
+            EventPayload::TransferSettled(e) => e.journal.as_ref(),
             _ => self.payment().and_then(|c| c.journal.as_ref()),
         }
     }
@@ -126,6 +129,24 @@ pub struct PaymentChange {
     pub balance_after: Decimal,
     #[serde(with = "rust_decimal::serde::str")]
     pub reserved_after: Decimal,
+    pub journal: Option<JournalEntry>,
+}
+
+/// One of the agent's on-chain transfers finished (see `avro/event.avsc`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransferSettled {
+    pub settlement_id: String,
+    pub kind: String,
+    pub asset: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    pub to_address: String,
+    pub status: String,
+    pub tx_hash: Option<String>,
+    pub block_number: Option<i64>,
+    pub reason: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub balance_after: Decimal,
     pub journal: Option<JournalEntry>,
 }
 
@@ -229,6 +250,12 @@ pub mod accounts {
     /// nets to zero once every saga has finished.
     pub fn settlement_clearing(currency: &str) -> String {
         format!("settlement:{currency}:clearing")
+    }
+
+    /// Where money leaves the ledger on chain: confirmed withdrawals and
+    /// EXTERNAL payments to addresses (the counterpart of `external_funding`).
+    pub fn onchain_outflow(currency: &str) -> String {
+        format!("external:{currency}:onchain")
     }
 
     /// A user's wallet: the sign-up bonus and agents' withdrawals land here.

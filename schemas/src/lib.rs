@@ -7,6 +7,7 @@
 //! - [`command`], [`event`]: the command and event envelopes and their payloads.
 //! - [`avro`]: the published `.avsc` schemas and Avro single-object encoding.
 //! - [`payment`]: the payment record and its Mage status strings.
+//! - [`settlement`]: on-chain transfer requests and results (Avro).
 //! - [`reply`]: command results for the gateway (internal, JSON) and the agent view they carry.
 
 pub mod avro;
@@ -17,6 +18,7 @@ pub mod interest;
 pub mod money;
 pub mod payment;
 pub mod reply;
+pub mod settlement;
 
 pub mod topics;
 

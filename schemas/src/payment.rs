@@ -52,6 +52,10 @@ pub struct Payment {
     pub decided_ms: Option<i64>,
     /// The settlement transaction, once settled on a chain; `None` on the ledger.
     pub tx_hash: Option<String>,
+    /// An EXTERNAL on-chain payment's receiving address (`receiver_agent_id`
+    /// is then the nil UUID); `None` between agents.
+    #[serde(default)]
+    pub receiver_address: Option<String>,
 }
 
 /// An id as a payment record spells it (a UUID's text). Records are built

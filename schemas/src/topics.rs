@@ -15,6 +15,10 @@ pub struct Topics {
     /// Webhook deliveries that exhausted their retries; key = endpoint id,
     /// value = the envelope JSON.
     pub webhooks_dead_letter: String,
+    /// On-chain transfers asked for by agents' processors; key = agent id.
+    pub settlement_requests: String,
+    /// What became of them (confirmed or failed); key = agent id.
+    pub settlement_results: String,
 }
 
 impl Topics {
@@ -25,18 +29,22 @@ impl Topics {
             replies: format!("{prefix}agentbank.replies"),
             state: format!("{prefix}agentbank.state"),
             webhooks_dead_letter: format!("{prefix}agentbank.webhooks.dead-letter"),
+            settlement_requests: format!("{prefix}agentbank.settlement.requests"),
+            settlement_results: format!("{prefix}agentbank.settlement.results"),
         }
     }
 
     /// Every topic with whether it is compacted. The state topic must have as
     /// many partitions as the commands topic: partition p checkpoints commands p.
-    pub fn all(&self) -> [(&str, bool); 5] {
+    pub fn all(&self) -> [(&str, bool); 7] {
         [
             (&self.commands, false),
             (&self.events, false),
             (&self.replies, false),
             (&self.state, true),
             (&self.webhooks_dead_letter, false),
+            (&self.settlement_requests, false),
+            (&self.settlement_results, false),
         ]
     }
 }

@@ -33,6 +33,8 @@ pub struct Deployment {
     pub http: String,
     pub bootstrap: String,
     children: std::sync::Mutex<Vec<(String, Child)>>,
+    /// Extra environment for every process (e.g. the chain's settings).
+    env: std::sync::Mutex<Vec<(String, String)>>,
     pub client: reqwest::Client,
 }
 
@@ -62,6 +64,7 @@ impl Deployment {
             http: format!("127.0.0.1:{}", free_port()),
             bootstrap,
             children: std::sync::Mutex::new(vec![]),
+            env: std::sync::Mutex::new(vec![]),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -83,6 +86,7 @@ impl Deployment {
             .env("AGENTBANK_RATE_LIMIT_PER_MINUTE", "1000000")
             .env("AGENTBANK_RATE_LIMIT_PER_DAY", "100000000")
             .env("RUST_LOG", "info,rdkafka=warn,sqlx=warn,librdkafka=error")
+            .envs(self.env.lock().unwrap().clone())
             .stdin(Stdio::null());
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -141,6 +145,25 @@ impl Deployment {
             }
         }
         children.retain(|(r, _)| r != role);
+    }
+
+    /// Sets extra environment for processes started from now on.
+    pub fn set_env(&self, vars: &[(&str, &str)]) {
+        let mut env = self.env.lock().unwrap();
+        for (k, v) in vars {
+            env.retain(|(name, _)| name != k);
+            env.push((k.to_string(), v.to_string()));
+        }
+    }
+
+    /// Whether the last process started as `role` has exited (e.g. aborted).
+    pub fn exited(&self, role: &str) -> bool {
+        let mut children = self.children.lock().unwrap();
+        children
+            .iter_mut()
+            .rev()
+            .find(|(r, _)| r == role)
+            .is_some_and(|(_, c)| c.try_wait().unwrap().is_some())
     }
 
     /// Topics + migrations, then every role in one `dev` process.
@@ -436,5 +459,215 @@ pub async fn audit(
         assert_eq!(status, 200);
         let balance: Decimal = body["balance"].as_str().unwrap().parse().unwrap();
         assert_eq!(balance, *sum + initial, "agent {agent}");
+    }
+}
+
+/// A private local chain for one test: Anvil on its own port (a block every
+/// 250 ms), the test USDC deployed with solc-js by `deploy/local/chain/deploy.js`.
+/// Tests reach it through [`RpcProxy`] when they need to cut it off.
+pub struct LocalChain {
+    pub port: u16,
+    pub token: String,
+    child: std::sync::Mutex<Option<Child>>,
+    pub client: connectors::chain::Chain,
+}
+
+pub fn chain_dir() -> String {
+    format!("{}/deploy/local/chain", env!("CARGO_MANIFEST_DIR"))
+}
+
+impl LocalChain {
+    pub async fn start() -> Self {
+        let port = free_port();
+        let child = Self::spawn_anvil(port).await;
+        let token = Self::deploy(port);
+        let config = connectors::chain::ChainConfig::local(
+            &format!("http://127.0.0.1:{port}"),
+            token.parse().unwrap(),
+            1,
+        );
+        LocalChain {
+            port,
+            token,
+            child: std::sync::Mutex::new(Some(child)),
+            client: connectors::chain::Chain::new(config).unwrap(),
+        }
+    }
+
+    async fn spawn_anvil(port: u16) -> Child {
+        let bin = format!(
+            "{}/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil",
+            chain_dir()
+        );
+        let log = std::fs::File::create(format!("{}/anvil-{port}.log", log_dir())).unwrap();
+        let child = Command::new(bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--chain-id", "31337", "--block-time", "0.25", "--silent"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("anvil installed (run deploy/local/up)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "anvil did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        child
+    }
+
+    /// Compiles and deploys the test USDC from Anvil's first account.
+    fn deploy(port: u16) -> String {
+        let out = format!(
+            "{}/usdc-{port}-{}.address",
+            log_dir(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let output = Command::new("node")
+            .arg(format!("{}/deploy.js", chain_dir()))
+            .arg(format!("http://127.0.0.1:{port}"))
+            .arg(&out)
+            .arg("1000000000000000")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "deploy.js: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_string()
+    }
+
+    /// A fresh chain on the same port: a new genesis, nothing of the old
+    /// state; the token is deployed again (same deployer nonce: same address).
+    pub async fn reset(&self) {
+        self.kill();
+        let child = Self::spawn_anvil(self.port).await;
+        *self.child.lock().unwrap() = Some(child);
+        assert_eq!(Self::deploy(self.port), self.token);
+    }
+
+    pub fn kill(&self) {
+        if let Some(mut c) = self.child.lock().unwrap().take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Environment for agentbank processes settling on this chain via `rpc_url`.
+    pub fn env(&self, rpc_url: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("AGENTBANK_CHAIN_RPC_URL", rpc_url.to_string()),
+            ("AGENTBANK_CHAIN_ID", "31337".into()),
+            ("AGENTBANK_USDC_ADDRESS", self.token.clone()),
+            ("AGENTBANK_CHAIN_CONFIRMATIONS", "2".into()),
+            ("AGENTBANK_CHAIN_POLL_MS", "100".into()),
+        ]
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub async fn usdc(&self, address: &str) -> rust_decimal::Decimal {
+        let units = self
+            .client
+            .token_balance(address.parse().unwrap())
+            .await
+            .unwrap();
+        connectors::chain::plan::from_units(units, 6).unwrap()
+    }
+
+    pub async fn eth(&self, address: &str) -> rust_decimal::Decimal {
+        let units = self
+            .client
+            .native_balance(address.parse().unwrap())
+            .await
+            .unwrap();
+        connectors::chain::plan::from_units(units, 18).unwrap()
+    }
+
+    pub async fn nonce(&self, address: &str) -> u64 {
+        self.client
+            .mined_nonce(address.parse().unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// Raw JSON-RPC, for what the client does not wrap.
+    pub async fn rpc(&self, method: &str, params: Value) -> Value {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let r: Value = reqwest::Client::new()
+            .post(self.url())
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        r["result"].clone()
+    }
+}
+
+impl Drop for LocalChain {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A TCP relay to the chain's RPC port that a test can cut (connections
+/// refused and dropped) and restore: an unreachable RPC endpoint, on demand.
+pub struct RpcProxy {
+    pub port: u16,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl RpcProxy {
+    pub async fn start(target: u16) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let gate = open.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if !gate.load(Ordering::SeqCst) {
+                    drop(inbound); // cut: refuse by closing at once
+                    continue;
+                }
+                let gate = gate.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    else {
+                        return;
+                    };
+                    let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+                    let watch = async {
+                        while gate.load(Ordering::SeqCst) {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    };
+                    tokio::select! { _ = copy => {}, _ = watch => {} }
+                });
+            }
+        });
+        RpcProxy { port, open }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn restore(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }

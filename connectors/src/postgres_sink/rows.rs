@@ -132,6 +132,16 @@ impl Rows {
             EventPayload::SavingsDeposited(c) => self.savings_change(e, c, "savings deposit"),
             EventPayload::InterestAccrued(c) => self.savings_change(e, c, "interest"),
             EventPayload::SavingsWithdrawn(c) => self.savings_change(e, c, "savings withdrawal"),
+            EventPayload::TransferSettled(t) => {
+                self.set_balance(e.agent_id, e.agent_version, t.balance_after, e.timestamp_ms);
+                if let Some(journal) = &t.journal {
+                    self.postings(e, &t.asset, journal);
+                    if t.status != schemas::settlement::status::CONFIRMED {
+                        let kind = "withdrawal returned";
+                        self.transaction(e, kind, t.amount, &t.asset, t.balance_after);
+                    }
+                }
+            }
         }
     }
 
@@ -358,6 +368,7 @@ struct PaymentRows {
     created: Vec<i64>,
     decided: Vec<Option<i64>>,
     tx_hash: Vec<Option<String>>,
+    receiver_address: Vec<Option<String>>,
     version: Vec<i64>,
 }
 
@@ -382,6 +393,7 @@ impl PaymentRows {
         self.created.push(p.created_ms);
         self.decided.push(p.decided_ms);
         self.tx_hash.push(p.tx_hash);
+        self.receiver_address.push(p.receiver_address);
         self.version.push(version);
     }
 }
@@ -402,15 +414,15 @@ async fn write_payments(
     sqlx::query(
         "INSERT INTO payments (id, sender_agent_id, receiver_agent_id, sender_user_id, name, payment_type,
             amount, currency, method, contact_email, contact_phone, tags, status, approval_status,
-            approval_required, created_at, approved_at, tx_hash, version)
+            approval_required, created_at, approved_at, tx_hash, version, receiver_address)
          SELECT id, sender, receiver, usr, name, ty, amount, currency, method, email, phone,
             ARRAY(SELECT jsonb_array_elements_text(tags::jsonb)), status, approval, required,
-            to_timestamp(created / 1000.0), to_timestamp(decided / 1000.0), tx_hash, version
+            to_timestamp(created / 1000.0), to_timestamp(decided / 1000.0), tx_hash, version, raddr
          FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::numeric[],
             $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],
-            $15::bool[], $16::int8[], $17::int8[], $18::text[], $19::int8[])
+            $15::bool[], $16::int8[], $17::int8[], $18::text[], $19::int8[], $20::text[])
            AS u(id, sender, receiver, usr, name, ty, amount, currency, method, email, phone, tags, status,
-            approval, required, created, decided, tx_hash, version)
+            approval, required, created, decided, tx_hash, version, raddr)
          ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, approval_status = EXCLUDED.approval_status,
             approved_at = EXCLUDED.approved_at, tx_hash = EXCLUDED.tx_hash, version = EXCLUDED.version
          WHERE payments.version < EXCLUDED.version",
@@ -418,7 +430,7 @@ async fn write_payments(
     .bind(&c.id).bind(&c.sender).bind(&c.receiver).bind(&c.user).bind(&c.name).bind(&c.ty)
     .bind(&c.amount).bind(&c.currency).bind(&c.method).bind(&c.email).bind(&c.phone).bind(&c.tags)
     .bind(&c.status).bind(&c.approval).bind(&c.required).bind(&c.created).bind(&c.decided)
-    .bind(&c.tx_hash).bind(&c.version)
+    .bind(&c.tx_hash).bind(&c.version).bind(&c.receiver_address)
     .execute(&mut **tx)
     .await?;
     Ok(())

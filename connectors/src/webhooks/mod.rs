@@ -48,7 +48,7 @@ pub const DEFAULT_SCHEDULE: [Duration; 8] = [
 pub const DISABLE_AFTER_DEAD: i32 = 5;
 
 /// Every event type a webhook can subscribe to (`*` subscribes to all).
-pub const EVENT_TYPES: [&str; 13] = [
+pub const EVENT_TYPES: [&str; 14] = [
     "agent.created",
     "deposit.completed",
     "withdrawal.completed",
@@ -62,6 +62,7 @@ pub const EVENT_TYPES: [&str; 13] = [
     "savings.deposited",
     "savings.interest_accrued",
     "savings.withdrawn",
+    "transfer.settled",
 ];
 
 /// The webhook type of an event.
@@ -80,6 +81,7 @@ pub fn event_type(p: &EventPayload) -> &'static str {
         EventPayload::SavingsDeposited(_) => "savings.deposited",
         EventPayload::InterestAccrued(_) => "savings.interest_accrued",
         EventPayload::SavingsWithdrawn(_) => "savings.withdrawn",
+        EventPayload::TransferSettled(_) => "transfer.settled",
     }
 }
 
@@ -93,6 +95,7 @@ pub fn envelope(e: &Event) -> Value {
         EventPayload::SavingsDeposited(c)
         | EventPayload::InterestAccrued(c)
         | EventPayload::SavingsWithdrawn(c) => json!(c),
+        EventPayload::TransferSettled(t) => json!(t),
         other => json!(other.payment()),
     };
     if let Some(d) = data.as_object_mut() {

@@ -16,6 +16,7 @@ use schemas::{Command, CommandPayload};
 
 use crate::auth::{mint_key, Caller};
 use crate::body::{number, JsonObject, NAME_CHARS_MAX, TEXT_CHARS_MAX};
+use crate::chain::Transfer;
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -27,7 +28,20 @@ pub const PAGE_LIMIT_DEFAULT: i64 = 20;
 pub const PAGE_LIMIT_MAX: i64 = 100;
 const DEFAULT_CURRENCY: &str = "USDC";
 
-/// The Mage JSON of an agent.
+/// The Mage JSON of an agent; with a chain, `walletAddress` is the agent's
+/// custodial wallet there.
+pub fn agent_json_in(state: &AppState, v: &AgentView) -> Value {
+    let mut out = agent_json(v, &state.config.network_id);
+    if let Some(chain) = &state.chain {
+        out["walletAddress"] = chain.wallet_json(v.agent_id);
+        if let Some(funding) = &v.wallet_address {
+            out["fundingWalletAddress"] = json!(funding);
+        }
+    }
+    out
+}
+
+/// The Mage JSON of an agent, without chain.
 pub fn agent_json(v: &AgentView, network_id: &str) -> Value {
     let created = chrono::DateTime::from_timestamp_millis(v.created_ms).unwrap_or_default();
     json!({
@@ -167,6 +181,7 @@ pub async fn create(
         require_approval_above_amount: limit(&body, "requireapprovalaboveamount")?,
         tags: body.opt_strings("tags", TAGS_MAX, TAG_CHARS_MAX)?,
         initial_balance,
+        settle_on_chain: state.chain.is_some(),
     };
     let id = command_id(&headers, caller.user_id, "agents/create")?;
     // With an Idempotency-Key the agent id is derived too, so a retry names the same agent.
@@ -208,9 +223,27 @@ pub async fn create(
             });
         }
     };
-    let mut out = agent_json(&view, &state.config.network_id);
+    let mut out = agent_json_in(&state, &view);
     out["apikey"] = json!(key.text);
-    if !initial_balance.is_zero() {
+    if let Some(chain) = &state.chain {
+        use schemas::settlement::{kind, settlement_id};
+        let gas = chain
+            .transfer(&state.pool, settlement_id(id, kind::FAUCET_GAS))
+            .await?;
+        out["faucetTransaction"] =
+            Transfer::result_json(gas.as_ref(), "ETH testnet funds sent via faucet");
+        if !initial_balance.is_zero() {
+            let token = chain
+                .transfer(&state.pool, settlement_id(id, kind::FAUCET_TOKEN))
+                .await?;
+            let done = format!(
+                "Sent {} {} to the agent's wallet",
+                money::display(initial_balance),
+                view.currency
+            );
+            out["transferResult"] = Transfer::result_json(token.as_ref(), &done);
+        }
+    } else if !initial_balance.is_zero() {
         out["transferResult"] = json!({
             "success": true,
             "txHash": null,
@@ -242,10 +275,33 @@ impl Movement {
         }
     }
 
-    fn payload(self, amount: Decimal, currency: String) -> CommandPayload {
+    /// `on_chain`: deposits are mirrored by the treasury; withdrawals go to
+    /// the address given.
+    fn payload(
+        self,
+        amount: Decimal,
+        currency: String,
+        on_chain: bool,
+        to_address: Option<String>,
+    ) -> CommandPayload {
         match self {
-            Movement::Deposit => CommandPayload::Deposit(Deposit { amount, currency }),
-            Movement::Withdraw => CommandPayload::Withdraw(Withdraw { amount, currency }),
+            Movement::Deposit => CommandPayload::Deposit(Deposit {
+                amount,
+                currency,
+                settle_on_chain: on_chain,
+            }),
+            Movement::Withdraw => CommandPayload::Withdraw(Withdraw {
+                amount,
+                currency,
+                to_address,
+            }),
+        }
+    }
+
+    fn settlement_kind(self) -> &'static str {
+        match self {
+            Movement::Deposit => schemas::settlement::kind::DEPOSIT,
+            Movement::Withdraw => schemas::settlement::kind::WITHDRAWAL,
         }
     }
 
@@ -307,13 +363,60 @@ async fn move_funds(
         .and_then(|a| money::validate_positive(a, &currency).ok())
         .ok_or_else(|| ApiError::BadRequest(movement.invalid_amount().into()))?;
     let id = command_id(&headers, caller.user_id, movement.route())?;
-    let answer = |balance: Decimal| {
-        Json(json!({
+    // With a chain, a withdrawal goes to `walletaddress` if given, else the
+    // agent's funding wallet, else the user's custodial wallet.
+    let to_address = match (&state.chain, movement) {
+        (Some(chain), Movement::Withdraw) => {
+            let given = body
+                .opt_str("walletaddress", WALLET_ADDRESS_CHARS_MAX)?
+                .filter(|s| !s.is_empty());
+            if given
+                .as_deref()
+                .is_some_and(|a| !schemas::settlement::is_address(a))
+            {
+                return Err(ApiError::BadRequest("Invalid wallet address format".into()));
+            }
+            let funding: Option<Option<String>> = sqlx::query_scalar(
+                "SELECT wallet_address FROM agents WHERE id = $1 AND user_id = $2",
+            )
+            .bind(agent_id)
+            .bind(caller.user_id)
+            .fetch_optional(&state.pool)
+            .await?;
+            let funding = funding
+                .flatten()
+                .filter(|a| schemas::settlement::is_address(a));
+            Some(
+                given
+                    .or(funding)
+                    .unwrap_or_else(|| chain.wallets.user_address(caller.user_id).to_string()),
+            )
+        }
+        _ => None,
+    };
+    let settlement = schemas::settlement::settlement_id(id, movement.settlement_kind());
+    let answer = |balance: Decimal, transfer: Option<Transfer>| {
+        let mut out = json!({
             "success": true,
-            "txHash": null,
+            "txHash": transfer.as_ref().and_then(|t| t.tx_hash.clone()),
             "message": movement.message(amount, &currency),
             "updatedBalance": money::display(balance),
-        }))
+        });
+        if state.chain.is_some() {
+            out["settlement"] = json!({
+                "id": settlement,
+                "status": transfer.as_ref().map_or("queued", |t| t.status.as_str()),
+                "toAddress": to_address,
+                "reason": transfer.as_ref().map(|t| t.reason.clone()).filter(|r| !r.is_empty()),
+            });
+        }
+        Json(out)
+    };
+    let transfer = |state: AppState| async move {
+        match &state.chain {
+            Some(chain) => chain.transfer(&state.pool, settlement).await,
+            None => Ok(None),
+        }
     };
     if headers.contains_key("idempotency-key") {
         // A retry of a movement that already took effect gets its original
@@ -329,16 +432,21 @@ async fn move_funds(
         .fetch_optional(&state.pool)
         .await?;
         if let Some(balance) = applied {
-            return Ok(answer(balance));
+            return Ok(answer(balance, transfer(state.clone()).await?));
         }
     }
-    let payload = movement.payload(amount, currency.clone());
+    let payload = movement.payload(
+        amount,
+        currency.clone(),
+        state.chain.is_some(),
+        to_address.clone(),
+    );
     match state
         .bus
         .execute(command(id, agent_id, &caller, payload))
         .await?
     {
-        Outcome::Agent(view) => Ok(answer(view.balance)),
+        Outcome::Agent(view) => Ok(answer(view.balance, transfer(state.clone()).await?)),
         other => Err(unexpected(other)),
     }
 }
@@ -407,7 +515,7 @@ pub async fn get_one(
     .fetch_optional(&state.pool)
     .await?;
     let view: AgentView = row.ok_or_else(not_found)?.into();
-    Ok(Json(agent_json(&view, &state.config.network_id)))
+    Ok(Json(agent_json_in(&state, &view)))
 }
 
 #[derive(Deserialize)]
@@ -457,10 +565,9 @@ pub async fn list_for_user(
     .bind((page - 1) * limit)
     .fetch_all(&state.pool)
     .await?;
-    let network = &state.config.network_id;
     Ok(Json(Value::Array(
         rows.into_iter()
-            .map(|r| agent_json(&r.into(), network))
+            .map(|r| agent_json_in(&state, &r.into()))
             .collect(),
     )))
 }

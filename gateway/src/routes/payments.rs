@@ -14,6 +14,7 @@ use schemas::ids::{self, Kind};
 use schemas::money;
 use schemas::payment::{approval, Payment, PAYMENT_TYPES};
 use schemas::reply::Outcome;
+use schemas::settlement;
 use schemas::CommandPayload;
 
 use crate::auth::Caller;
@@ -55,7 +56,10 @@ pub fn payment_json(p: &Payment) -> Value {
         "name": p.name,
         "type": p.payment_type,
         "senderagentid": short(Kind::Agent, &p.sender_agent_id),
-        "receiveragentid": short(Kind::Agent, &p.receiver_agent_id),
+        "receiveragentid": p
+            .receiver_address
+            .clone()
+            .unwrap_or_else(|| short(Kind::Agent, &p.receiver_agent_id)),
         "status": p.status,
         "approvalstatus": p.approval_status,
         "approvalrequired": p.approval_required,
@@ -170,18 +174,36 @@ pub async fn register(
     let tags = body.opt_strings("tags", TAGS_MAX, TAG_CHARS_MAX)?;
 
     let sender = agent_id(&sender_text, "Sender agent not found")?;
-    let receiver = agent_id(&receiver_text, "Receiver agent not found")?;
     if !caller.may_act_for(sender) || agent_owner(&state, sender).await? != Some(caller.user_id) {
         return Err(ApiError::NotFound("Sender agent not found".into()));
     }
-    let Some(receiver_owner) = agent_owner(&state, receiver).await? else {
-        return Err(ApiError::NotFound("Receiver agent not found".into()));
+    // An EXTERNAL payment may name a wallet address instead of an agent: it
+    // is then settled on chain from the sender's custodial wallet.
+    let (receiver, receiver_address) = if settlement::is_address(&receiver_text) {
+        if payment_type != "EXTERNAL" {
+            return Err(ApiError::BadRequest(
+                "Payments to a wallet address must be of type EXTERNAL".into(),
+            ));
+        }
+        if state.chain.is_none() {
+            return Err(ApiError::BadRequest(
+                "Payments to wallet addresses need on-chain settlement, which is not enabled"
+                    .into(),
+            ));
+        }
+        (Uuid::nil(), Some(receiver_text.clone()))
+    } else {
+        let receiver = agent_id(&receiver_text, "Receiver agent not found")?;
+        let Some(receiver_owner) = agent_owner(&state, receiver).await? else {
+            return Err(ApiError::NotFound("Receiver agent not found".into()));
+        };
+        if payment_type == "INTERNAL" && receiver_owner != caller.user_id {
+            return Err(ApiError::BadRequest(
+                "INTERNAL payments are between your own agents; use EXTERNAL".into(),
+            ));
+        }
+        (receiver, None)
     };
-    if payment_type == "INTERNAL" && receiver_owner != caller.user_id {
-        return Err(ApiError::BadRequest(
-            "INTERNAL payments are between your own agents; use EXTERNAL".into(),
-        ));
-    }
     let id = command_id(&headers, caller.user_id, "payments/register")?;
     // Derived from the command id: a retried registration names the same payment.
     let payment_id = Uuid::new_v5(&id, b"payment");
@@ -196,6 +218,7 @@ pub async fn register(
         contact_email,
         contact_phone,
         tags,
+        receiver_address,
     });
     // A retry of a registration that already took effect: the payment as it
     // is now, from the read model (the processor's dedupe window is bounded).
@@ -211,7 +234,34 @@ pub async fn register(
     let mut out = payment_json(&payment);
     out["approvalRequired"] = json!(payment.approval_required);
     out["txHash"] = json!(payment.tx_hash);
+    if let (Some(chain), Some(_)) = (&state.chain, &payment.receiver_address) {
+        out["settlement"] = settlement_json(chain, &state, &payment).await?;
+        out["txHash"] = out["settlement"]["txHash"].clone();
+    }
     Ok(Json(out))
+}
+
+/// An on-chain payment's transfer, once sent (waited for briefly); an
+/// approval-waiting payment has none yet.
+async fn settlement_json(
+    chain: &crate::chain::ChainAccess,
+    state: &AppState,
+    payment: &Payment,
+) -> Result<Value, ApiError> {
+    let id = settlement::settlement_id(payment.id(), settlement::kind::PAYMENT);
+    let transfer = if payment.is_waiting_for_approval() {
+        None
+    } else {
+        chain.transfer(&state.pool, id).await?
+    };
+    Ok(json!({
+        "id": id,
+        "status": transfer.as_ref().map_or(
+            if payment.is_waiting_for_approval() { "awaiting approval" } else { "queued" },
+            |t| t.status.as_str()),
+        "txHash": transfer.as_ref().and_then(|t| t.tx_hash.clone()).or(payment.tx_hash.clone()),
+        "toAddress": payment.receiver_address,
+    }))
 }
 
 /// Sends a registration and waits for the payment it answers with.
@@ -323,6 +373,7 @@ pub(crate) struct PaymentRow {
     created_at: chrono::DateTime<chrono::Utc>,
     approved_at: Option<chrono::DateTime<chrono::Utc>>,
     tx_hash: Option<String>,
+    receiver_address: Option<String>,
     pub sender_name: Option<String>,
     pub receiver_name: Option<String>,
     pub outgoing: bool,
@@ -348,6 +399,7 @@ impl PaymentRow {
             created_ms: self.created_at.timestamp_millis(),
             decided_ms: self.approved_at.map(|t| t.timestamp_millis()),
             tx_hash: self.tx_hash.clone(),
+            receiver_address: self.receiver_address.clone(),
         }
     }
 
@@ -375,7 +427,7 @@ pub(crate) const VISIBLE_PAYMENTS: &str = "
     SELECT p.id, p.sender_agent_id, p.receiver_agent_id, p.name, p.payment_type, p.amount,
            p.currency, p.method, p.contact_email, p.contact_phone, p.tags, p.status,
            p.approval_status, p.approval_required, p.created_at, p.approved_at, p.tx_hash,
-           s.name AS sender_name, r.name AS receiver_name,
+           p.receiver_address, s.name AS sender_name, r.name AS receiver_name,
            (p.sender_user_id = $1 AND ($2::uuid IS NULL OR p.sender_agent_id = $2)) AS outgoing
     FROM payments p
     LEFT JOIN agents s ON s.id = p.sender_agent_id

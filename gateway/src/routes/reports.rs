@@ -108,12 +108,47 @@ pub async fn summary(
     .into_response())
 }
 
-/// `GET /user/wallet-balance` — from the ledger (`source: "ledger"`) until
-/// on-chain settlement exists: the sign-up bonus plus agents' withdrawals.
+/// `GET /user/wallet-balance` — with a chain: the user's custodial wallet on
+/// chain, USDC first, then ETH (the seed's fallback; a chain that cannot be
+/// read answers the seed's zero-balance message). Without one: the ledger's
+/// user wallet account (`source: "ledger"`).
 pub async fn wallet_balance(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
+    if let Some(chain) = &state.chain {
+        let address = chain.wallets.user_address(caller.user_id);
+        let decimals = chain.chain.config.token_decimals;
+        let read = async {
+            let usdc = chain.chain.token_balance(address).await?;
+            if !usdc.is_zero() {
+                return Ok::<_, connectors::ConnectorError>(Some((usdc, decimals, "USDC")));
+            }
+            let eth = chain.chain.native_balance(address).await?;
+            Ok((!eth.is_zero()).then_some((eth, 18, "ETH")))
+        };
+        let out = match read.await {
+            Ok(Some((units, decimals, asset))) => json!({
+                "success": true,
+                "balance": connectors::chain::plan::from_units(units, decimals)
+                    .map_or_else(|| units.to_string(), money::display),
+                "asset": asset,
+                "address": address.to_string(),
+                "networkId": chain.network(),
+                "source": "chain",
+            }),
+            Ok(None) => json!({
+                "success": true, "balance": "0.00", "asset": "USDC",
+                "address": address.to_string(), "networkId": chain.network(), "source": "chain",
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "wallet balance: chain unreadable");
+                json!({"success": true, "balance": "0.00",
+                    "message": "All balance fetching methods failed", "address": address.to_string()})
+            }
+        };
+        return Ok(Json(out));
+    }
     let balance: Decimal = sqlx::query_scalar(
         "SELECT COALESCE(SUM(amount), 0) FROM journal_postings WHERE account = $1",
     )

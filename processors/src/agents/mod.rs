@@ -23,6 +23,9 @@ pub mod payments;
 pub mod savings;
 #[cfg(test)]
 mod savings_tests;
+pub mod settlement;
+#[cfg(test)]
+mod settlement_tests;
 #[cfg(test)]
 mod tests;
 
@@ -76,6 +79,11 @@ pub struct AgentState {
     /// Active savings positions (completed ones leave; the read model keeps them).
     #[serde(default)]
     pub savings: BTreeMap<Uuid, schemas::event::SavingsPosition>,
+    /// On-chain transfers asked for and not yet answered by the settlement
+    /// service, by settlement id (a result applies once: it must find its
+    /// entry here). Bounded by [`settlement::SETTLING_MAX`].
+    #[serde(default)]
+    pub settling: BTreeMap<Uuid, settlement::Settling>,
 }
 
 /// Reads the dedupe window of any checkpoint format written so far:
@@ -153,6 +161,8 @@ pub struct Applied {
     pub events: Vec<Event>,
     /// Commands for other agents (saga steps), keyed by their `agent_id`.
     pub commands: Vec<Command>,
+    /// On-chain transfers for the settlement service.
+    pub settlements: Vec<schemas::settlement::SettlementRequest>,
     /// The answer for the caller, when this step is the last one it waits for
     /// (a payment's caller waits for the saga to finish).
     pub reply: Option<Outcome>,
@@ -165,6 +175,8 @@ pub struct Applied {
 struct Decision {
     payloads: Vec<EventPayload>,
     sagas: Vec<(Uuid, CommandPayload)>,
+    /// On-chain transfers to ask the settlement service for.
+    transfers: Vec<schemas::settlement::SettlementRequest>,
     reply: Option<Outcome>,
     /// The payment whose saga will answer the caller; a retry meanwhile is
     /// answered with the payment as it then is.
@@ -172,10 +184,22 @@ struct Decision {
 }
 
 impl Decision {
+    /// Events and nothing to say: a step whose caller was answered before.
+    fn events_only(payloads: Vec<EventPayload>) -> Self {
+        Decision {
+            payloads,
+            sagas: vec![],
+            transfers: vec![],
+            reply: None,
+            pending: None,
+        }
+    }
+
     fn answer(payloads: Vec<EventPayload>, outcome: Outcome) -> Self {
         Decision {
             payloads,
             sagas: vec![],
+            transfers: vec![],
             reply: Some(outcome),
             pending: None,
         }
@@ -197,6 +221,7 @@ pub fn apply(
             return Applied {
                 events: vec![],
                 commands: vec![],
+                settlements: vec![],
                 reply: Some(outcome.outcome(s)),
                 duplicate: true,
             };
@@ -209,6 +234,7 @@ pub fn apply(
         CommandPayload::CreditPayment(_)
             | CommandPayload::SettlePayment(_)
             | CommandPayload::AccrueInterest(_)
+            | CommandPayload::CompleteSettlement(_)
     );
     let decided = match &command.payload {
         CommandPayload::CreateAgent(c) => create_agent(state, command, c),
@@ -222,10 +248,12 @@ pub fn apply(
         CommandPayload::GrantSignupBonus(b) => return grant_bonus(state, command, b, id),
         CommandPayload::DepositSavings(d) => savings::deposit(state.as_mut(), command, d),
         CommandPayload::WithdrawSavings(w) => savings::withdraw(state.as_mut(), command, w, rates),
+        CommandPayload::CompleteSettlement(r) => settlement::complete(state.as_mut(), r),
         // A tick: the runtime hands it to every agent of the partition.
         CommandPayload::AccrueInterest(t) => Ok(state.as_mut().map(|s| Decision {
             payloads: savings::accrue(s, t.through, rates),
             sagas: vec![],
+            transfers: vec![],
             reply: None,
             pending: None,
         })),
@@ -237,6 +265,7 @@ pub fn apply(
             return Applied {
                 events: vec![],
                 commands: vec![],
+                settlements: vec![],
                 reply: None,
                 duplicate: true,
             }
@@ -289,6 +318,7 @@ pub fn apply(
     Applied {
         events,
         commands,
+        settlements: decision.transfers,
         reply: decision.reply,
         duplicate: false,
     }
@@ -317,6 +347,7 @@ fn grant_bonus(
     let rejected = |message: &str| Applied {
         events: vec![],
         commands: vec![],
+        settlements: vec![],
         reply: Some(Outcome::Rejected {
             code: RejectCode::Invalid,
             message: message.into(),
@@ -358,6 +389,7 @@ fn grant_bonus(
             }),
         }],
         commands: vec![],
+        settlements: vec![],
         reply: Some(Outcome::Done),
         duplicate: false,
     }
@@ -429,8 +461,15 @@ fn create_agent(state: &mut Option<AgentState>, cmd: &Command, c: &CreateAgent) 
         }));
     }
     let view = new_state.view.clone();
+    let transfers = if c.settle_on_chain {
+        settlement::faucet(&mut new_state, cmd, c.initial_balance)
+    } else {
+        vec![]
+    };
     *state = Some(new_state);
-    agent_answer(payloads, view)
+    let mut decision = Decision::answer(payloads, Outcome::Agent(Box::new(view)));
+    decision.transfers = transfers;
+    Ok(Some(decision))
 }
 
 /// Checks a deposit or withdrawal against the agent: it exists and is the
@@ -471,6 +510,7 @@ impl AgentState {
             spent_today: Decimal::ZERO,
             saga_seen: BTreeMap::new(),
             savings: BTreeMap::new(),
+            settling: BTreeMap::new(),
         }
     }
 }
@@ -484,6 +524,11 @@ fn deposit(state: Option<&mut AgentState>, cmd: &Command, d: &Deposit) -> Decide
             "Deposit would exceed the maximum balance".into(),
         ));
     }
+    let transfers = if d.settle_on_chain {
+        vec![settlement::mirror_deposit(s, cmd, d.amount)?]
+    } else {
+        vec![]
+    };
     let memo = "deposit";
     let funding = accounts::external_funding(&d.currency);
     let journal = post(s, cmd.id, d.amount, memo, &funding);
@@ -494,7 +539,9 @@ fn deposit(state: Option<&mut AgentState>, cmd: &Command, d: &Deposit) -> Decide
         memo: memo.into(),
         journal,
     });
-    agent_answer(vec![payload], s.view.clone())
+    let mut decision = Decision::answer(vec![payload], Outcome::Agent(Box::new(s.view.clone())));
+    decision.transfers = transfers;
+    Ok(Some(decision))
 }
 
 /// Withdraws to the user's wallet; never below zero.
@@ -502,6 +549,9 @@ fn withdraw(state: Option<&mut AgentState>, cmd: &Command, w: &Withdraw) -> Deci
     let s = movable(state, cmd, w.amount, &w.currency, "Invalid withdraw amount")?;
     if w.amount > s.view.balance {
         return Err((RejectCode::Invalid, "Insufficient balance".into()));
+    }
+    if let Some(to) = &w.to_address {
+        return settlement::withdraw_on_chain(s, cmd, w, to);
     }
     let memo = "withdrawal";
     let wallet = accounts::user_wallet(s.view.user_id);
@@ -520,7 +570,7 @@ fn withdraw(state: Option<&mut AgentState>, cmd: &Command, w: &Withdraw) -> Deci
 /// Moves `delta` between `counter` (an account outside the agent) and the
 /// agent's available balance (positive: into the agent): one balanced
 /// journal entry. Mutates only the view's balance.
-fn post(
+pub(crate) fn post(
     state: &mut AgentState,
     command_id: Uuid,
     delta: Decimal,

@@ -220,6 +220,7 @@ proptest! {
                 require_approval_above_amount: above.map(units),
                 tags: vec![],
                 initial_balance: units(20),
+                settle_on_chain: false,
             };
             let cmd = w.gateway(w.agents[i], CommandPayload::CreateAgent(create));
             w.deliver(&cmd)?;
@@ -228,7 +229,7 @@ proptest! {
             match op {
                 Op::Deposit { agent, units: n } => {
                     let cmd = w.gateway(w.agents[agent], CommandPayload::Deposit(
-                        schemas::command::Deposit { amount: units(n), currency: "USDC".into() }));
+                        schemas::command::Deposit { amount: units(n), currency: "USDC".into(), settle_on_chain: false }));
                     w.deliver(&cmd)?;
                 }
                 Op::Pay { from, to, units: n } => {
@@ -246,6 +247,7 @@ proptest! {
                         contact_email: None,
                         contact_phone: None,
                         tags: vec![],
+                        receiver_address: None,
                     }));
                     let r = w.deliver(&cmd)?;
                     if !matches!(r.reply, Some(Outcome::Rejected { .. })) {
@@ -349,6 +351,7 @@ fn documented_lifecycles() {
             require_approval_above_amount: above,
             tags: vec![],
             initial_balance: units(50),
+            settle_on_chain: false,
         };
         run(&cmd(agent, CommandPayload::CreateAgent(c)), &mut states);
     }
@@ -364,6 +367,7 @@ fn documented_lifecycles() {
             contact_email: None,
             contact_phone: None,
             tags: vec![],
+            receiver_address: None,
         })
     };
     let balance = |states: &HashMap<Uuid, Option<AgentState>>, x: Uuid| {

@@ -28,7 +28,7 @@ use schemas::payment::{self, approval, status, Payment, PAYMENT_TYPES};
 use schemas::reply::{Outcome, RejectCode};
 use schemas::{money, Command, CommandPayload, EventPayload};
 
-use super::{AgentState, Decided, Decision, Position, BALANCE_MAX};
+use super::{settlement, AgentState, Decided, Decision, Position, BALANCE_MAX};
 
 /// Most payments one agent may have open (awaiting approval or in flight):
 /// bounds the agent's state, which every checkpoint of the agent carries.
@@ -69,7 +69,7 @@ fn roll_day(s: &mut AgentState, now_ms: i64) {
 }
 
 /// Moves `amount` between two accounts of the ledger; `from` loses it.
-fn entry(entry_id: String, from: String, to: String, amount: Decimal) -> JournalEntry {
+pub(super) fn entry(entry_id: String, from: String, to: String, amount: Decimal) -> JournalEntry {
     JournalEntry {
         entry_id,
         postings: vec![
@@ -94,9 +94,24 @@ fn change(s: &AgentState, payment: &Payment, journal: Option<JournalEntry>) -> P
     }
 }
 
-/// Sends an approved payment on to its receiver; the caller is answered
-/// when the saga comes back (`settle`).
-fn start_credit(event: EventPayload, payment: &Payment, at: Position) -> Decision {
+/// Sends an approved payment on: to its receiver agent, where the caller is
+/// answered when the saga comes back (`settle`); or, to an address, to the
+/// settlement service, answering the caller at once with the payment in
+/// flight (the chain's result comes later: `settle_on_chain`).
+fn start_credit(
+    s: &mut AgentState,
+    cmd: &Command,
+    event: EventPayload,
+    payment: &Payment,
+    at: Position,
+) -> Decision {
+    if let Some(to) = &payment.receiver_address {
+        let request = settlement::pay_on_chain(s, payment, to, cmd);
+        let mut decision =
+            Decision::answer(vec![event], Outcome::Payment(Box::new(payment.clone())));
+        decision.transfers = vec![request];
+        return decision;
+    }
     let step = CommandPayload::CreditPayment(CreditPayment {
         payment: payment.clone(),
         origin_partition: at.partition,
@@ -105,6 +120,7 @@ fn start_credit(event: EventPayload, payment: &Payment, at: Position) -> Decisio
     Decision {
         payloads: vec![event],
         sagas: vec![(payment.receiver(), step)],
+        transfers: vec![],
         reply: None,
         pending: Some(payment.id()),
     }
@@ -115,6 +131,7 @@ fn reply_to_sender(payloads: Vec<EventPayload>, step: (Uuid, CommandPayload)) ->
     Decision {
         payloads,
         sagas: vec![step],
+        transfers: vec![],
         reply: None,
         pending: None,
     }
@@ -132,6 +149,22 @@ pub(super) fn register(
     let payment_id = Uuid::parse_str(&r.payment_id).map_err(|_| invalid("Invalid payment id"))?;
     let receiver =
         Uuid::parse_str(&r.receiver_agent_id).map_err(|_| invalid("Invalid receiver agent id"))?;
+    if let Some(to) = &r.receiver_address {
+        if !schemas::settlement::is_address(to) || !receiver.is_nil() {
+            return Err(invalid("Invalid receiver wallet address"));
+        }
+        if r.payment_type != "EXTERNAL" {
+            return Err(invalid(
+                "Payments to a wallet address must be of type EXTERNAL",
+            ));
+        }
+        if s.settling.len() >= settlement::SETTLING_MAX {
+            return Err((
+                RejectCode::Conflict,
+                "Too many on-chain transfers settling; retry once some finish".into(),
+            ));
+        }
+    }
     if receiver == s.view.agent_id {
         return Err(invalid("Sender and receiver must be different agents"));
     }
@@ -198,6 +231,7 @@ pub(super) fn register(
         created_ms: cmd.timestamp_ms,
         decided_ms: (!approval_required).then_some(cmd.timestamp_ms),
         tx_hash: None,
+        receiver_address: r.receiver_address.clone(),
     };
     let agent = s.view.agent_id;
     let journal = entry(
@@ -217,7 +251,7 @@ pub(super) fn register(
         )));
     }
     s.spent_today += r.amount;
-    Ok(Some(start_credit(event, &payment, at)))
+    Ok(Some(start_credit(s, cmd, event, &payment, at)))
 }
 
 /// The open payment `r` names, if it waits for the sender's decision.
@@ -250,7 +284,7 @@ pub(super) fn approve(
     let payment = p.clone();
     s.spent_today += payment.amount;
     let event = EventPayload::PaymentApproved(change(s, &payment, None));
-    Ok(Some(start_credit(event, &payment, at)))
+    Ok(Some(start_credit(s, cmd, event, &payment, at)))
 }
 
 pub(super) fn decline(state: Option<&mut AgentState>, cmd: &Command, r: &PaymentRef) -> Decided {
@@ -385,4 +419,45 @@ pub(super) fn settle(state: Option<&mut AgentState>, c: &SettlePayment) -> Decid
         message: c.reason.clone(),
     };
     Ok(Some(Decision::answer(vec![event], outcome)))
+}
+
+/// The chain's result for an EXTERNAL payment to an address: confirm it
+/// (reserved → `external:<cur>:onchain`, with its transaction) or fail it
+/// (reservation released). `None`: not in flight (a replay).
+pub(super) fn settle_on_chain(
+    s: &mut AgentState,
+    id: Uuid,
+    r: &schemas::settlement::SettlementResult,
+) -> Option<Vec<EventPayload>> {
+    let in_flight = s
+        .open_payments
+        .get(&id)
+        .is_some_and(|p| p.status == status::NEW && p.approval_status == approval::APPROVED);
+    if !in_flight {
+        return None;
+    }
+    let mut payment = s.open_payments.remove(&id).expect("checked above");
+    payment.tx_hash = r.tx_hash.clone();
+    if r.confirmed() {
+        s.reserved -= payment.amount;
+        payment.status = status::CONFIRMED.into();
+        let journal = entry(
+            format!("{}:confirm", payment.payment_id),
+            accounts::agent_reserved(s.view.agent_id),
+            accounts::onchain_outflow(&payment.currency),
+            payment.amount,
+        );
+        return Some(vec![EventPayload::PaymentConfirmed(change(
+            s,
+            &payment,
+            Some(journal),
+        ))]);
+    }
+    payment.status = status::FAILED.into();
+    let journal = release(s, &payment);
+    Some(vec![EventPayload::PaymentFailed(change(
+        s,
+        &payment,
+        Some(journal),
+    ))])
 }

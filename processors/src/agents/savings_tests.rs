@@ -48,6 +48,7 @@ impl Vault {
                 require_approval_above_amount: None,
                 tags: vec![],
                 initial_balance: balance,
+                settle_on_chain: false,
             }),
         );
         v

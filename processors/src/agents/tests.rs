@@ -23,6 +23,7 @@ fn create(agent: Uuid, user: Uuid, initial: Decimal) -> (CommandPayload, Uuid, U
         require_approval_above_amount: None,
         tags: vec![],
         initial_balance: initial,
+        settle_on_chain: false,
     });
     (payload, agent, user)
 }
@@ -43,6 +44,7 @@ fn deposit(agent: Uuid, user: Uuid, amount: Decimal) -> (CommandPayload, Uuid, U
         CommandPayload::Deposit(Deposit {
             amount,
             currency: "USDC".into(),
+            settle_on_chain: false,
         }),
         agent,
         user,
@@ -54,6 +56,7 @@ fn withdraw(agent: Uuid, user: Uuid, amount: Decimal) -> (CommandPayload, Uuid, 
         CommandPayload::Withdraw(Withdraw {
             amount,
             currency: "USDC".into(),
+            to_address: None,
         }),
         agent,
         user,

@@ -658,6 +658,16 @@ async fn process_batch(
             });
         }
         saga_steps += result.commands.len() as u64;
+        // So do on-chain transfer requests: a checkpoint never covers a
+        // command whose transfer was not asked for.
+        for r in &result.settlements {
+            events.push(Outgoing {
+                topic: topics.settlement_requests.clone(),
+                key: r.agent_id.to_string(),
+                payload: Some(r.encode()?),
+                partition: None,
+            });
+        }
         if let (Some(correlation_id), Some(outcome)) =
             (command.correlation_id.clone(), result.reply)
         {

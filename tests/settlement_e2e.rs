@@ -1,0 +1,288 @@
+//! On-chain settlement against a real local chain (Anvil, the test USDC
+//! compiled with solc-js): faucet funds at agent creation, deposits mirrored
+//! from the treasury, withdrawals and EXTERNAL payments to addresses with
+//! exact token balances, a transfer the wallet cannot pay failing and
+//! releasing its hold, and the user's wallet balance read from the chain.
+
+mod common;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use common::{Deployment, LocalChain};
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+
+fn dec(s: &str) -> Decimal {
+    s.parse().unwrap()
+}
+
+/// Polls `check` until it gives `Some`, or fails with `what` after 60 s.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn random_address() -> String {
+    format!("0x{}", &uuid::Uuid::new_v4().simple().to_string()[..32]) + "00000000"
+}
+
+async fn agent(d: &Deployment, key: &str, id: &str) -> Value {
+    let (status, body) = d.get(&format!("/agentsWith/{id}"), key).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// Whether Anvil has a successful receipt for `tx_hash` (waiting for its block).
+async fn receipt_ok(chain: &LocalChain, tx_hash: &str) -> bool {
+    let r = eventually("a receipt", || async {
+        let r = chain
+            .rpc("eth_getTransactionReceipt", json!([tx_hash]))
+            .await;
+        (!r.is_null()).then_some(r)
+    })
+    .await;
+    r["status"] == "0x1"
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agents_deposits_withdrawals_and_payments_settle_on_chain() {
+    let chain = LocalChain::start().await;
+    let d = Deployment::new("settle").await;
+    let env = chain.env(&chain.url());
+    d.set_env(
+        &env.iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    d.start_dev().await;
+    let (user, key) = d.sign_up("chain").await;
+
+    // Agent creation: a custodial wallet, faucet gas and the initial balance on chain.
+    let (status, created) = d
+        .post(
+            "/agents/create",
+            Some(&key),
+            json!({"userid": user, "name": "A", "balance": 25}),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let a = created["id"].as_str().unwrap().to_string();
+    let wallet_a = created["walletAddress"]["addressId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(schemas::settlement::is_address(&wallet_a), "{created}");
+    assert_eq!(created["walletAddress"]["networkId"], "anvil");
+    let gas_tx = created["faucetTransaction"]["txHash"]
+        .as_str()
+        .expect("faucet tx hash")
+        .to_string();
+    let token_tx = created["transferResult"]["txHash"]
+        .as_str()
+        .expect("funding tx hash")
+        .to_string();
+    eventually("faucet funds on chain", || async {
+        (chain.usdc(&wallet_a).await == dec("25") && chain.eth(&wallet_a).await == dec("0.01"))
+            .then_some(())
+    })
+    .await;
+    assert!(receipt_ok(&chain, &gas_tx).await && receipt_ok(&chain, &token_tx).await);
+    assert_eq!(
+        agent(&d, &key, &a).await["walletAddress"]["addressId"],
+        wallet_a.as_str()
+    );
+
+    // A deposit is mirrored on chain from the treasury.
+    let (status, dep) = d
+        .post(
+            "/agents/deposit",
+            Some(&key),
+            json!({"userid": user, "agentid": a, "amount": 10}),
+        )
+        .await;
+    assert_eq!(status, 200, "{dep}");
+    assert_eq!(dep["updatedBalance"], "35");
+    let dep_tx = dep["txHash"].as_str().expect("deposit tx hash").to_string();
+    eventually("deposit on chain", || async {
+        (chain.usdc(&wallet_a).await == dec("35")).then_some(())
+    })
+    .await;
+    assert!(receipt_ok(&chain, &dep_tx).await);
+
+    // A withdrawal to an outside address: exactly the amount arrives; the
+    // ledger holds it until the chain confirms, then it leaves the ledger.
+    let outside = random_address();
+    let (status, w) = d
+        .post(
+            "/agents/withdraw",
+            Some(&key),
+            json!({"userid": user, "agentid": a, "amount": "7.5", "walletaddress": outside}),
+        )
+        .await;
+    assert_eq!(status, 200, "{w}");
+    assert_eq!(w["updatedBalance"], "27.5");
+    let w_tx = w["txHash"]
+        .as_str()
+        .expect("withdrawal tx hash")
+        .to_string();
+    eventually("withdrawal on chain", || async {
+        (chain.usdc(&outside).await == dec("7.5")).then_some(())
+    })
+    .await;
+    assert!(receipt_ok(&chain, &w_tx).await);
+    let pool = d.pool().await;
+    let account_sum = |account: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, Decimal>(
+                "SELECT coalesce(sum(amount), 0) FROM journal_postings WHERE account = $1",
+            )
+            .bind(account)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    eventually("the withdrawal's ledger entry", || async {
+        (account_sum("external:USDC:onchain".into()).await == dec("7.5")).then_some(())
+    })
+    .await;
+    assert_eq!(
+        chain.usdc(&wallet_a).await,
+        dec("27.5"),
+        "the agent's wallet matches its ledger balance"
+    );
+
+    // An EXTERNAL payment to an address settles with a real hash.
+    let payee = random_address();
+    let (status, p) = d
+        .post(
+            "/payments/register",
+            Some(&key),
+            json!({"senderagentid": a, "receiveragentid": payee, "name": "Vendor", "type": "EXTERNAL",
+                   "paymentdetails": {"amount": "2.5", "currency": "USDC", "method": "CRYPTO_ADDRESS"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(p["receiveragentid"], payee.as_str());
+    let pay_tx = p["txHash"].as_str().expect("payment tx hash").to_string();
+    let pid = p["id"].as_str().unwrap().to_string();
+    let settled = eventually("payment confirmed", || async {
+        let (_, body) = d.get(&format!("/payments/{pid}"), &key).await;
+        (body["status"] == "Confirmed").then_some(body)
+    })
+    .await;
+    assert_eq!(settled["txHash"], pay_tx.as_str());
+    assert_eq!(chain.usdc(&payee).await, dec("2.5"));
+    assert!(receipt_ok(&chain, &pay_tx).await);
+    assert_eq!(agent(&d, &key, &a).await["balance"], "25");
+    assert_eq!(chain.usdc(&wallet_a).await, dec("25"));
+
+    // A transfer the wallet cannot pay: B holds 5 on the ledger (paid
+    // internally by A) but nothing on chain. The withdrawal fails, says why,
+    // and the hold returns to B.
+    let b = d.create_agent(&user, &key, json!({"name": "B"})).await;
+    let (status, body) = d
+        .post(
+            "/payments/register",
+            Some(&key),
+            json!({"senderagentid": a, "receiveragentid": b, "name": "to B", "type": "INTERNAL",
+                   "paymentdetails": {"amount": "5", "currency": "USDC"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let nowhere = random_address();
+    let (status, w) = d
+        .post(
+            "/agents/withdraw",
+            Some(&key),
+            json!({"userid": user, "agentid": b, "amount": "5", "walletaddress": nowhere}),
+        )
+        .await;
+    assert_eq!(status, 200, "{w}");
+    assert_eq!(w["updatedBalance"], "0");
+    assert_eq!(w["settlement"]["status"], "failed", "{w}");
+    let reason = w["settlement"]["reason"].as_str().unwrap();
+    assert!(reason.contains("insufficient USDC balance"), "{reason}");
+    eventually("the hold released", || async {
+        (agent(&d, &key, &b).await["balance"] == "5").then_some(())
+    })
+    .await;
+    assert_eq!(chain.usdc(&nowhere).await, Decimal::ZERO);
+
+    // A withdrawal without an address lands in the user's custodial wallet,
+    // which /user/wallet-balance reads from the chain.
+    let (status, w) = d
+        .post(
+            "/agents/withdraw",
+            Some(&key),
+            json!({"userid": user, "agentid": a, "amount": 4}),
+        )
+        .await;
+    assert_eq!(status, 200, "{w}");
+    let user_wallet = w["settlement"]["toAddress"].as_str().unwrap().to_string();
+    eventually("withdrawal to the user's wallet", || async {
+        (chain.usdc(&user_wallet).await == dec("4")).then_some(())
+    })
+    .await;
+    let (status, bal) = d.get("/user/wallet-balance", &key).await;
+    assert_eq!(status, 200);
+    assert_eq!(bal["balance"], "4", "{bal}");
+    assert_eq!(bal["asset"], "USDC");
+    assert_eq!(bal["address"], user_wallet.as_str());
+
+    // Bad addresses are refused up front.
+    let (status, body) = d
+        .post(
+            "/agents/withdraw",
+            Some(&key),
+            json!({"userid": user, "agentid": a, "amount": 1, "walletaddress": "0x123"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("Invalid wallet address format"))
+    );
+
+    // Every settlement reported once; the ledger balances.
+    eventually("all settlements reported", || async {
+        let open: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM chain_transfers WHERE NOT reported")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        (open == 0).then_some(())
+    })
+    .await;
+    let transfers: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM chain_transfers WHERE kind <> 'payment'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    eventually("one TransferSettled per non-payment transfer", || async {
+        let settled: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM events WHERE type = 'TransferSettled'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        (settled == transfers).then_some(())
+    })
+    .await;
+    let total: Decimal =
+        sqlx::query_scalar("SELECT coalesce(sum(amount), 0) FROM journal_postings")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(total, Decimal::ZERO);
+}
