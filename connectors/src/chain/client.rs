@@ -4,7 +4,7 @@
 
 use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy::eips::eip2718::Encodable2718;
-use alloy::eips::BlockNumberOrTag;
+use alloy::eips::{BlockId, BlockNumberOrTag};
 use alloy::network::TxSignerSync;
 use alloy::primitives::{Address, Bytes, TxKind, B256, U256};
 use alloy::providers::{Provider, RootProvider};
@@ -106,7 +106,7 @@ impl Chain {
         Ok(())
     }
 
-    async fn call(&self, data: Vec<u8>) -> Result<Bytes, ConnectorError> {
+    async fn call_at(&self, data: Vec<u8>, at: BlockId) -> Result<Bytes, ConnectorError> {
         let request = TransactionRequest {
             to: Some(TxKind::Call(self.config.token)),
             input: TransactionInput::new(data.into()),
@@ -114,18 +114,45 @@ impl Chain {
         };
         self.provider
             .call(request)
+            .block(at)
             .await
             .map_err(|e| self.err("eth_call", e))
     }
 
+    async fn call(&self, data: Vec<u8>) -> Result<Bytes, ConnectorError> {
+        self.call_at(data, BlockId::latest()).await
+    }
+
+    /// The token balance as of the latest block.
     pub async fn token_balance(&self, owner: Address) -> Result<U256, ConnectorError> {
-        let out = self.call(balanceOfCall { owner }.abi_encode()).await?;
+        self.token_balance_at(owner, BlockId::latest()).await
+    }
+
+    /// The token balance at `at`; `BlockId::pending()` counts what the
+    /// node's mempool will do to it (transfers sent, not yet included).
+    pub async fn token_balance_at(
+        &self,
+        owner: Address,
+        at: BlockId,
+    ) -> Result<U256, ConnectorError> {
+        let out = self
+            .call_at(balanceOfCall { owner }.abi_encode(), at)
+            .await?;
         balanceOfCall::abi_decode_returns(&out).map_err(|e| self.err("balanceOf()", e))
     }
 
     pub async fn native_balance(&self, owner: Address) -> Result<U256, ConnectorError> {
+        self.native_balance_at(owner, BlockId::latest()).await
+    }
+
+    pub async fn native_balance_at(
+        &self,
+        owner: Address,
+        at: BlockId,
+    ) -> Result<U256, ConnectorError> {
         self.provider
             .get_balance(owner)
+            .block_id(at)
             .await
             .map_err(|e| self.err("eth_getBalance", e))
     }

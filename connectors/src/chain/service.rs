@@ -464,10 +464,14 @@ impl Service {
         t: &Transfer,
         fees: Fees,
     ) -> Result<Option<String>, ConnectorError> {
+        // The node's pending state already counts what it has in its
+        // mempool; add what was signed but not yet handed to it. (Counting
+        // included transfers again against the latest block refused payable
+        // ones under load.)
         let sending: Decimal = sqlx::query_scalar(
             "SELECT COALESCE(SUM(amount), 0) FROM chain_transfers
              WHERE chain_id = $1 AND from_address = $2 AND asset = $3
-               AND status IN ('signed', 'included')",
+               AND status = 'signed' AND broadcast_at IS NULL",
         )
         .bind(self.chain_id())
         .bind(from.to_string())
@@ -479,13 +483,14 @@ impl Service {
         let show = |u: U256| {
             plan::from_units(u, decimals).map_or_else(|| u.to_string(), |d| d.to_string())
         };
+        let pending = alloy::eips::BlockId::pending();
         let held = match t.token {
-            Some(_) => self.chain.token_balance(from).await?,
-            None => self.chain.native_balance(from).await?,
+            Some(_) => self.chain.token_balance_at(from, pending).await?,
+            None => self.chain.native_balance_at(from, pending).await?,
         };
         if held < sending_units.saturating_add(t.units) {
             return Ok(Some(format!(
-                "insufficient {} balance in wallet {from}: holds {}, {} already being sent, needs {}",
+                "insufficient {} balance in wallet {from}: holds {} (after transfers pending on chain), {} more being sent, needs {}",
                 r.asset,
                 show(held),
                 show(sending_units),
@@ -493,7 +498,7 @@ impl Service {
             )));
         }
         let gas = U256::from(self.chain.gas_limit(t)) * U256::from(fees.max_fee_per_gas);
-        let native = self.chain.native_balance(from).await?;
+        let native = self.chain.native_balance_at(from, pending).await?;
         let needed = gas
             + if t.token.is_none() {
                 t.units + sending_units
