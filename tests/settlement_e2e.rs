@@ -6,35 +6,12 @@
 
 mod common;
 
-use std::future::Future;
-use std::time::{Duration, Instant};
-
-use common::{Deployment, LocalChain};
+use common::{eventually, random_address, Deployment, LocalChain};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
 fn dec(s: &str) -> Decimal {
     s.parse().unwrap()
-}
-
-/// Polls `check` until it gives `Some`, or fails with `what` after 60 s.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn random_address() -> String {
-    format!("0x{}", &uuid::Uuid::new_v4().simple().to_string()[..32]) + "00000000"
 }
 
 async fn agent(d: &Deployment, key: &str, id: &str) -> Value {

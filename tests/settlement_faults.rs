@@ -6,37 +6,14 @@
 
 mod common;
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{wait_for_log, Deployment, LocalChain, RpcProxy};
+use common::{eventually, random_address, wait_for_log, Deployment, LocalChain, RpcProxy};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
 fn dec(s: &str) -> Decimal {
     s.parse().unwrap()
-}
-
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn random_address() -> String {
-    format!(
-        "0x{}00000000",
-        &uuid::Uuid::new_v4().simple().to_string()[..32]
-    )
 }
 
 fn use_chain(d: &Deployment, chain: &LocalChain, rpc: &str) {

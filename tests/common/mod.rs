@@ -296,6 +296,30 @@ impl Deployment {
     }
 }
 
+/// Polls `check` until it gives `Some`, or fails naming `what` after 90 s.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A random 0x-address nobody holds a key for.
+pub fn random_address() -> String {
+    format!(
+        "0x{}00000000",
+        &uuid::Uuid::new_v4().simple().to_string()[..32]
+    )
+}
+
 /// Now, in ms since the epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

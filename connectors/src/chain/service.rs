@@ -35,7 +35,7 @@ use schemas::settlement::{self, asset, wallet, SettlementRequest, SettlementResu
 use schemas::topics::Topics;
 use schemas::{Command, CommandPayload};
 
-use super::client::{Chain, SendOutcome, Transfer};
+use super::client::{Chain, SendOutcome, Signed, Transfer};
 use super::plan::{self, Fees, Policy, Seen, Step, Tracked};
 use super::{ChainConfig, Wallets};
 use crate::kafka::{produce_all, KafkaConfig, Outgoing};
@@ -79,6 +79,16 @@ struct Service {
     producer: rdkafka::producer::FutureProducer,
     topics: Topics,
     policy: Policy,
+}
+
+/// What intake records for a request.
+enum Intent<'a> {
+    Signed {
+        nonce: i64,
+        signed: &'a Signed,
+        fees: Fees,
+    },
+    Refused(&'a str),
 }
 
 /// One recorded transfer, as the tracker reads it.
@@ -346,6 +356,15 @@ impl Service {
         }
     }
 
+    /// The key that signed a recorded transfer: the treasury's, or its agent's.
+    fn signer_of(&self, row: &Row) -> PrivateKeySigner {
+        if row.from_address == self.wallets.treasury().address().to_string() {
+            self.wallets.treasury().clone()
+        } else {
+            self.wallets.agent(row.agent_id)
+        }
+    }
+
     fn token_of(&self, asset_name: &str) -> Option<Address> {
         (asset_name != asset::ETH).then_some(self.chain.config.token)
     }
@@ -406,33 +425,12 @@ impl Service {
         .fetch_one(&mut *tx)
         .await?;
         let signed = self.chain.sign(&signer, nonce as u64, &transfer, fees)?;
-        let inserted = sqlx::query(
-            "INSERT INTO chain_transfers (id, agent_id, user_id, kind, asset, amount, payment_id,
-                 chain_id, from_address, to_address, nonce, status, tx_hash, raw_tx,
-                 max_fee_per_gas, priority_fee, requested_at, signed_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'signed', $12, $13, $14, $15,
-                 to_timestamp($16 / 1000.0), now())
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(r.id)
-        .bind(r.agent_id)
-        .bind(r.user_id)
-        .bind(&r.kind)
-        .bind(&r.asset)
-        .bind(r.amount)
-        .bind(&r.payment_id)
-        .bind(self.chain_id())
-        .bind(from.to_string())
-        .bind(to.to_string())
-        .bind(nonce)
-        .bind(signed.hash.to_string())
-        .bind(&signed.raw)
-        .bind(Decimal::from(fees.max_fee_per_gas as u64))
-        .bind(Decimal::from(fees.max_priority_fee_per_gas as u64))
-        .bind(r.timestamp as f64)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let intent = Intent::Signed {
+            nonce,
+            signed: &signed,
+            fees,
+        };
+        let inserted = self.record(&mut *tx, r, (from, to), intent).await?;
         if inserted == 0 {
             return Ok(()); // another instance recorded it meanwhile; its nonce stands
         }
@@ -524,11 +522,41 @@ impl Service {
         reason: &str,
     ) -> Result<(), ConnectorError> {
         tracing::warn!(settlement = %r.id, kind = %r.kind, reason, "transfer refused");
-        sqlx::query(
+        self.record(&self.pool, r, (from, to), Intent::Refused(reason))
+            .await?;
+        Ok(())
+    }
+
+    /// Inserts a request's row once (by id): signed, with its nonce and
+    /// bytes, or refused, with the reason. Returns the rows inserted (0: the
+    /// request was recorded before).
+    async fn record<'e, E>(
+        &self,
+        db: E,
+        r: &SettlementRequest,
+        (from, to): (Address, Address),
+        intent: Intent<'_>,
+    ) -> Result<u64, ConnectorError>
+    where
+        E: sqlx::PgExecutor<'e>,
+    {
+        let (status, reason, nonce, signed, fees) = match intent {
+            Intent::Signed {
+                nonce,
+                signed,
+                fees,
+            } => ("signed", "", Some(nonce), Some(signed), Some(fees)),
+            Intent::Refused(reason) => ("failed", reason, None, None, None),
+        };
+        let fee = |f: fn(&Fees) -> u128| fees.as_ref().map(|x| Decimal::from(f(x) as u64));
+        Ok(sqlx::query(
             "INSERT INTO chain_transfers (id, agent_id, user_id, kind, asset, amount, payment_id,
-                 chain_id, from_address, to_address, status, reason, requested_at, decided_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'failed', $11,
-                 to_timestamp($12 / 1000.0), now())
+                 chain_id, from_address, to_address, nonce, status, reason, tx_hash, raw_tx,
+                 max_fee_per_gas, priority_fee, requested_at, signed_at, decided_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                 to_timestamp($18 / 1000.0),
+                 CASE WHEN $12 = 'signed' THEN now() END,
+                 CASE WHEN $12 = 'failed' THEN now() END)
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(r.id)
@@ -541,11 +569,17 @@ impl Service {
         .bind(self.chain_id())
         .bind(from.to_string())
         .bind(to.to_string())
+        .bind(nonce)
+        .bind(status)
         .bind(reason)
+        .bind(signed.map(|s| s.hash.to_string()))
+        .bind(signed.map(|s| s.raw.clone()))
+        .bind(fee(|f| f.max_fee_per_gas))
+        .bind(fee(|f| f.max_priority_fee_per_gas))
         .bind(r.timestamp as f64)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        .execute(db)
+        .await?
+        .rows_affected())
     }
 
     async fn broadcast(&self, id: Uuid, raw: &[u8]) -> Result<SendOutcome, ConnectorError> {
@@ -635,7 +669,7 @@ impl Service {
                 }
                 Ok(())
             }
-            Step::BumpFees => self.bump_fees(row, from, nonce).await,
+            Step::BumpFees => self.bump_fees(row, nonce).await,
             Step::Included { block, block_hash } => {
                 sqlx::query(
                     "UPDATE chain_transfers SET status = 'included', block_number = $2,
@@ -694,17 +728,13 @@ impl Service {
 
     /// Signs the transfer again with its nonce and higher fees; the earlier
     /// version's hash is kept (either may be the one included).
-    async fn bump_fees(&self, row: &Row, from: Address, nonce: u64) -> Result<(), ConnectorError> {
+    async fn bump_fees(&self, row: &Row, nonce: u64) -> Result<(), ConnectorError> {
         let old = Fees {
             max_fee_per_gas: wei(row.max_fee_per_gas),
             max_priority_fee_per_gas: wei(row.priority_fee),
         };
         let fees = plan::bumped(old, self.chain.fees().await?);
-        let signer = if from == self.wallets.treasury().address() {
-            self.wallets.treasury().clone()
-        } else {
-            self.wallets.agent(row.agent_id)
-        };
+        let signer = self.signer_of(row);
         let transfer = self.transfer_of(row)?;
         let signed = self.chain.sign(&signer, nonce, &transfer, fees)?;
         sqlx::query(
@@ -753,11 +783,7 @@ impl Service {
         .bind(chain_nonce as i64)
         .fetch_one(&mut *tx)
         .await?;
-        let signer = if from == self.wallets.treasury().address() {
-            self.wallets.treasury().clone()
-        } else {
-            self.wallets.agent(row.agent_id)
-        };
+        let signer = self.signer_of(row);
         let fees = self.chain.fees().await?;
         let signed = self
             .chain

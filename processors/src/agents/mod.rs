@@ -184,6 +184,11 @@ struct Decision {
 }
 
 impl Decision {
+    /// The same decision, asking for these on-chain transfers too.
+    fn with_transfers(self, transfers: Vec<schemas::settlement::SettlementRequest>) -> Self {
+        Decision { transfers, ..self }
+    }
+
     /// Events and nothing to say: a step whose caller was answered before.
     fn events_only(payloads: Vec<EventPayload>) -> Self {
         Decision {
@@ -467,9 +472,9 @@ fn create_agent(state: &mut Option<AgentState>, cmd: &Command, c: &CreateAgent) 
         vec![]
     };
     *state = Some(new_state);
-    let mut decision = Decision::answer(payloads, Outcome::Agent(Box::new(view)));
-    decision.transfers = transfers;
-    Ok(Some(decision))
+    Ok(Some(
+        Decision::answer(payloads, Outcome::Agent(Box::new(view))).with_transfers(transfers),
+    ))
 }
 
 /// Checks a deposit or withdrawal against the agent: it exists and is the
@@ -539,9 +544,10 @@ fn deposit(state: Option<&mut AgentState>, cmd: &Command, d: &Deposit) -> Decide
         memo: memo.into(),
         journal,
     });
-    let mut decision = Decision::answer(vec![payload], Outcome::Agent(Box::new(s.view.clone())));
-    decision.transfers = transfers;
-    Ok(Some(decision))
+    Ok(Some(
+        Decision::answer(vec![payload], Outcome::Agent(Box::new(s.view.clone())))
+            .with_transfers(transfers),
+    ))
 }
 
 /// Withdraws to the user's wallet; never below zero.

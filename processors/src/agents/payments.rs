@@ -107,10 +107,8 @@ fn start_credit(
 ) -> Decision {
     if let Some(to) = &payment.receiver_address {
         let request = settlement::pay_on_chain(s, payment, to, cmd);
-        let mut decision =
-            Decision::answer(vec![event], Outcome::Payment(Box::new(payment.clone())));
-        decision.transfers = vec![request];
-        return decision;
+        return Decision::answer(vec![event], Outcome::Payment(Box::new(payment.clone())))
+            .with_transfers(vec![request]);
     }
     let step = CommandPayload::CreditPayment(CreditPayment {
         payment: payment.clone(),
@@ -158,12 +156,7 @@ pub(super) fn register(
                 "Payments to a wallet address must be of type EXTERNAL",
             ));
         }
-        if s.settling.len() >= settlement::SETTLING_MAX {
-            return Err((
-                RejectCode::Conflict,
-                "Too many on-chain transfers settling; retry once some finish".into(),
-            ));
-        }
+        settlement::room(s, 1)?;
     }
     if receiver == s.view.agent_id {
         return Err(invalid("Sender and receiver must be different agents"));

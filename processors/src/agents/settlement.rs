@@ -41,7 +41,7 @@ pub struct Settling {
     pub amount: Decimal,
 }
 
-fn room(s: &AgentState, needed: usize) -> Result<(), (RejectCode, String)> {
+pub(super) fn room(s: &AgentState, needed: usize) -> Result<(), (RejectCode, String)> {
     if s.settling.len() + needed > SETTLING_MAX {
         return Err((
             RejectCode::Conflict,
@@ -184,9 +184,10 @@ pub(super) fn withdraw_on_chain(
             )
         },
     );
-    let mut decision = Decision::answer(vec![payload], Outcome::Agent(Box::new(s.view.clone())));
-    decision.transfers = vec![request];
-    Ok(Some(decision))
+    Ok(Some(
+        Decision::answer(vec![payload], Outcome::Agent(Box::new(s.view.clone())))
+            .with_transfers(vec![request]),
+    ))
 }
 
 /// An approved EXTERNAL payment to an address: ask for its transfer; the

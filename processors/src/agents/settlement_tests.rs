@@ -53,6 +53,22 @@ fn result(r: &st::SettlementRequest, confirmed: bool) -> CommandPayload {
     })
 }
 
+fn create_agent(initial_balance: Decimal, settle_on_chain: bool) -> CommandPayload {
+    CommandPayload::CreateAgent(CreateAgent {
+        name: "a".into(),
+        description: String::new(),
+        wallet_address: None,
+        currency: "USDC".into(),
+        daily_limit: None,
+        transaction_limit: None,
+        require_approval_for_all: false,
+        require_approval_above_amount: None,
+        tags: vec![],
+        initial_balance,
+        settle_on_chain,
+    })
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Deposit(i64),
@@ -93,12 +109,7 @@ proptest! {
             }
             Ok(applied)
         };
-        let create = CommandPayload::CreateAgent(CreateAgent {
-            name: "a".into(), description: String::new(), wallet_address: None, currency: "USDC".into(),
-            daily_limit: None, transaction_limit: None, require_approval_for_all: false,
-            require_approval_above_amount: None, tags: vec![], initial_balance: Decimal::new(20, 0),
-            settle_on_chain: true,
-        });
+        let create = create_agent(Decimal::new(20, 0), true);
         let mut requests = step(&mut state, create, &mut ledger)?.settlements;
         prop_assert_eq!(requests.len(), 2); // faucet gas + tokens
         let mut applied_results: HashMap<Uuid, bool> = HashMap::new();
@@ -147,19 +158,7 @@ proptest! {
 fn withdrawals_to_bad_addresses_are_refused_without_effect() {
     let (agent, user) = (Uuid::new_v4(), Uuid::new_v4());
     let mut state = None;
-    let create = CommandPayload::CreateAgent(CreateAgent {
-        name: "a".into(),
-        description: String::new(),
-        wallet_address: None,
-        currency: "USDC".into(),
-        daily_limit: None,
-        transaction_limit: None,
-        require_approval_for_all: false,
-        require_approval_above_amount: None,
-        tags: vec![],
-        initial_balance: Decimal::new(5, 0),
-        settle_on_chain: false,
-    });
+    let create = create_agent(Decimal::new(5, 0), false);
     let created = apply(
         &mut state,
         &command(Uuid::from_u128(1), agent, user, create),
