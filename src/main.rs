@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use connectors::kafka::KafkaConfig;
 use gateway::{GatewayConfig, ProcessorHealth, ProcessorProbe};
+use processors::agents::AgentMachine;
 use processors::runtime::{Assignment, ProcessorConfig, ProcessorStatus};
 use schemas::interest::RateSchedule;
 use schemas::topics::Topics;
@@ -223,7 +224,6 @@ impl Common {
             topics: self.topics(),
             group_id: format!("{}agentbank-processors", self.topic_prefix),
             assignment,
-            interest_rates: self.interest_rates.clone(),
         })
     }
 
@@ -381,13 +381,14 @@ async fn main() -> anyhow::Result<()> {
         Role::Processor => {
             serve_metrics(common.metrics_addr).await?;
             let config = common.processor()?;
+            let machine = Arc::new(AgentMachine::new(common.interest_rates.clone()));
             let status = Arc::new(ProcessorStatus::default());
             // One ticking instance is enough; in group mode every member ticks
             // (a repeated tick accrues nothing twice).
             let ticks = common.instance_index == 0 || common.assignment == "group";
             tokio::join!(
                 supervise("processor", shutdown.clone(), |s| {
-                    processors::runtime::run(config.clone(), status.clone(), s)
+                    processors::runtime::run(config.clone(), machine.clone(), status.clone(), s)
                 }),
                 run_scheduler(&common, ticks, shutdown.clone()),
             );
@@ -435,10 +436,12 @@ async fn main() -> anyhow::Result<()> {
                 }
             });
             let processor_config = common.processor()?;
+            let machine = Arc::new(AgentMachine::new(common.interest_rates.clone()));
             let gateway_config = common.gateway(&http);
             tokio::join!(
                 supervise("processor", shutdown.clone(), |s| processors::runtime::run(
                     processor_config.clone(),
+                    machine.clone(),
                     status.clone(),
                     s
                 )),

@@ -1,31 +1,33 @@
 //! Replay: the agent processors' state is a pure function of the commands
-//! topic. Every command (gateway commands, saga steps, interest ticks) is
-//! read back from offset zero and applied to empty state with the same state
-//! machine and rate history; the positions and balances that come out equal,
-//! to the unit, what the running system recorded in its read model.
+//! topic. Every record (gateway commands, packed saga steps, interest ticks)
+//! is read back from offset zero and planned into empty state by the
+//! runtime's own pure planner with the same machine and rate history; the
+//! positions and balances that come out equal, to the unit, what the running
+//! system recorded in its read model.
 
 mod common;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use common::Deployment;
-use processors::agents::{self, AgentState, Position};
+use processors::agents::{AgentMachine, AgentState};
+use processors::runtime::checkpoint::Epoch;
+use processors::runtime::plan::{plan, Input, Shard};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use rust_decimal::Decimal;
 use schemas::interest::RateSchedule;
-use schemas::{Command, CommandPayload};
 use serde_json::json;
 use uuid::Uuid;
 
 const DAY_MS: i64 = 86_400_000;
 const RATES: &str = "4.5,2025-01-01T00:00:00Z=5";
 
-/// Every command of `topic`, per partition in offset order.
-fn read_all(bootstrap: &str, topic: &str) -> Vec<(i32, i64, Command)> {
+/// Every record of `topic`, per partition in offset order.
+fn read_all(bootstrap: &str, topic: &str) -> Vec<(i32, i64, Vec<u8>)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "savings-replay")
@@ -54,9 +56,7 @@ fn read_all(bootstrap: &str, topic: &str) -> Vec<(i32, i64, Command)> {
             );
             if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
                 next = m.offset() + 1;
-                if let Ok(c) = Command::decode(m.payload().unwrap_or_default()) {
-                    out.push((p, m.offset(), c));
-                }
+                out.push((p, m.offset(), m.payload().unwrap_or_default().to_vec()));
             }
         }
     }
@@ -141,31 +141,27 @@ async fn replaying_the_commands_topic_rebuilds_positions_to_the_unit() {
 
     // Replay every command from offset zero into empty state.
     let rates = RateSchedule::parse(RATES).unwrap();
-    let mut states: HashMap<Uuid, Option<AgentState>> = HashMap::new();
-    // Where each agent lives: the partition its commands arrive on.
-    let mut home: HashMap<Uuid, i32> = HashMap::new();
-    for (partition, offset, cmd) in read_all(&d.bootstrap, &d.topics().commands) {
-        let at = Position { partition, offset };
-        let id = |i| schemas::ids::derived("replay", partition, offset, i);
-        if let CommandPayload::AccrueInterest(_) = cmd.payload {
-            // A tick reaches every agent on its partition.
-            for (agent, state) in states.iter_mut() {
-                let here = home.get(agent) == Some(&partition);
-                if here && state.as_ref().is_some_and(|s| !s.savings.is_empty()) {
-                    agents::apply(state, &cmd, at, &rates, id);
-                }
-            }
-        } else {
-            home.insert(cmd.agent_id, partition);
-            agents::apply(
-                states.entry(cmd.agent_id).or_insert(None),
-                &cmd,
-                at,
-                &rates,
-                id,
-            );
-        }
+    let records = read_all(&d.bootstrap, &d.topics().commands);
+    let epoch = Epoch {
+        number: 0,
+        nonce: 0,
+    };
+    let mut shards: BTreeMap<i32, Shard<AgentState>> = BTreeMap::new();
+    for (p, _, _) in &records {
+        shards
+            .entry(*p)
+            .or_insert_with(|| Shard::new(epoch, 0, HashMap::new()));
     }
+    let inputs = records.iter().map(|(partition, offset, payload)| Input {
+        partition: *partition,
+        offset: *offset,
+        payload,
+    });
+    plan(&AgentMachine::new(rates), "replay", &mut shards, inputs);
+    let states: HashMap<Uuid, Option<AgentState>> = shards
+        .into_values()
+        .flat_map(|s| s.states.into_iter().map(|(k, (state, _))| (k, state)))
+        .collect();
 
     let rows: Vec<(Uuid, Uuid, String, Decimal, Decimal, i64, Decimal)> = sqlx::query_as(
         "SELECT id, agent_id, status, principal, rate_ms, accrued_to, interest_posted FROM savings",

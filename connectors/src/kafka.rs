@@ -103,6 +103,15 @@ impl KafkaConfig {
         Ok(self.ungrouped().create()?)
     }
 
+    /// An async consumer outside any group that polls slowly: for watching
+    /// a topic where a late answer is fine (the processor's fence: safety
+    /// comes from epochs, not from noticing a claim quickly). Tansu holds a
+    /// fetch for the whole wait, so a long wait costs the broker polls, not
+    /// latency that matters.
+    pub fn watcher(&self) -> Result<StreamConsumer, ConnectorError> {
+        Ok(self.ungrouped().set("fetch.wait.max.ms", "500").create()?)
+    }
+
     /// A blocking consumer for reading a partition start to end (restores).
     pub fn reader(&self) -> Result<BaseConsumer, ConnectorError> {
         Ok(self.ungrouped().create()?)

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
+use crate::cache::KeyCache;
 use crate::error::ApiError;
 use crate::rate_limit::BudgetSlot;
 use crate::AppState;
@@ -94,22 +95,30 @@ pub async fn hash_password(password: String) -> Result<String, ApiError> {
     .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
-/// Verifies an `x-api-key` value against the `api_keys` table: the key id
-/// finds the row, the secret's SHA-256 is compared in constant time (also
-/// when the id is unknown, so timing says nothing). Returns the key id (the
-/// rate-limit key) and who is calling.
+/// Verifies an `x-api-key` value: the key id finds the key (in the cache of
+/// recently verified keys, else the `api_keys` table), the secret's SHA-256
+/// is compared in constant time (also when the id is unknown, so timing says
+/// nothing). Returns the key id (the rate-limit key) and who is calling.
 pub async fn verify_key(
     pool: &sqlx::PgPool,
+    keys: &KeyCache,
     header: Option<&str>,
 ) -> Result<(String, Caller), ApiError> {
     let invalid = || ApiError::Unauthorized("Invalid or missing API key".into());
     let (key_id, secret) = parse_key(header.ok_or_else(invalid)?.trim()).ok_or_else(invalid)?;
-    let row: Option<(Vec<u8>, Uuid, Option<Uuid>)> =
-        sqlx::query_as("SELECT secret_sha256, user_id, agent_id FROM api_keys WHERE key_id = $1")
+    let cached = keys.get(key_id);
+    let (stored, user_id, agent_id) = match &cached {
+        Some((digest, caller)) => (digest.clone(), caller.user_id, caller.agent_id),
+        None => {
+            let row: Option<(Vec<u8>, Uuid, Option<Uuid>)> = sqlx::query_as(
+                "SELECT secret_sha256, user_id, agent_id FROM api_keys WHERE key_id = $1",
+            )
             .bind(key_id)
             .fetch_optional(pool)
             .await?;
-    let (stored, user_id, agent_id) = row.unwrap_or((vec![0u8; 32], Uuid::nil(), None));
+            row.unwrap_or((vec![0u8; 32], Uuid::nil(), None))
+        }
+    };
     let matches: bool = stored
         .as_slice()
         .ct_eq(Sha256::digest(&secret).as_slice())
@@ -117,7 +126,11 @@ pub async fn verify_key(
     if !matches || user_id.is_nil() {
         return Err(invalid());
     }
-    Ok((key_id.to_string(), Caller { user_id, agent_id }))
+    let caller = Caller { user_id, agent_id };
+    if cached.is_none() {
+        keys.put(key_id, stored, caller);
+    }
+    Ok((key_id.to_string(), caller))
 }
 
 /// Creates a user and its first API key in one transaction; an email already
@@ -161,7 +174,7 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let header = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok());
-        let (key_id, caller) = verify_key(&state.pool, header).await?;
+        let (key_id, caller) = verify_key(&state.pool, &state.caches.keys, header).await?;
         let checked = state.limits.check(&key_id);
         if let Some(slot) = parts.extensions.get::<BudgetSlot>() {
             let budget = match &checked {

@@ -1,7 +1,13 @@
-//! Writes: a command goes to `agentbank.commands` keyed by its agent, and the
-//! handler waits for the processor's reply (matched by correlation id on
-//! `agentbank.replies`), then for the sink to pass the reply's events, so the
-//! client's next read sees its write.
+//! Writes: a command goes to `agentbank.commands` on its agent's partition,
+//! and the handler waits for the processor's reply (matched by correlation id
+//! on `agentbank.replies`), then for the sink to pass the reply's events, so
+//! the client's next read sees its write.
+//!
+//! Group commit: one [`Batcher`] per commands partition keeps at most one
+//! produce in flight. An idle gateway sends a command at once (no linger);
+//! under load, commands arriving while a produce is in flight wait for it and
+//! then leave together, packed into one record ([`schemas::packed`]) — the
+//! broker's cost is per record and per request, not per byte.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,7 +17,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use connectors::kafka::{produce_all, KafkaConfig, Outgoing};
 use connectors::postgres_sink::watermark::Watermarks;
@@ -23,14 +29,64 @@ use crate::error::ApiError;
 
 /// Most writes waiting for a reply at once per gateway; beyond it, 503.
 pub const IN_FLIGHT_MAX: usize = 10_000;
+/// Most commands one produce carries (they may span several records).
+pub const GROUP_MAX: usize = 2_000;
+
+/// A command for a batcher, with whom to tell once it is durable.
+type Queued = (Vec<u8>, String, oneshot::Sender<bool>);
+
+/// Sends one commands partition's commands, packed, one produce at a time.
+struct Batcher {
+    producer: FutureProducer,
+    topic: String,
+    partition: i32,
+    queue: mpsc::UnboundedReceiver<Queued>,
+}
+
+impl Batcher {
+    async fn run(mut self) {
+        while let Some(first) = self.queue.recv().await {
+            let mut group = vec![first];
+            while group.len() < GROUP_MAX {
+                match self.queue.try_recv() {
+                    Ok(next) => group.push(next),
+                    Err(_) => break,
+                }
+            }
+            let items: Vec<&[u8]> = group.iter().map(|(bytes, _, _)| bytes.as_slice()).collect();
+            let records: Vec<Outgoing> = schemas::packed::pack(&items)
+                .into_iter()
+                .map(|payload| Outgoing {
+                    topic: self.topic.clone(),
+                    // The first command's key: it hashes to this partition.
+                    key: group[0].1.clone(),
+                    payload: Some(payload),
+                    partition: Some(self.partition),
+                })
+                .collect();
+            metrics::histogram!("agentbank_gateway_commands_per_produce")
+                .record(group.len() as f64);
+            let ok = match produce_all(&self.producer, &records).await {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::warn!(partition = self.partition, error = %e, "command produce failed");
+                    false
+                }
+            };
+            for (_, _, done) in group {
+                let _ = done.send(ok);
+            }
+        }
+    }
+}
 
 type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<Reply>>>>;
 
 /// Sends commands and routes their replies back to the waiting request.
 #[derive(Clone)]
 pub struct CommandBus {
-    producer: FutureProducer,
-    topics: Topics,
+    /// One queue per commands partition (index = partition).
+    batchers: Arc<Vec<mpsc::UnboundedSender<Queued>>>,
     waiters: Waiters,
     watermarks: Watermarks,
     reply_timeout: Duration,
@@ -65,18 +121,23 @@ impl CommandBus {
         tokio::spawn(async move {
             loop {
                 match consumer.recv().await {
-                    Ok(m) => match Reply::decode(m.payload().unwrap_or_default()) {
-                        Ok(reply) => {
-                            let waiter = routed
-                                .lock()
-                                .expect("waiters")
-                                .remove(&reply.correlation_id);
-                            if let Some(tx) = waiter {
-                                let _ = tx.send(reply);
+                    Ok(m) => {
+                        // A processor packs a batch's replies for one partition.
+                        for reply in Reply::decode_all(m.payload().unwrap_or_default()) {
+                            match reply {
+                                Ok(reply) => {
+                                    let waiter = routed
+                                        .lock()
+                                        .expect("waiters")
+                                        .remove(&reply.correlation_id);
+                                    if let Some(tx) = waiter {
+                                        let _ = tx.send(reply);
+                                    }
+                                }
+                                Err(e) => tracing::warn!(error = %e, "undecodable reply"),
                             }
                         }
-                        Err(e) => tracing::warn!(error = %e, "undecodable reply"),
-                    },
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "reply consumer error");
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -84,9 +145,23 @@ impl CommandBus {
                 }
             }
         });
+        let producer = kafka.producer()?;
+        let partitions = kafka.partition_count(&topics.commands)?;
+        let batchers = (0..partitions)
+            .map(|partition| {
+                let (tx, queue) = mpsc::unbounded_channel();
+                let batcher = Batcher {
+                    producer: producer.clone(),
+                    topic: topics.commands.clone(),
+                    partition,
+                    queue,
+                };
+                tokio::spawn(batcher.run());
+                tx
+            })
+            .collect();
         Ok(CommandBus {
-            producer: kafka.producer()?,
-            topics,
+            batchers: Arc::new(batchers),
             waiters,
             watermarks,
             reply_timeout,
@@ -108,19 +183,18 @@ impl CommandBus {
             }
             waiters.insert(correlation_id.clone(), tx);
         }
-        let record = Outgoing {
-            topic: self.topics.commands.clone(),
-            key: command.agent_id.to_string(),
-            payload: Some(
-                command
-                    .encode()
-                    .map_err(|e| ApiError::Internal(e.to_string()))?,
-            ),
-            partition: None,
-        };
-        let sent =
-            tokio::time::timeout(self.reply_timeout, produce_all(&self.producer, &[record])).await;
-        if !matches!(sent, Ok(Ok(_))) {
+        let key = command.agent_id.to_string();
+        let partitions = self.batchers.len() as i32;
+        let partition = schemas::topics::partition_for(key.as_bytes(), partitions);
+        let bytes = command
+            .encode()
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let (done, durable) = oneshot::channel();
+        let queued = self.batchers[partition as usize]
+            .send((bytes, key, done))
+            .is_ok();
+        let sent = tokio::time::timeout(self.reply_timeout, durable).await;
+        if !queued || !matches!(sent, Ok(Ok(true))) {
             self.waiters
                 .lock()
                 .expect("waiters")

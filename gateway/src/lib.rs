@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod cache;
 pub mod chain;
 pub mod commands;
 pub mod error;
@@ -83,6 +84,8 @@ pub struct AppState {
     pub limits: Arc<rate_limit::RateLimits>,
     pub feed: Arc<feed::Feed>,
     pub chain: Option<Arc<chain::ChainAccess>>,
+    /// Verified keys and agents' owners: no Postgres reads on the write path.
+    pub caches: Arc<cache::Caches>,
 }
 
 /// The API routes, without prefix.
@@ -205,6 +208,7 @@ pub async fn serve(
         metrics,
         processor_probe,
         limits,
+        caches: Arc::default(),
     };
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move {

@@ -33,10 +33,11 @@ pub const COMMAND_AVSC: &str = include_str!("../avro/command.avsc");
 /// The event envelope schema, as published.
 pub const EVENT_AVSC: &str = include_str!("../avro/event.avsc");
 /// Earlier versions, oldest first; records written with them still decode.
-pub const COMMAND_HISTORY: [&str; 3] = [
+pub const COMMAND_HISTORY: [&str; 4] = [
     include_str!("../avro/history/command.v1.avsc"),
     include_str!("../avro/history/command.v2.avsc"),
     include_str!("../avro/history/command.v3.avsc"),
+    include_str!("../avro/history/command.v4.avsc"),
 ];
 pub const EVENT_HISTORY: [&str; 3] = [
     include_str!("../avro/history/event.v1.avsc"),
@@ -504,6 +505,7 @@ mod tests {
                 payment: payment(Some(12)),
                 origin_partition: 3,
                 origin_offset: 1 << 40,
+                origin_sub: 3,
             }),
             CommandPayload::SettlePayment(SettlePayment {
                 payment_id: "p".into(),

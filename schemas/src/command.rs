@@ -20,6 +20,18 @@ pub struct Command {
     pub payload: CommandPayload,
 }
 
+impl Command {
+    /// Every command of one record of the commands topic, in order: a packed
+    /// record's items ([`crate::packed`]) or a single command. One item that
+    /// does not decode is an error in its place; its neighbours still decode.
+    pub fn decode_all(record: &[u8]) -> Vec<Result<Command, crate::SchemaError>> {
+        crate::packed::unpack(record)
+            .into_iter()
+            .map(|item| item.and_then(Command::decode))
+            .collect()
+    }
+}
+
 /// What a command asks for. The order of variants is the Avro union's order:
 /// append only.
 #[derive(Debug, Clone, PartialEq)]
@@ -163,6 +175,9 @@ pub struct CreditPayment {
     pub payment: Payment,
     pub origin_partition: i32,
     pub origin_offset: i64,
+    /// The origin's item index within a packed record (0 when unpacked).
+    #[serde(default)]
+    pub origin_sub: i32,
 }
 
 /// Saga step keyed by the sender: the receiver credited (`credited`) or could

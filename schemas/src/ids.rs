@@ -84,6 +84,32 @@ pub fn derived_for(topic: &str, partition: i32, offset: i64, agent: Uuid, index:
     Uuid::new_v5(&DERIVED_NAMESPACE, name.as_bytes())
 }
 
+/// Deterministic id of an output of item `sub` of a packed record, optionally
+/// for one `key` it fans out to. Item 0 names its outputs as a single-command
+/// record at that offset would ([`derived`], [`derived_for`]), so ids do not
+/// change with packing of a one-item record.
+pub fn derived_at(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    sub: u32,
+    key: Option<Uuid>,
+    index: u32,
+) -> Uuid {
+    match (sub, key) {
+        (0, None) => derived(topic, partition, offset, index),
+        (0, Some(k)) => derived_for(topic, partition, offset, k, index),
+        (_, None) => {
+            let name = format!("{topic}/{partition}/{offset}.{sub}/{index}");
+            Uuid::new_v5(&DERIVED_NAMESPACE, name.as_bytes())
+        }
+        (_, Some(k)) => {
+            let name = format!("{topic}/{partition}/{offset}.{sub}/{k}/{index}");
+            Uuid::new_v5(&DERIVED_NAMESPACE, name.as_bytes())
+        }
+    }
+}
+
 /// Deterministic id from a user-chosen key (e.g. an `Idempotency-Key` header),
 /// scoped to the user so two users' keys never collide.
 pub fn from_idempotency_key(user_id: Uuid, route: &str, key: &str) -> Uuid {
@@ -115,5 +141,16 @@ mod tests {
         assert_eq!(derived("t", 1, 2, 0), derived("t", 1, 2, 0));
         assert_ne!(derived("t", 1, 2, 0), derived("t", 1, 2, 1));
         assert_ne!(derived("t", 1, 2, 0), derived("t", 1, 3, 0));
+        assert_eq!(derived_at("t", 1, 2, 0, None, 3), derived("t", 1, 2, 3));
+        let k = Uuid::from_u128(9);
+        assert_eq!(
+            derived_at("t", 1, 2, 0, Some(k), 3),
+            derived_for("t", 1, 2, k, 3)
+        );
+        assert_ne!(derived_at("t", 1, 2, 1, None, 3), derived("t", 1, 2, 3));
+        assert_ne!(
+            derived_at("t", 1, 2, 1, None, 0),
+            derived_at("t", 1, 2, 2, None, 0)
+        );
     }
 }

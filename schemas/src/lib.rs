@@ -16,6 +16,7 @@ pub mod event;
 pub mod ids;
 pub mod interest;
 pub mod money;
+pub mod packed;
 pub mod payment;
 pub mod reply;
 pub mod settlement;

@@ -75,6 +75,15 @@ impl Reply {
     pub fn decode(bytes: &[u8]) -> Result<Self, crate::SchemaError> {
         Ok(serde_json::from_slice(bytes)?)
     }
+
+    /// Every reply of one record of the replies topic: a packed record's
+    /// items ([`crate::packed`]) or a single reply.
+    pub fn decode_all(record: &[u8]) -> Vec<Result<Self, crate::SchemaError>> {
+        crate::packed::unpack(record)
+            .into_iter()
+            .map(|item| item.and_then(Reply::decode))
+            .collect()
+    }
 }
 
 /// A correlation id naming the replies partition its gateway reads:

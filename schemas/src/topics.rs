@@ -49,6 +49,46 @@ impl Topics {
     }
 }
 
+/// The partition a keyed record lands on with `partitions` partitions: Kafka's
+/// default partitioner (Java's `murmur2`, also librdkafka's `murmur2_random`
+/// for non-empty keys, which our producers set). The pipeline computes it
+/// itself to pack records per partition; it must agree with the producers'
+/// (`tests/partitioner.rs` checks against librdkafka).
+pub fn partition_for(key: &[u8], partitions: i32) -> i32 {
+    ((murmur2(key) & 0x7fff_ffff) % partitions.max(1) as u32) as i32
+}
+
+/// Kafka's murmur2 (seed 0x9747b28c), as in `org.apache.kafka.common.utils.Utils`.
+fn murmur2(data: &[u8]) -> u32 {
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+    let mut h: u32 = 0x9747_b28c ^ data.len() as u32;
+    let mut chunks = data.chunks_exact(4);
+    for chunk in &mut chunks {
+        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let tail = chunks.remainder();
+    if tail.len() == 3 {
+        h ^= (tail[2] as u32) << 16;
+    }
+    if tail.len() >= 2 {
+        h ^= (tail[1] as u32) << 8;
+    }
+    if !tail.is_empty() {
+        h ^= tail[0] as u32;
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h
+}
+
 impl Default for Topics {
     fn default() -> Self {
         Topics::with_prefix("")
@@ -67,5 +107,30 @@ mod tests {
             .iter()
             .all(|(name, _)| name.starts_with("t1.agentbank.")));
         assert_eq!(Topics::default().commands, "agentbank.commands");
+    }
+
+    #[test]
+    fn murmur2_matches_kafkas_test_vectors() {
+        // org.apache.kafka.common.utils.UtilsTest#testMurmur2
+        let cases: [(&[u8], i32); 6] = [
+            (b"21", -973_932_308),
+            (b"foobar", -790_332_482),
+            (b"a-little-bit-long-string", -985_981_536),
+            (b"a-little-bit-longer-string", -1_486_304_829),
+            (
+                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58_897_971,
+            ),
+            (b"abc", 479_470_107),
+        ];
+        for (key, expected) in cases {
+            assert_eq!(
+                murmur2(key) as i32,
+                expected,
+                "{}",
+                String::from_utf8_lossy(key)
+            );
+        }
+        assert!((0..1000).all(|i| (0..4).contains(&partition_for(format!("{i}").as_bytes(), 4))));
     }
 }

@@ -217,6 +217,7 @@ pub async fn create(
                 .bind(&key.key_id)
                 .execute(&state.pool)
                 .await?;
+            state.caches.keys.forget(&key.key_id);
             return Err(match other {
                 Ok(outcome) => unexpected(outcome),
                 Err(e) => e,

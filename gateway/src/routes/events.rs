@@ -75,7 +75,7 @@ async fn next_json(socket: &mut WebSocket) -> Option<Result<Value, String>> {
 async fn session(state: AppState, mut socket: WebSocket) {
     let user = match tokio::time::timeout(AUTH_WITHIN, next_json(&mut socket)).await {
         Ok(Some(Ok(m))) if m["type"] == "auth" => {
-            match verify_key(&state.pool, m["token"].as_str()).await {
+            match verify_key(&state.pool, &state.caches.keys, m["token"].as_str()).await {
                 Ok((_, caller)) => caller.user_id,
                 Err(_) => return close(socket, 4001, "invalid token").await,
             }

@@ -96,12 +96,17 @@ fn agent_id(text: &str, missing: &str) -> Result<Uuid, ApiError> {
 
 /// The owner of an agent, from the read model.
 async fn agent_owner(state: &AppState, agent: Uuid) -> Result<Option<Uuid>, ApiError> {
-    Ok(
-        sqlx::query_scalar("SELECT user_id FROM agents WHERE id = $1")
-            .bind(agent)
-            .fetch_optional(&state.pool)
-            .await?,
-    )
+    if let Some(owner) = state.caches.owners.get(agent) {
+        return Ok(Some(owner));
+    }
+    let owner: Option<Uuid> = sqlx::query_scalar("SELECT user_id FROM agents WHERE id = $1")
+        .bind(agent)
+        .fetch_optional(&state.pool)
+        .await?;
+    if let Some(owner) = owner {
+        state.caches.owners.put(agent, owner);
+    }
+    Ok(owner)
 }
 
 /// The payment a finished command names, read back (a retried command whose

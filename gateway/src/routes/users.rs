@@ -122,6 +122,7 @@ async fn delete_user(state: &AppState, user_id: Uuid) {
         tx.commit().await
     }
     .await;
+    state.caches.keys.forget_user(user_id);
     if let Err(e) = result {
         tracing::error!(error = %e, %user_id, "could not undo a sign-up without bonus");
     }

@@ -17,6 +17,7 @@ use schemas::payment::Payment;
 use schemas::reply::{AgentView, Outcome, RejectCode};
 use schemas::{Command, CommandPayload, Event, EventPayload};
 
+pub mod machine;
 #[cfg(test)]
 mod payment_tests;
 pub mod payments;
@@ -25,17 +26,12 @@ pub mod savings;
 mod savings_tests;
 pub mod settlement;
 #[cfg(test)]
-mod settlement_tests;
+pub(crate) mod settlement_tests;
 #[cfg(test)]
 mod tests;
 
-/// Where a command sits on the commands topic. Saga commands an input emits
-/// carry it as their origin, which is how receivers apply each one once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Position {
-    pub partition: i32,
-    pub offset: i64,
-}
+pub use crate::runtime::machine::Position;
+pub use machine::AgentMachine;
 
 /// Output ids at or above this index name saga commands, below it events.
 pub const SAGA_ID_BASE: u32 = 1 << 16;
@@ -72,10 +68,10 @@ pub struct AgentState {
     /// Approved payment amounts on `spent_day`, for the daily limit.
     #[serde(default, with = "rust_decimal::serde::str")]
     pub spent_today: Decimal,
-    /// Per origin partition, the highest origin offset of a saga command this
-    /// agent applied: a replayed saga command is at or below it.
-    #[serde(default)]
-    pub saga_seen: BTreeMap<i32, i64>,
+    /// Per origin partition, the highest origin position of a saga command
+    /// this agent applied: a replayed saga command is at or below it.
+    #[serde(default, deserialize_with = "saga_seen_compat")]
+    pub saga_seen: BTreeMap<i32, Origin>,
     /// Active savings positions (completed ones leave; the read model keeps them).
     #[serde(default)]
     pub savings: BTreeMap<Uuid, schemas::event::SavingsPosition>,
@@ -84,6 +80,35 @@ pub struct AgentState {
     /// entry here). Bounded by [`settlement::SETTLING_MAX`].
     #[serde(default)]
     pub settling: BTreeMap<Uuid, settlement::Settling>,
+}
+
+/// Where a saga command's origin sits in its partition: the record's offset
+/// and the item within a packed record (origins are applied in this order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Origin {
+    pub offset: i64,
+    #[serde(default)]
+    pub sub: i32,
+}
+
+/// Reads `saga_seen` of any checkpoint format: before packed records it held
+/// a bare offset per partition.
+fn saga_seen_compat<'de, D>(d: D) -> Result<BTreeMap<i32, Origin>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    // Via `Value`, not `#[serde(untagged)]`, for the reason `recent_compat` gives.
+    let entries = BTreeMap::<i32, serde_json::Value>::deserialize(d)?;
+    entries
+        .into_iter()
+        .map(|(p, v)| {
+            let origin = match v.as_i64() {
+                Some(offset) => Origin { offset, sub: 0 },
+                None => serde_json::from_value(v).map_err(serde::de::Error::custom)?,
+            };
+            Ok((p, origin))
+        })
+        .collect()
 }
 
 /// Reads the dedupe window of any checkpoint format written so far:

@@ -111,6 +111,7 @@ impl World {
         let at = Position {
             partition: p,
             offset: *offset,
+            sub: 0,
         };
         *offset += 1;
         let state = self.states.entry(cmd.agent_id).or_insert(None);
@@ -326,6 +327,7 @@ fn documented_lifecycles() {
         let at = Position {
             partition: 0,
             offset,
+            sub: 0,
         };
         apply(states.entry(cmd.agent_id).or_insert(None), cmd, at, |i| {
             Uuid::from_u128(((offset as u128) << 20) | i as u128)

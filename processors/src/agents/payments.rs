@@ -114,6 +114,7 @@ fn start_credit(
         payment: payment.clone(),
         origin_partition: at.partition,
         origin_offset: at.offset,
+        origin_sub: at.sub as i32,
     });
     Decision {
         payloads: vec![event],
@@ -323,13 +324,17 @@ pub(super) fn credit(state: Option<&mut AgentState>, c: &CreditPayment) -> Decid
     let Some(s) = state else {
         return refuse(RECEIVER_NOT_FOUND);
     };
+    let origin = super::Origin {
+        offset: c.origin_offset,
+        sub: c.origin_sub,
+    };
     if s.saga_seen
         .get(&c.origin_partition)
-        .is_some_and(|seen| c.origin_offset <= *seen)
+        .is_some_and(|seen| origin <= *seen)
     {
         return Ok(None);
     }
-    s.saga_seen.insert(c.origin_partition, c.origin_offset);
+    s.saga_seen.insert(c.origin_partition, origin);
     if payment.currency != s.view.currency {
         return refuse("Receiver agent holds another currency");
     }

@@ -67,6 +67,7 @@ impl Vault {
         let at = Position {
             partition: 0,
             offset: self.offset,
+            sub: 0,
         };
         let offset = self.offset;
         let applied = apply(&mut self.state, &cmd, at, &self.rates, |i| {

@@ -53,7 +53,8 @@ fn result(r: &st::SettlementRequest, confirmed: bool) -> CommandPayload {
     })
 }
 
-fn create_agent(initial_balance: Decimal, settle_on_chain: bool) -> CommandPayload {
+/// A plain USDC agent with no spending rules (shared with the runtime's tests).
+pub(crate) fn create_agent(initial_balance: Decimal, settle_on_chain: bool) -> CommandPayload {
     CommandPayload::CreateAgent(CreateAgent {
         name: "a".into(),
         description: String::new(),
@@ -98,7 +99,7 @@ proptest! {
         let mut step = |state: &mut Option<AgentState>, payload: CommandPayload, ledger: &mut HashMap<String, Decimal>| {
             seq += 1;
             let applied = apply(state, &command(Uuid::from_u128(seq as u128), agent, user, payload),
-                Position { partition: 0, offset: seq as i64 }, |i| Uuid::from_u128(((seq as u128) << 32) | i as u128));
+                Position { partition: 0, offset: seq as i64, sub: 0 }, |i| Uuid::from_u128(((seq as u128) << 32) | i as u128));
             for e in &applied.events {
                 if let Some(j) = e.payload.journal() {
                     prop_assert!(j.is_balanced());
@@ -165,6 +166,7 @@ fn withdrawals_to_bad_addresses_are_refused_without_effect() {
         Position {
             partition: 0,
             offset: 1,
+            sub: 0,
         },
         |i| Uuid::from_u128(100 + i as u128),
     );
@@ -181,6 +183,7 @@ fn withdrawals_to_bad_addresses_are_refused_without_effect() {
         Position {
             partition: 0,
             offset: 2,
+            sub: 0,
         },
         |i| Uuid::from_u128(200 + i as u128),
     );

@@ -67,6 +67,7 @@ fn at(seed: u32) -> Position {
     Position {
         partition: 0,
         offset: seed as i64,
+        sub: 0,
     }
 }
 

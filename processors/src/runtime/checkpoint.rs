@@ -1,13 +1,14 @@
 //! Checkpoints on the compacted changelog (`agentbank.state`), and restoring
-//! them. Pure: [`restore`] takes the records of one changelog partition in
-//! log order and rebuilds the partition's state; the runtime does the I/O.
+//! them, for any machine's state. Pure: [`restore`] takes the records of one
+//! changelog partition in log order and rebuilds the partition's states; the
+//! runtime does the I/O.
 //!
 //! The protocol, and why it is safe without broker transactions:
-//! - Every agent record carries the input offset it reflects (`last_offset`);
-//!   replay skips a command whose offset an agent already reflects.
-//! - A *marker* (`next_offset`) is written only after the agent records of its
+//! - Every key's record carries the input offset it reflects (`last_offset`);
+//!   replay skips a command whose offset a key already reflects.
+//! - A *marker* (`next_offset`) is written only after the key records of its
 //!   batch were acknowledged, so every command below a marker is reflected in
-//!   some agent record. Replay starts at the highest marker.
+//!   some key record. Replay starts at the highest marker.
 //! - Each owner of a partition writes under its own *epoch* (a key suffix), so
 //!   records of a stale owner never replace a newer owner's under compaction.
 //!   Because processing is deterministic, a stale owner's records are still
@@ -19,21 +20,26 @@
 
 use std::collections::HashMap;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::agents::AgentState;
+use super::plan::Reflects;
 use crate::ProcessorError;
 
-/// Key prefix of markers; agent keys start with a UUID, so they never clash.
+/// Key prefix of markers; state keys start with a UUID, so they never clash.
 pub const MARKER_PREFIX: &str = "__checkpoint__";
 
-/// One agent's state as of `last_offset` on the commands partition.
+/// One key's state as of item `last_sub` of record `last_offset` on the
+/// commands partition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AgentRecord {
+pub struct StateRecord<S> {
     pub epoch: u64,
     pub last_offset: i64,
-    pub state: AgentState,
+    /// The item within a packed record (absent before packing: 0).
+    #[serde(default)]
+    pub last_sub: u32,
+    pub state: S,
 }
 
 /// Everything below `next_offset` on the commands partition is checkpointed.
@@ -52,8 +58,8 @@ pub struct Epoch {
 }
 
 impl Epoch {
-    pub fn agent_key(&self, agent: Uuid) -> String {
-        format!("{agent}@{}.{:08x}", self.number, self.nonce)
+    pub fn state_key(&self, key: Uuid) -> String {
+        format!("{key}@{}.{:08x}", self.number, self.nonce)
     }
 
     pub fn marker_key(&self) -> String {
@@ -84,11 +90,17 @@ fn epoch_of(key: &str) -> Option<u64> {
     suffix.split('.').next()?.parse().ok()
 }
 
+/// The machine key a state record's changelog key names.
+fn state_key_of(key: &str) -> Option<Uuid> {
+    let (id, _) = key.split_once('@')?;
+    Uuid::parse_str(id).ok()
+}
+
 /// A partition's state rebuilt from its changelog.
-#[derive(Debug, Default)]
-pub struct Restored {
-    /// Per agent: the state and the last input offset it reflects.
-    pub agents: HashMap<Uuid, (AgentState, i64)>,
+#[derive(Debug)]
+pub struct Restored<S> {
+    /// Per key: the state and the last input position it reflects.
+    pub states: HashMap<Uuid, (S, Reflects)>,
     /// The first commands offset not covered by a checkpoint.
     pub next_offset: i64,
     /// The highest epoch seen; a new owner takes a higher one.
@@ -96,8 +108,9 @@ pub struct Restored {
 }
 
 /// Rebuilds a partition from its changelog records, in log order.
-pub fn restore<I>(records: I) -> Result<Restored, ProcessorError>
+pub fn restore<S, I>(records: I) -> Result<Restored<S>, ProcessorError>
 where
+    S: DeserializeOwned,
     I: IntoIterator<Item = (String, Option<Vec<u8>>)>,
 {
     let mut latest: HashMap<String, Vec<u8>> = HashMap::new();
@@ -112,8 +125,9 @@ where
         };
     }
     let mut out = Restored {
+        states: HashMap::new(),
+        next_offset: 0,
         max_epoch,
-        ..Restored::default()
     };
     for (key, value) in &latest {
         if key.starts_with(MARKER_PREFIX) {
@@ -121,15 +135,14 @@ where
                 .map_err(|e| ProcessorError::Checkpoint(format!("marker {key}: {e}")))?;
             out.next_offset = out.next_offset.max(m.next_offset);
         } else {
-            let r: AgentRecord = serde_json::from_slice(value)
+            let r: StateRecord<S> = serde_json::from_slice(value)
                 .map_err(|e| ProcessorError::Checkpoint(format!("record {key}: {e}")))?;
-            let agent = r.state.view.agent_id;
-            let newer = out
-                .agents
-                .get(&agent)
-                .is_none_or(|(_, last)| r.last_offset > *last);
+            let id = state_key_of(key)
+                .ok_or_else(|| ProcessorError::Checkpoint(format!("record key {key}")))?;
+            let reflects = (r.last_offset, r.last_sub);
+            let newer = out.states.get(&id).is_none_or(|(_, last)| reflects > *last);
             if newer {
-                out.agents.insert(agent, (r.state, r.last_offset));
+                out.states.insert(id, (r.state, reflects));
             }
         }
     }
@@ -162,13 +175,14 @@ mod tests {
     }
 
     fn rec(epoch: Epoch, agent: Uuid, last: i64, balance: i64) -> (String, Option<Vec<u8>>) {
-        let r = AgentRecord {
+        let r = StateRecord {
             epoch: epoch.number,
             last_offset: last,
+            last_sub: 0,
             state: state(agent, balance),
         };
         (
-            epoch.agent_key(agent),
+            epoch.state_key(agent),
             Some(serde_json::to_vec(&r).unwrap()),
         )
     }
@@ -188,7 +202,7 @@ mod tests {
             nonce: 0xab,
         };
         assert_eq!(marker_owner(&e.marker_key()), Some(e));
-        assert_eq!(marker_owner(&e.agent_key(Uuid::nil())), None);
+        assert_eq!(marker_owner(&e.state_key(Uuid::nil())), None);
         assert!(e.superseded_by(Epoch {
             number: 4,
             nonce: 0
@@ -218,13 +232,13 @@ mod tests {
             ["0c0a3d5e-7b2a-4f5e-9a55-6a9d3c1b2a11",{{"Agent":{view}}}],
             ["0c0a3d5e-7b2a-4f5e-9a55-6a9d3c1b2a12",{{"Rejected":{{"code":"Invalid","message":"Invalid deposit amount"}}}}]]}}}}"#
         );
-        let r = restore(vec![(
+        let r: Restored<AgentState> = restore(vec![(
             format!("{agent}@1.ff4048a6"),
             Some(record.into_bytes()),
         )])
         .unwrap();
-        let (state, last) = &r.agents[&Uuid::parse_str(agent).unwrap()];
-        assert_eq!(*last, 3);
+        let (state, last) = &r.states[&Uuid::parse_str(agent).unwrap()];
+        assert_eq!(*last, (3, 0));
         assert_eq!(state.view.balance, Decimal::new(61, 1));
         assert_eq!(state.recent.len(), 2);
         assert_eq!(
@@ -235,8 +249,8 @@ mod tests {
 
     #[test]
     fn empty_changelog_starts_at_zero() {
-        let r = restore(vec![]).unwrap();
-        assert_eq!((r.next_offset, r.max_epoch, r.agents.len()), (0, 0, 0));
+        let r = restore::<AgentState, _>(vec![]).unwrap();
+        assert_eq!((r.next_offset, r.max_epoch, r.states.len()), (0, 0, 0));
     }
 
     #[test]
@@ -246,7 +260,7 @@ mod tests {
             nonce: 7,
         };
         let a = Uuid::from_u128(1);
-        let r = restore(vec![
+        let r: Restored<AgentState> = restore(vec![
             rec(e1, a, 3, 10),
             marker(e1, 4),
             rec(e1, a, 9, 20),
@@ -254,8 +268,8 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(r.next_offset, 10);
-        assert_eq!(r.agents[&a].1, 9);
-        assert_eq!(r.agents[&a].0.view.balance, Decimal::from(20));
+        assert_eq!(r.states[&a].1, (9, 0));
+        assert_eq!(r.states[&a].0.view.balance, Decimal::from(20));
     }
 
     #[test]
@@ -274,7 +288,7 @@ mod tests {
             },
         );
         let a = Uuid::from_u128(1);
-        let r = restore(vec![
+        let r: Restored<AgentState> = restore(vec![
             rec(ea, a, 5, 1),
             marker(eb, 6),
             rec(eb, a, 20, 3),
@@ -282,7 +296,7 @@ mod tests {
             rec(ea, a, 12, 2),
         ])
         .unwrap();
-        assert_eq!(r.agents[&a].1, 20);
+        assert_eq!(r.states[&a].1, (20, 0));
         assert_eq!(r.max_epoch, 2);
         assert_eq!(r.next_offset, 21);
     }
@@ -306,13 +320,13 @@ mod tests {
             rec(e2, a, 1, 1),
             marker(e2, 2),
         ];
-        log.push((e1.agent_key(a), None));
+        log.push((e1.state_key(a), None));
         log.push((e1.marker_key(), None));
         // A batch whose marker never made it: b's record counts, the marker stays at 2.
         log.push(rec(e2, b, 5, 9));
-        let r = restore(log).unwrap();
+        let r: Restored<AgentState> = restore(log).unwrap();
         assert_eq!(r.next_offset, 2);
-        assert_eq!(r.agents.len(), 2);
-        assert_eq!(r.agents[&b].1, 5);
+        assert_eq!(r.states.len(), 2);
+        assert_eq!(r.states[&b].1, (5, 0));
     }
 }

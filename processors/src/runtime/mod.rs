@@ -1,14 +1,20 @@
-//! The runtime: drives the agent state machine from the commands topic with
+//! The runtime: drives any keyed [`Machine`] from the commands topic with
 //! exactly-once *effects* and no broker transactions (see [`checkpoint`]).
+//! The agent bank is one machine; every later one plugs in here.
 //!
-//! One loop per processor instance, per batch of up to [`BATCH_MAX`] commands:
-//! 1. apply each command to its agent (pure), collecting events and replies;
-//! 2. produce the events and wait for their acks (their offsets let the
-//!    gateway wait for the sink: read-your-writes);
-//! 3. produce the replies, the changed agents' checkpoint records and the
-//!    *previous* batch's partition markers (its records were acknowledged in
-//!    that batch's step 3, so its markers are now safe), wait; commit the
-//!    group offsets the markers cover. When idle, pending markers are flushed.
+//! One loop per processor instance, per batch of up to [`BATCH_MAX`] records
+//! (a record may carry many packed commands):
+//! 1. apply each command to its key's state ([`plan`], pure), collecting
+//!    events, saga steps and replies;
+//! 2. produce the events (one record each: a public topic), the saga steps
+//!    (packed, one record per destination partition) and transfer requests,
+//!    and wait for their acks (the events' offsets let the gateway wait for
+//!    the sink: read-your-writes);
+//! 3. produce the replies (packed, one record per gateway partition), the
+//!    changed keys' checkpoint records and the *previous* batch's partition
+//!    markers (its records were acknowledged in that batch's step 3, so its
+//!    markers are now safe), wait; commit the group offsets the markers
+//!    cover. When idle, pending markers are flushed.
 //!
 //! Two produce rounds per batch instead of three: measured, the third round
 //! cost a third of the batch time on Tansu.
@@ -18,8 +24,12 @@
 //! batches, so a partition is never handed over mid-batch.
 
 pub mod checkpoint;
+pub mod machine;
+pub mod plan;
+#[cfg(test)]
+mod plan_tests;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,11 +45,11 @@ use uuid::Uuid;
 use connectors::kafka::{produce_all, KafkaConfig, Outgoing};
 use schemas::reply::Reply;
 use schemas::topics::Topics;
-use schemas::{ids, Command, CommandPayload};
 
-use crate::agents::{self, AgentState};
 use crate::ProcessorError;
-use checkpoint::{AgentRecord, Epoch, Marker};
+use checkpoint::{Epoch, Marker, StateRecord};
+pub use machine::Machine;
+use plan::{Input, Output, Shard};
 
 /// Most commands applied per batch (one produce round and one checkpoint).
 pub const BATCH_MAX: usize = 1_000;
@@ -55,8 +65,6 @@ pub struct ProcessorConfig {
     pub topics: Topics,
     pub group_id: String,
     pub assignment: Assignment,
-    /// The savings rate history interest accrues by.
-    pub interest_rates: schemas::interest::RateSchedule,
 }
 
 /// How an instance learns which partitions it owns.
@@ -120,18 +128,21 @@ impl ConsumerContext for Context {
 /// are not written yet; they ride along with the next batch's checkpoint.
 type PendingMarkers = BTreeMap<i32, i64>;
 
-/// One owned partition: its agents and where its input continues.
-struct Partition {
-    epoch: Epoch,
-    next_offset: i64,
-    agents: HashMap<Uuid, (Option<AgentState>, i64)>,
-    /// The first message after restore has been checked against next_offset.
-    positioned: bool,
+/// Owned partitions with their states.
+type Owned<S> = BTreeMap<i32, Shard<S>>;
+
+/// What every batch runs with.
+struct Setup<'a, M> {
+    config: &'a ProcessorConfig,
+    machine: &'a M,
+    /// Partitions of the commands topic (saga steps are packed per partition).
+    partitions: i32,
 }
 
-/// Runs a processor until `shutdown` turns true; the batch in hand completes.
-pub async fn run(
+/// Runs `machine` until `shutdown` turns true; the batch in hand completes.
+pub async fn run<M: Machine>(
     config: ProcessorConfig,
+    machine: Arc<M>,
     status: Arc<ProcessorStatus>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ProcessorError> {
@@ -140,14 +151,16 @@ pub async fn run(
     };
     let consumer = config.kafka.group_consumer(&config.group_id, context)?;
     let producer = config.kafka.producer()?;
-    let mut owned: BTreeMap<i32, Partition> = BTreeMap::new();
+    let mut owned: Owned<M::State> = BTreeMap::new();
     let mut pending = PendingMarkers::new();
     // Tails our changelog partitions for claims by a newer owner (see `step_down`).
-    let fence = config.kafka.assigned_consumer()?;
+    let fence = config.kafka.watcher()?;
+    // Saga steps are packed per destination partition, computed as the
+    // producers' partitioner would (a topic's partition count is fixed).
+    let partitions = config.kafka.partition_count(&config.topics.commands)?;
     match config.assignment {
         Assignment::Group => consumer.subscribe(&[&config.topics.commands])?,
         Assignment::Static { index, count } => {
-            let partitions = config.kafka.partition_count(&config.topics.commands)?;
             let mut tpl = TopicPartitionList::new();
             for p in (0..partitions).filter(|p| *p as u32 % count.max(1) == index) {
                 let mut partition = claim(&config, &producer, p).await?;
@@ -155,7 +168,7 @@ pub async fn run(
                 tracing::info!(
                     partition = p,
                     epoch = partition.epoch.number,
-                    agents = partition.agents.len(),
+                    keys = partition.states.len(),
                     next_offset = partition.next_offset,
                     "partition restored"
                 );
@@ -212,8 +225,13 @@ pub async fn run(
             &mut pending,
             &status,
         )?;
+        let setup = Setup {
+            config: &config,
+            machine: machine.as_ref(),
+            partitions,
+        };
         process_batch(
-            &config,
+            setup,
             &consumer,
             &producer,
             &mut owned,
@@ -232,12 +250,12 @@ pub async fn run(
 }
 
 /// Drops revoked partitions and restores newly assigned ones.
-async fn sync_assignment(
+async fn sync_assignment<S: machine::State>(
     config: &ProcessorConfig,
     consumer: &rdkafka::consumer::StreamConsumer<Context>,
     fence: &rdkafka::consumer::StreamConsumer,
     producer: &FutureProducer,
-    owned: &mut BTreeMap<i32, Partition>,
+    owned: &mut Owned<S>,
     pending: &mut PendingMarkers,
     status: &ProcessorStatus,
 ) -> Result<(), ProcessorError> {
@@ -264,7 +282,7 @@ async fn sync_assignment(
         tracing::info!(
             partition = p,
             epoch = partition.epoch.number,
-            agents = partition.agents.len(),
+            keys = partition.states.len(),
             next_offset = partition.next_offset,
             ms = started.elapsed().as_millis() as u64,
             "partition restored"
@@ -283,10 +301,10 @@ async fn sync_assignment(
 /// Points the fence reader at the current end of our changelog partitions:
 /// anything written there from now on by someone else is a newer claim or a
 /// stale owner's record.
-fn watch_claims(
+fn watch_claims<S>(
     config: &ProcessorConfig,
     fence: &rdkafka::consumer::StreamConsumer,
-    owned: &BTreeMap<i32, Partition>,
+    owned: &Owned<S>,
 ) -> Result<(), ProcessorError> {
     let mut tpl = TopicPartitionList::new();
     for p in owned.keys() {
@@ -302,11 +320,11 @@ fn watch_claims(
 /// partitioned instance whose successor already started) stops applying
 /// within one idle tick. Its last outputs were identical to the successor's
 /// (determinism), and its records never replace the successor's (epochs).
-fn step_down(
+fn step_down<S>(
     config: &ProcessorConfig,
     consumer: &rdkafka::consumer::StreamConsumer<Context>,
     fence: &rdkafka::consumer::StreamConsumer,
-    owned: &mut BTreeMap<i32, Partition>,
+    owned: &mut Owned<S>,
     pending: &mut PendingMarkers,
     status: &ProcessorStatus,
 ) -> Result<(), ProcessorError> {
@@ -351,13 +369,13 @@ fn step_down(
 /// in `tests/crash_recovery.rs`). Safe collection of old epochs' keys needs
 /// the old owner to declare it has stopped; until then the changelog keeps one
 /// record per agent per epoch that touched it.
-async fn claim(
+async fn claim<S: machine::State>(
     config: &ProcessorConfig,
     producer: &FutureProducer,
     p: i32,
-) -> Result<Partition, ProcessorError> {
+) -> Result<Shard<S>, ProcessorError> {
     let records = read_partition(config.kafka.clone(), config.topics.state.clone(), p).await?;
-    let restored = checkpoint::restore(records)?;
+    let restored = checkpoint::restore::<S, _>(records)?;
     let epoch = Epoch {
         number: restored.max_epoch + 1,
         nonce: rand_nonce(),
@@ -372,16 +390,7 @@ async fn claim(
         )],
     )
     .await?;
-    Ok(Partition {
-        epoch,
-        next_offset: restored.next_offset,
-        agents: restored
-            .agents
-            .into_iter()
-            .map(|(id, (s, o))| (id, (Some(s), o)))
-            .collect(),
-        positioned: false,
-    })
+    Ok(Shard::new(epoch, restored.next_offset, restored.states))
 }
 
 fn rand_nonce() -> u32 {
@@ -427,24 +436,28 @@ async fn read_partition(
     .map_err(|e| ProcessorError::Checkpoint(format!("restore task: {e}")))?
 }
 
-fn agent_record(
+fn state_record<S: machine::State>(
     topics: &Topics,
     p: i32,
     epoch: Epoch,
-    state: &AgentState,
-    last_offset: i64,
-) -> Outgoing {
-    let record = AgentRecord {
+    key: Uuid,
+    state: &S,
+    (last_offset, last_sub): plan::Reflects,
+) -> Result<Outgoing, ProcessorError> {
+    let record = StateRecord {
         epoch: epoch.number,
         last_offset,
-        state: state.clone(),
+        last_sub,
+        state,
     };
-    Outgoing {
+    let payload = serde_json::to_vec(&record)
+        .map_err(|e| ProcessorError::Checkpoint(format!("state of {key}: {e}")))?;
+    Ok(Outgoing {
         topic: topics.state.clone(),
-        key: epoch.agent_key(state.view.agent_id),
-        payload: Some(serde_json::to_vec(&record).expect("state serializes")),
+        key: epoch.state_key(key),
+        payload: Some(payload),
         partition: Some(p),
-    }
+    })
 }
 
 fn marker_record(topics: &Topics, p: i32, epoch: Epoch, next_offset: i64) -> Outgoing {
@@ -460,11 +473,7 @@ fn marker_record(topics: &Topics, p: i32, epoch: Epoch, next_offset: i64) -> Out
     }
 }
 
-fn marker_records(
-    topics: &Topics,
-    owned: &BTreeMap<i32, Partition>,
-    pending: &PendingMarkers,
-) -> Vec<Outgoing> {
+fn marker_records<S>(topics: &Topics, owned: &Owned<S>, pending: &PendingMarkers) -> Vec<Outgoing> {
     pending
         .iter()
         .filter_map(|(p, next)| {
@@ -496,11 +505,11 @@ fn commit_offsets(
 }
 
 /// Writes the pending markers now (idle, shutdown, handover).
-async fn flush_markers(
+async fn flush_markers<S>(
     config: &ProcessorConfig,
     consumer: &rdkafka::consumer::StreamConsumer<Context>,
     producer: &FutureProducer,
-    owned: &BTreeMap<i32, Partition>,
+    owned: &Owned<S>,
     pending: &mut PendingMarkers,
 ) -> Result<(), ProcessorError> {
     if pending.is_empty() {
@@ -512,176 +521,119 @@ async fn flush_markers(
     Ok(())
 }
 
-/// Queues `produced` for the events topic, keyed by agent, and counts the
-/// business events among them (payments by outcome, volume by currency).
-fn push_events(
-    out: &mut Vec<Outgoing>,
+/// The records that carry a batch's outputs, and for each output the index
+/// of its record. Events and transfer requests (public topics) get a record
+/// each; saga steps are packed, one record per destination partition (as
+/// few records and produce requests as the broker allows).
+fn output_records<M: Machine>(
+    machine: &M,
     topics: &Topics,
-    produced: &[schemas::Event],
-) -> Result<(), ProcessorError> {
-    for e in produced {
-        count_business(&e.payload);
-        out.push(Outgoing {
-            topic: topics.events.clone(),
-            key: e.agent_id.to_string(),
-            payload: Some(e.encode()?),
+    partitions: i32,
+    outputs: &[Output],
+) -> Result<(Vec<Outgoing>, Vec<usize>), ProcessorError> {
+    let mut records = Vec::with_capacity(outputs.len());
+    let mut record_of = Vec::with_capacity(outputs.len());
+    // Per destination partition: the first step's key, the encoded steps and
+    // their indexes in `outputs`.
+    type Steps = (String, Vec<Vec<u8>>, Vec<usize>);
+    let mut sagas: BTreeMap<i32, Steps> = BTreeMap::new();
+    for (i, output) in outputs.iter().enumerate() {
+        let (topic, key, payload) = match output {
+            Output::Event(e) => {
+                machine.observe(e);
+                (&topics.events, e.agent_id, e.encode()?)
+            }
+            Output::Settlement(r) => (&topics.settlement_requests, r.agent_id, r.encode()?),
+            Output::Command(c) => {
+                let key = c.agent_id.to_string();
+                let q = schemas::topics::partition_for(key.as_bytes(), partitions);
+                let entry = sagas.entry(q).or_insert_with(|| (key, vec![], vec![]));
+                entry.1.push(c.encode()?);
+                entry.2.push(i);
+                record_of.push(usize::MAX); // set below
+                continue;
+            }
+        };
+        record_of.push(records.len());
+        records.push(Outgoing {
+            topic: topic.clone(),
+            key: key.to_string(),
+            payload: Some(payload),
             partition: None,
         });
     }
-    Ok(())
+    for (q, (key, items, members)) in sagas {
+        for i in members {
+            record_of[i] = records.len(); // the first packed record of q
+        }
+        for packed in schemas::packed::pack(&items) {
+            records.push(Outgoing {
+                topic: topics.commands.clone(),
+                key: key.clone(),
+                payload: Some(packed),
+                partition: Some(q),
+            });
+        }
+    }
+    Ok((records, record_of))
 }
 
-fn count_business(p: &schemas::EventPayload) {
-    use schemas::EventPayload as P;
-    let (outcome, change) = match p {
-        P::PaymentConfirmed(c) => ("settled", c),
-        P::PaymentFailed(c) => ("failed", c),
-        P::PaymentDeclined(c) => ("declined", c),
-        P::FundsDeposited(d) => {
-            metrics::counter!("agentbank_deposits_total", "currency" => d.currency.clone())
-                .increment(1);
-            return;
+/// The replies of a batch, with their events' positions filled in: packed
+/// per reply partition (each gateway reads one), one record per reply whose
+/// correlation id names no partition.
+fn reply_records(topics: &Topics, replies: Vec<Reply>) -> Vec<Outgoing> {
+    let mut packed: BTreeMap<i32, Vec<Vec<u8>>> = BTreeMap::new();
+    let mut records = vec![];
+    for reply in replies {
+        match schemas::reply::reply_partition(&reply.correlation_id) {
+            Some(p) => packed.entry(p).or_default().push(reply.encode()),
+            None => records.push(Outgoing {
+                topic: topics.replies.clone(),
+                key: reply.correlation_id.clone(),
+                payload: Some(reply.encode()),
+                partition: None,
+            }),
         }
-        _ => return,
-    };
-    let currency = change.payment.currency.clone();
-    metrics::counter!("agentbank_payments_total", "outcome" => outcome, "currency" => currency.clone())
-        .increment(1);
-    if outcome == "settled" {
-        // Micro-units: counters are integers, amounts have 6 places.
-        let micros = (change.payment.amount * rust_decimal::Decimal::from(1_000_000))
-            .trunc()
-            .try_into()
-            .unwrap_or(0u64);
-        metrics::counter!("agentbank_payment_volume_micros_total", "currency" => currency)
-            .increment(micros);
     }
+    for (p, items) in packed {
+        for record in schemas::packed::pack(&items) {
+            records.push(Outgoing {
+                topic: topics.replies.clone(),
+                key: p.to_string(),
+                payload: Some(record),
+                partition: Some(p),
+            });
+        }
+    }
+    records
 }
 
 /// Applies one batch and makes its effects durable (steps 1–3 above).
-async fn process_batch(
-    config: &ProcessorConfig,
+async fn process_batch<M: Machine>(
+    Setup {
+        config,
+        machine,
+        partitions,
+    }: Setup<'_, M>,
     consumer: &rdkafka::consumer::StreamConsumer<Context>,
     producer: &FutureProducer,
-    owned: &mut BTreeMap<i32, Partition>,
+    owned: &mut Owned<M::State>,
     pending: &mut PendingMarkers,
     batch: Vec<OwnedMessage>,
     status: &ProcessorStatus,
 ) -> Result<(), ProcessorError> {
     let started = Instant::now();
     let topics = &config.topics;
-    let mut events: Vec<Outgoing> = Vec::new();
-    // Per reply: the reply and the index range of its events in `events`.
-    let mut replies: Vec<(Reply, std::ops::Range<usize>)> = Vec::new();
-    let mut changed: BTreeMap<(i32, Uuid), ()> = BTreeMap::new();
-    let mut touched: BTreeMap<i32, i64> = BTreeMap::new();
-    let mut seek_to: BTreeMap<i32, i64> = BTreeMap::new();
-    let mut applied = 0u64;
-    let mut saga_steps = 0u64;
+    let inputs = batch.iter().map(|m| Input {
+        partition: m.partition(),
+        offset: m.offset(),
+        payload: m.payload().unwrap_or_default(),
+    });
+    let plan = plan::plan(machine, &topics.commands, owned, inputs);
+    let (events, saga_steps) = (plan.events(), plan.saga_steps());
+    metrics::counter!("agentbank_processor_undecodable_total").increment(plan.undecodable);
 
-    for m in &batch {
-        let (p, offset) = (m.partition(), m.offset());
-        let Some(part) = owned.get_mut(&p) else {
-            continue;
-        }; // revoked mid-batch
-        if seek_to.contains_key(&p) || offset < part.next_offset {
-            continue; // already checkpointed (redelivery after a restart)
-        }
-        if offset > part.next_offset && !part.positioned {
-            // The group's committed offset is ahead of our checkpoint: go back.
-            seek_to.insert(p, part.next_offset);
-            continue;
-        }
-        part.positioned = true;
-        part.next_offset = offset + 1;
-        touched.insert(p, offset + 1);
-        let command = match Command::decode(m.payload().unwrap_or_default()) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(partition = p, offset, error = %e, "undecodable command skipped");
-                metrics::counter!("agentbank_processor_undecodable_total").increment(1);
-                continue;
-            }
-        };
-        if let CommandPayload::AccrueInterest(_) = &command.payload {
-            // A tick: every agent of the partition with savings accrues, each
-            // once (its checkpoint may already reflect this offset).
-            for (agent, slot) in part.agents.iter_mut() {
-                let has_savings = slot.0.as_ref().is_some_and(|s| !s.savings.is_empty());
-                if !has_savings || slot.1 >= offset {
-                    continue;
-                }
-                let at = agents::Position {
-                    partition: p,
-                    offset,
-                };
-                let result =
-                    agents::apply(&mut slot.0, &command, at, &config.interest_rates, |i| {
-                        ids::derived_for(&topics.commands, p, offset, *agent, i)
-                    });
-                slot.1 = offset;
-                changed.insert((p, *agent), ());
-                push_events(&mut events, topics, &result.events)?;
-            }
-            applied += 1;
-            continue;
-        }
-        let slot = part.agents.entry(command.agent_id).or_insert((None, -1));
-        if slot.1 >= offset {
-            continue; // this agent's checkpoint already reflects the command
-        }
-        let at = agents::Position {
-            partition: p,
-            offset,
-        };
-        let result = agents::apply(&mut slot.0, &command, at, &config.interest_rates, |i| {
-            ids::derived(&topics.commands, p, offset, i)
-        });
-        applied += 1;
-        if slot.0.is_some() {
-            slot.1 = offset;
-            changed.insert((p, command.agent_id), ());
-        } else {
-            part.agents.remove(&command.agent_id);
-        }
-        let first = events.len();
-        push_events(&mut events, topics, &result.events)?;
-        let last_event = events.len();
-        // Saga steps travel with the events: both must be acknowledged before
-        // the checkpoint that says this command was applied.
-        for c in &result.commands {
-            events.push(Outgoing {
-                topic: topics.commands.clone(),
-                key: c.agent_id.to_string(),
-                payload: Some(c.encode()?),
-                partition: None,
-            });
-        }
-        saga_steps += result.commands.len() as u64;
-        // So do on-chain transfer requests: a checkpoint never covers a
-        // command whose transfer was not asked for.
-        for r in &result.settlements {
-            events.push(Outgoing {
-                topic: topics.settlement_requests.clone(),
-                key: r.agent_id.to_string(),
-                payload: Some(r.encode()?),
-                partition: None,
-            });
-        }
-        if let (Some(correlation_id), Some(outcome)) =
-            (command.correlation_id.clone(), result.reply)
-        {
-            let reply = Reply {
-                correlation_id,
-                command_id: command.id,
-                outcome,
-                wait_for: vec![],
-            };
-            replies.push((reply, first..last_event));
-        }
-    }
-
-    for (p, offset) in &seek_to {
+    for (p, offset) in &plan.seek_to {
         tracing::warn!(partition = p, offset, "seeking back to the checkpoint");
         consumer.seek(
             &topics.commands,
@@ -694,25 +646,26 @@ async fn process_batch(
     metrics::histogram!("agentbank_processor_apply_seconds")
         .record(started.elapsed().as_secs_f64());
 
-    // 2. events (and saga steps) first: their offsets tell the gateway what
-    // the sink must pass.
-    let positions = produce_all(producer, &events).await?;
+    // 2. events, saga steps and transfer requests first: the events' offsets
+    // tell the gateway what the sink must pass.
+    let (records, record_of) = output_records(machine, topics, partitions, &plan.outputs)?;
+    let positions = produce_all(producer, &records).await?;
+    debug_assert_eq!(positions.len(), records.len(), "every output acknowledged");
 
     // 3. replies and checkpoint records.
-    let mut out = Vec::with_capacity(replies.len() + changed.len());
-    for (mut reply, range) in replies {
-        reply.wait_for = positions[range].to_vec();
-        out.push(Outgoing {
-            topic: topics.replies.clone(),
-            key: reply.correlation_id.clone(),
-            payload: Some(reply.encode()),
-            partition: schemas::reply::reply_partition(&reply.correlation_id),
-        });
-    }
-    for (p, agent) in changed.keys() {
+    let replies = plan
+        .replies
+        .into_iter()
+        .map(|(mut reply, events)| {
+            reply.wait_for = events.map(|i| positions[record_of[i]]).collect();
+            reply
+        })
+        .collect();
+    let mut out = reply_records(topics, replies);
+    for (p, key) in &plan.changed {
         let part = &owned[p];
-        if let Some((Some(state), last)) = part.agents.get(agent) {
-            out.push(agent_record(topics, *p, part.epoch, state, *last));
+        if let Some((Some(state), last)) = part.states.get(key) {
+            out.push(state_record(topics, *p, part.epoch, *key, state, *last)?);
         }
     }
     // The previous batch's markers: their records were acknowledged already.
@@ -723,14 +676,19 @@ async fn process_batch(
     metrics::histogram!("agentbank_processor_checkpoint_seconds")
         .record(checkpoint.elapsed().as_secs_f64());
     // This batch's records are acknowledged now: its markers may follow.
-    *pending = touched;
+    debug_assert!(
+        plan.touched
+            .iter()
+            .all(|(p, next)| pending.get(p).is_none_or(|before| next > before)),
+        "input offsets only grow"
+    );
+    *pending = plan.touched;
 
     status.batches.fetch_add(1, Ordering::Relaxed);
-    status.commands.fetch_add(applied, Ordering::Relaxed);
-    metrics::counter!("agentbank_processor_commands_total").increment(applied);
-    metrics::counter!("agentbank_processor_events_total")
-        .increment(events.len() as u64 - saga_steps);
-    metrics::counter!("agentbank_processor_saga_steps_total").increment(saga_steps);
+    status.commands.fetch_add(plan.applied, Ordering::Relaxed);
+    metrics::counter!("agentbank_processor_commands_total").increment(plan.applied);
+    metrics::counter!("agentbank_processor_events_total").increment(events as u64);
+    metrics::counter!("agentbank_processor_saga_steps_total").increment(saga_steps as u64);
     metrics::histogram!("agentbank_processor_batch_size").record(batch.len() as f64);
     metrics::histogram!("agentbank_processor_batch_seconds")
         .record(started.elapsed().as_secs_f64());

@@ -1,0 +1,138 @@
+//! In-memory caches that keep Postgres off the write path: verified API keys
+//! and agents' owners. A payment used to cost three queries before anything
+//! reached the broker (the key, the sender's owner, the receiver's owner).
+//!
+//! - **Keys**: only verified keys are cached, with the SHA-256 of their
+//!   secret; a presented key is still compared in constant time against it.
+//!   Entries live [`KEY_TTL`], so a key deleted through another gateway stops
+//!   working within that time; this gateway forgets a key it deletes at once.
+//! - **Owners**: an agent's owner never changes and agents are never deleted,
+//!   so a found owner is cached for good; a miss is never cached (the agent
+//!   may be created a moment later).
+//!
+//! Both are bounded: when full, they are emptied and refill from Postgres
+//! (cheaper than tracking recency, and rare at these sizes).
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use crate::auth::Caller;
+
+/// How long a verified key is trusted without asking Postgres again.
+pub const KEY_TTL: Duration = Duration::from_secs(60);
+/// Most keys cached.
+pub const KEYS_MAX: usize = 100_000;
+/// Most agent owners cached (~50 bytes each).
+pub const OWNERS_MAX: usize = 1_000_000;
+
+struct CachedKey {
+    secret_sha256: Vec<u8>,
+    caller: Caller,
+    verified: Instant,
+}
+
+/// Verified API keys by key id.
+#[derive(Default)]
+pub struct KeyCache {
+    keys: RwLock<HashMap<String, CachedKey>>,
+}
+
+impl KeyCache {
+    /// The stored secret digest and caller of a recently verified key.
+    pub fn get(&self, key_id: &str) -> Option<(Vec<u8>, Caller)> {
+        let keys = self.keys.read().expect("key cache");
+        let k = keys.get(key_id)?;
+        (k.verified.elapsed() < KEY_TTL).then(|| (k.secret_sha256.clone(), k.caller))
+    }
+
+    pub fn put(&self, key_id: &str, secret_sha256: Vec<u8>, caller: Caller) {
+        let mut keys = self.keys.write().expect("key cache");
+        if keys.len() >= KEYS_MAX {
+            keys.clear();
+        }
+        keys.insert(
+            key_id.to_string(),
+            CachedKey {
+                secret_sha256,
+                caller,
+                verified: Instant::now(),
+            },
+        );
+    }
+
+    /// Forgets one key (deleted by this gateway).
+    pub fn forget(&self, key_id: &str) {
+        self.keys.write().expect("key cache").remove(key_id);
+    }
+
+    /// Forgets every key of a user (deleted by this gateway).
+    pub fn forget_user(&self, user_id: Uuid) {
+        self.keys
+            .write()
+            .expect("key cache")
+            .retain(|_, k| k.caller.user_id != user_id);
+    }
+}
+
+/// Agents' owners (agent id → user id).
+#[derive(Default)]
+pub struct OwnerCache {
+    owners: RwLock<HashMap<Uuid, Uuid>>,
+}
+
+impl OwnerCache {
+    pub fn get(&self, agent: Uuid) -> Option<Uuid> {
+        self.owners
+            .read()
+            .expect("owner cache")
+            .get(&agent)
+            .copied()
+    }
+
+    pub fn put(&self, agent: Uuid, owner: Uuid) {
+        let mut owners = self.owners.write().expect("owner cache");
+        if owners.len() >= OWNERS_MAX {
+            owners.clear();
+        }
+        owners.insert(agent, owner);
+    }
+}
+
+/// The gateway's caches, shared by its handlers.
+#[derive(Default)]
+pub struct Caches {
+    pub keys: KeyCache,
+    pub owners: OwnerCache,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_served_until_forgotten_and_owners_for_good() {
+        let caches = Caches::default();
+        let user = Uuid::new_v4();
+        let caller = Caller {
+            user_id: user,
+            agent_id: None,
+        };
+        assert!(caches.keys.get("k").is_none());
+        caches.keys.put("k", vec![1, 2], caller);
+        let (digest, got) = caches.keys.get("k").unwrap();
+        assert_eq!((digest, got.user_id), (vec![1, 2], user));
+        caches.keys.forget_user(user);
+        assert!(caches.keys.get("k").is_none());
+        caches.keys.put("k", vec![1], caller);
+        caches.keys.forget("k");
+        assert!(caches.keys.get("k").is_none());
+
+        let agent = Uuid::new_v4();
+        assert_eq!(caches.owners.get(agent), None);
+        caches.owners.put(agent, user);
+        assert_eq!(caches.owners.get(agent), Some(user));
+    }
+}

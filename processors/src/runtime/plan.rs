@@ -1,0 +1,227 @@
+//! Batch planning, pure: given the states of the owned partitions and a batch
+//! of input records, apply every command with the machine and say what must
+//! be produced, answered and checkpointed. No broker, no clock — the runtime
+//! (`mod.rs`) does the I/O around it, and the tests drive it directly.
+//!
+//! The rules it keeps:
+//! - a partition's input is applied in offset order, each offset once: an
+//!   offset below the partition's `next_offset` is a redelivery and skipped;
+//!   a key whose checkpoint already reflects an offset skips it too;
+//! - a jump ahead of `next_offset` before the partition was positioned means
+//!   the group's committed offset is ahead of the checkpoint: seek back;
+//! - every reply points into this batch's outputs (its events), so the
+//!   gateway can wait for the sink to pass them.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Range;
+
+use uuid::Uuid;
+
+use schemas::reply::Reply;
+use schemas::settlement::SettlementRequest;
+use schemas::{Command, Event};
+
+use super::checkpoint::Epoch;
+use super::machine::{Ids, Machine, Position, Route};
+
+/// The last input position a key's state reflects: (offset, item).
+pub type Reflects = (i64, u32);
+/// What a key that has seen no input reflects.
+pub const NOTHING: Reflects = (-1, 0);
+
+/// One owned partition: the owner's epoch, its states and where its input
+/// continues.
+#[derive(Debug)]
+pub struct Shard<S> {
+    /// Under which epoch this instance owns the partition.
+    pub epoch: Epoch,
+    /// The first input offset not applied yet.
+    pub next_offset: i64,
+    /// Per key: the state (`None` while a command for an unknown key is
+    /// being decided) and the last input position it reflects.
+    pub states: HashMap<Uuid, (Option<S>, Reflects)>,
+    /// The first input after restore has been checked against `next_offset`.
+    pub positioned: bool,
+}
+
+impl<S> Shard<S> {
+    pub fn new(epoch: Epoch, next_offset: i64, states: HashMap<Uuid, (S, Reflects)>) -> Self {
+        Shard {
+            epoch,
+            next_offset,
+            states: states
+                .into_iter()
+                .map(|(k, (s, o))| (k, (Some(s), o)))
+                .collect(),
+            positioned: false,
+        }
+    }
+}
+
+/// One input record as read.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    pub partition: i32,
+    pub offset: i64,
+    pub payload: &'a [u8],
+}
+
+/// A record to produce before the checkpoint may cover its input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Event(Event),
+    /// A saga step for another key.
+    Command(Command),
+    Settlement(SettlementRequest),
+}
+
+/// What a batch decided.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Produced (and acknowledged) before anything else.
+    pub outputs: Vec<Output>,
+    /// Each reply with the range of its events in `outputs`; the positions
+    /// of those events become the reply's `wait_for`.
+    pub replies: Vec<(Reply, Range<usize>)>,
+    /// Keys whose state changed, to checkpoint.
+    pub changed: BTreeSet<(i32, Uuid)>,
+    /// Per partition, the next input offset once this batch is durable.
+    pub touched: BTreeMap<i32, i64>,
+    /// Partitions to seek back to their checkpoint.
+    pub seek_to: BTreeMap<i32, i64>,
+    /// Commands applied (a broadcast counts once).
+    pub applied: u64,
+    /// Records that did not decode (skipped, counted).
+    pub undecodable: u64,
+}
+
+impl Plan {
+    /// Saga steps among the outputs.
+    pub fn saga_steps(&self) -> usize {
+        self.outputs
+            .iter()
+            .filter(|o| matches!(o, Output::Command(_)))
+            .count()
+    }
+
+    /// Events among the outputs.
+    pub fn events(&self) -> usize {
+        self.outputs
+            .iter()
+            .filter(|o| matches!(o, Output::Event(_)))
+            .count()
+    }
+}
+
+/// Applies `batch` to `shards` (partitions not in `shards` are skipped: they
+/// were revoked mid-batch). `topic` names the input topic in derived ids.
+pub fn plan<'a, M: Machine>(
+    machine: &M,
+    topic: &str,
+    shards: &mut BTreeMap<i32, Shard<M::State>>,
+    batch: impl IntoIterator<Item = Input<'a>>,
+) -> Plan {
+    let mut plan = Plan::default();
+    for input in batch {
+        let (p, offset) = (input.partition, input.offset);
+        let Some(shard) = shards.get_mut(&p) else {
+            continue;
+        };
+        if plan.seek_to.contains_key(&p) || offset < shard.next_offset {
+            continue; // already checkpointed (redelivery after a restart)
+        }
+        if offset > shard.next_offset && !shard.positioned {
+            plan.seek_to.insert(p, shard.next_offset);
+            continue;
+        }
+        shard.positioned = true;
+        shard.next_offset = offset + 1;
+        plan.touched.insert(p, offset + 1);
+        // A record is applied whole, item by item, within this batch.
+        for (sub, command) in Command::decode_all(input.payload).into_iter().enumerate() {
+            let at = Position {
+                partition: p,
+                offset,
+                sub: sub as u32,
+            };
+            match command {
+                Ok(command) => apply_one(machine, topic, shard, &mut plan, &command, at),
+                Err(e) => {
+                    tracing::error!(partition = p, offset, sub, error = %e, "undecodable command skipped");
+                    plan.undecodable += 1;
+                }
+            }
+        }
+    }
+    debug_assert!(
+        plan.replies
+            .iter()
+            .all(|(_, r)| r.end <= plan.outputs.len()),
+        "a reply points outside the batch's outputs"
+    );
+    plan
+}
+
+/// Applies one command read at `at` to the shard of its partition.
+fn apply_one<M: Machine>(
+    machine: &M,
+    topic: &str,
+    shard: &mut Shard<M::State>,
+    plan: &mut Plan,
+    command: &Command,
+    at: Position,
+) {
+    let (p, here) = (at.partition, (at.offset, at.sub));
+    match machine.route(command) {
+        Route::Broadcast => {
+            plan.applied += 1;
+            for (key, slot) in shard.states.iter_mut() {
+                let wanted = slot.0.as_ref().is_some_and(|s| machine.wants_broadcast(s));
+                if !wanted || slot.1 >= here {
+                    continue; // not concerned, or its checkpoint has it
+                }
+                let step = machine.apply(&mut slot.0, command, &Ids::new(topic, at, Some(*key)));
+                slot.1 = here;
+                plan.changed.insert((p, *key));
+                plan.outputs
+                    .extend(step.events.into_iter().map(Output::Event));
+            }
+        }
+        Route::Key(key) => {
+            let slot = shard.states.entry(key).or_insert((None, NOTHING));
+            if slot.1 >= here {
+                return; // this key's checkpoint already reflects the command
+            }
+            plan.applied += 1;
+            let step = machine.apply(&mut slot.0, command, &Ids::new(topic, at, None));
+            if slot.0.is_some() {
+                slot.1 = here;
+                plan.changed.insert((p, key));
+            } else {
+                shard.states.remove(&key);
+            }
+            let first = plan.outputs.len();
+            plan.outputs
+                .extend(step.events.into_iter().map(Output::Event));
+            let events = first..plan.outputs.len();
+            // Saga steps and transfer requests travel with the events: all
+            // must be acknowledged before a checkpoint covers this command,
+            // or a crash could lose them.
+            plan.outputs
+                .extend(step.commands.into_iter().map(Output::Command));
+            plan.outputs
+                .extend(step.settlements.into_iter().map(Output::Settlement));
+            if let (Some(correlation_id), Some(outcome)) =
+                (command.correlation_id.clone(), step.reply)
+            {
+                let reply = Reply {
+                    correlation_id,
+                    command_id: command.id,
+                    outcome,
+                    wait_for: vec![],
+                };
+                plan.replies.push((reply, events));
+            }
+        }
+    }
+}
