@@ -29,7 +29,7 @@ pub mod plan;
 #[cfg(test)]
 mod plan_tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -124,9 +124,82 @@ impl ConsumerContext for Context {
     }
 }
 
-/// Markers (partition → next offset) whose records are acknowledged but which
-/// are not written yet; they ride along with the next batch's checkpoint.
+/// Markers: partition → next input offset.
 type PendingMarkers = BTreeMap<i32, i64>;
+
+/// How often changed states are checkpointed under load. A crash replays at
+/// most about this much input (with the same ids); between checkpoints a
+/// hot key is written once however many commands it took.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+/// Checkpoint sooner once this many keys changed (bounds a checkpoint).
+pub const CHECKPOINT_KEYS_MAX: usize = 10_000;
+
+/// What the next checkpoint must cover, and markers that may be written.
+///
+/// The rule: a marker (`next_offset`) is written only once every key record
+/// reflecting the input below it is acknowledged. So `reached` becomes
+/// `markers` only after a checkpoint of `dirty` is acknowledged, and the
+/// markers ride with the next checkpoint (or an idle flush).
+struct Unsaved {
+    /// Keys changed since the last checkpoint.
+    dirty: BTreeSet<(i32, Uuid)>,
+    /// Per partition, the next input offset the dirty states reach.
+    reached: PendingMarkers,
+    /// Markers whose records are acknowledged but not written yet.
+    markers: PendingMarkers,
+    last_checkpoint: Instant,
+}
+
+impl Unsaved {
+    fn new() -> Self {
+        Unsaved {
+            dirty: BTreeSet::new(),
+            reached: PendingMarkers::new(),
+            markers: PendingMarkers::new(),
+            last_checkpoint: Instant::now(),
+        }
+    }
+
+    fn due(&self) -> bool {
+        !self.reached.is_empty()
+            && (self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY
+                || self.dirty.len() >= CHECKPOINT_KEYS_MAX)
+    }
+
+    /// The states of `dirty` and the pending markers, to produce together.
+    fn checkpoint<S: machine::State>(
+        &self,
+        topics: &Topics,
+        owned: &Owned<S>,
+    ) -> Result<Vec<Outgoing>, ProcessorError> {
+        let mut out = Vec::with_capacity(self.dirty.len() + self.markers.len());
+        for (p, key) in &self.dirty {
+            let Some(part) = owned.get(p) else {
+                continue; // no longer ours
+            };
+            if let Some((Some(state), last)) = part.states.get(key) {
+                out.push(state_record(topics, *p, part.epoch, *key, state, *last)?);
+            }
+        }
+        out.extend(marker_records(topics, owned, &self.markers));
+        Ok(out)
+    }
+
+    /// The checkpoint from [`Unsaved::checkpoint`] is acknowledged: its
+    /// markers are written, and what it saved may be vouched for next.
+    fn saved(&mut self) {
+        self.dirty.clear();
+        self.markers = std::mem::take(&mut self.reached);
+        self.last_checkpoint = Instant::now();
+    }
+
+    /// Drops a partition this instance no longer owns.
+    fn forget(&mut self, p: i32) {
+        self.dirty.retain(|(q, _)| *q != p);
+        self.reached.remove(&p);
+        self.markers.remove(&p);
+    }
+}
 
 /// Owned partitions with their states.
 type Owned<S> = BTreeMap<i32, Shard<S>>;
@@ -152,7 +225,7 @@ pub async fn run<M: Machine>(
     let consumer = config.kafka.group_consumer(&config.group_id, context)?;
     let producer = config.kafka.producer()?;
     let mut owned: Owned<M::State> = BTreeMap::new();
-    let mut pending = PendingMarkers::new();
+    let mut pending = Unsaved::new();
     // Tails our changelog partitions for claims by a newer owner (see `step_down`).
     let fence = config.kafka.watcher()?;
     // Saga steps are packed per destination partition, computed as the
@@ -191,9 +264,9 @@ pub async fn run<M: Machine>(
         let first = tokio::select! {
             _ = shutdown.changed() => break,
             m = consumer.recv() => m.map(|m| m.detach()),
-            // When idle: flush pending markers, act on rebalances.
+            // When idle: checkpoint what is unsaved, act on rebalances.
             _ = tokio::time::sleep(IDLE_TICK) => {
-                flush_markers(&config, &consumer, &producer, &owned, &mut pending).await?;
+                flush(&config, &consumer, &producer, &owned, &mut pending).await?;
                 sync_assignment(&config, &consumer, &fence, &producer, &mut owned, &mut pending, &status).await?;
                 step_down(&config, &consumer, &fence, &mut owned, &mut pending, &status)?;
                 continue;
@@ -244,7 +317,7 @@ pub async fn run<M: Machine>(
             break;
         }
     }
-    flush_markers(&config, &consumer, &producer, &owned, &mut pending).await?;
+    flush(&config, &consumer, &producer, &owned, &mut pending).await?;
     tracing::info!("processor stopped");
     Ok(())
 }
@@ -256,7 +329,7 @@ async fn sync_assignment<S: machine::State>(
     fence: &rdkafka::consumer::StreamConsumer,
     producer: &FutureProducer,
     owned: &mut Owned<S>,
-    pending: &mut PendingMarkers,
+    pending: &mut Unsaved,
     status: &ProcessorStatus,
 ) -> Result<(), ProcessorError> {
     let (assigned, revoked) = {
@@ -267,11 +340,12 @@ async fn sync_assignment<S: machine::State>(
         )
     };
     if !revoked.is_empty() {
-        // Hand over with the markers written: the next owner replays less.
-        flush_markers(config, consumer, producer, owned, pending).await?;
+        // Hand over with a checkpoint written: the next owner replays less.
+        flush(config, consumer, producer, owned, pending).await?;
     }
     let changed = !revoked.is_empty() || !assigned.is_empty();
     for p in revoked {
+        pending.forget(p);
         if owned.remove(&p).is_some() {
             tracing::info!(partition = p, "partition revoked");
         }
@@ -325,7 +399,7 @@ fn step_down<S>(
     consumer: &rdkafka::consumer::StreamConsumer<Context>,
     fence: &rdkafka::consumer::StreamConsumer,
     owned: &mut Owned<S>,
-    pending: &mut PendingMarkers,
+    pending: &mut Unsaved,
     status: &ProcessorStatus,
 ) -> Result<(), ProcessorError> {
     let mut lost = vec![];
@@ -352,7 +426,7 @@ fn step_down<S>(
             metrics::counter!("agentbank_processor_step_downs_total").increment(1);
             tpl.add_partition(&config.topics.commands, *p);
         }
-        pending.remove(p);
+        pending.forget(*p);
     }
     consumer.pause(&tpl)?;
     report_owned(status, owned.len());
@@ -504,20 +578,32 @@ fn commit_offsets(
     Ok(())
 }
 
-/// Writes the pending markers now (idle, shutdown, handover).
-async fn flush_markers<S>(
+/// Checkpoints everything unsaved and writes its markers now (idle,
+/// shutdown, handover): two rounds, states then markers.
+async fn flush<S: machine::State>(
     config: &ProcessorConfig,
     consumer: &rdkafka::consumer::StreamConsumer<Context>,
     producer: &FutureProducer,
     owned: &Owned<S>,
-    pending: &mut PendingMarkers,
+    pending: &mut Unsaved,
 ) -> Result<(), ProcessorError> {
-    if pending.is_empty() {
-        return Ok(());
+    if !pending.reached.is_empty() {
+        let round = Instant::now();
+        produce_all(producer, &pending.checkpoint(&config.topics, owned)?).await?;
+        commit_offsets(config, consumer, &pending.markers)?;
+        pending.saved();
+        metrics::histogram!("agentbank_processor_checkpoint_seconds")
+            .record(round.elapsed().as_secs_f64());
     }
-    produce_all(producer, &marker_records(&config.topics, owned, pending)).await?;
-    commit_offsets(config, consumer, pending)?;
-    pending.clear();
+    if !pending.markers.is_empty() {
+        produce_all(
+            producer,
+            &marker_records(&config.topics, owned, &pending.markers),
+        )
+        .await?;
+        commit_offsets(config, consumer, &pending.markers)?;
+        pending.markers.clear();
+    }
     Ok(())
 }
 
@@ -618,7 +704,7 @@ async fn process_batch<M: Machine>(
     consumer: &rdkafka::consumer::StreamConsumer<Context>,
     producer: &FutureProducer,
     owned: &mut Owned<M::State>,
-    pending: &mut PendingMarkers,
+    pending: &mut Unsaved,
     batch: Vec<OwnedMessage>,
     status: &ProcessorStatus,
 ) -> Result<(), ProcessorError> {
@@ -652,7 +738,17 @@ async fn process_batch<M: Machine>(
     let positions = produce_all(producer, &records).await?;
     debug_assert_eq!(positions.len(), records.len(), "every output acknowledged");
 
-    // 3. replies and checkpoint records.
+    // 3. replies, and a checkpoint when one is due.
+    debug_assert!(
+        plan.touched
+            .iter()
+            .all(|(p, next)| pending.reached.get(p).is_none_or(|before| next > before)),
+        "input offsets only grow"
+    );
+    pending.dirty.extend(plan.changed.iter().copied());
+    pending
+        .reached
+        .extend(plan.touched.iter().map(|(p, o)| (*p, *o)));
     let replies = plan
         .replies
         .into_iter()
@@ -662,27 +758,20 @@ async fn process_batch<M: Machine>(
         })
         .collect();
     let mut out = reply_records(topics, replies);
-    for (p, key) in &plan.changed {
-        let part = &owned[p];
-        if let Some((Some(state), last)) = part.states.get(key) {
-            out.push(state_record(topics, *p, part.epoch, *key, state, *last)?);
-        }
+    // The states of everything applied so far (its outputs are acknowledged,
+    // above) and the markers the previous checkpoint earned.
+    let due = pending.due();
+    if due {
+        out.extend(pending.checkpoint(topics, owned)?);
     }
-    // The previous batch's markers: their records were acknowledged already.
-    out.extend(marker_records(topics, owned, pending));
-    let checkpoint = Instant::now();
+    let round = Instant::now();
     produce_all(producer, &out).await?;
-    commit_offsets(config, consumer, pending)?;
-    metrics::histogram!("agentbank_processor_checkpoint_seconds")
-        .record(checkpoint.elapsed().as_secs_f64());
-    // This batch's records are acknowledged now: its markers may follow.
-    debug_assert!(
-        plan.touched
-            .iter()
-            .all(|(p, next)| pending.get(p).is_none_or(|before| next > before)),
-        "input offsets only grow"
-    );
-    *pending = plan.touched;
+    if due {
+        commit_offsets(config, consumer, &pending.markers)?;
+        pending.saved();
+        metrics::histogram!("agentbank_processor_checkpoint_seconds")
+            .record(round.elapsed().as_secs_f64());
+    }
 
     status.batches.fetch_add(1, Ordering::Relaxed);
     status.commands.fetch_add(plan.applied, Ordering::Relaxed);

@@ -285,8 +285,14 @@ impl<M: Machine> Sim<'_, M> {
         Ok(())
     }
 
-    /// Runs from the changelog to the end of the input; Err on the crash.
-    fn run(&mut self, epoch_no: u64, batch_max: usize) -> Result<Shard<M::State>, ()> {
+    /// Runs from the changelog to the end of the input, checkpointing every
+    /// `every` batches; Err on the crash.
+    fn run(
+        &mut self,
+        epoch_no: u64,
+        batch_max: usize,
+        every: usize,
+    ) -> Result<Shard<M::State>, ()> {
         let restored = checkpoint::restore::<M::State, _>(self.changelog.clone()).unwrap();
         let epoch = Epoch {
             number: restored.max_epoch + 1,
@@ -297,7 +303,8 @@ impl<M: Machine> Sim<'_, M> {
         shards.get_mut(&0).unwrap().positioned = true;
         self.write()?;
         self.marker(epoch, restored.next_offset);
-        let mut pending: Option<i64> = None;
+        let (mut dirty, mut reached, mut markers) = (BTreeSet::new(), None, None);
+        let mut batches = 0;
         loop {
             let from = shards[&0].next_offset as usize;
             if from >= self.input.len() {
@@ -330,31 +337,57 @@ impl<M: Machine> Sim<'_, M> {
                     .filter(|o| matches!(o, Output::Command(_)))
                     .cloned(),
             );
-            for (p, key) in &plan.changed {
-                let (state, last) = &shards[p].states[key];
-                let record = StateRecord {
-                    epoch: epoch.number,
-                    last_offset: last.0,
-                    last_sub: last.1,
-                    state: state.as_ref().unwrap(),
-                };
-                self.write()?;
-                self.changelog.push((
-                    epoch.state_key(*key),
-                    Some(serde_json::to_vec(&record).unwrap()),
-                ));
+            // Checkpoints every `every` batches, as the runtime does every
+            // 200 ms: the states changed since the last one and the markers
+            // the last one earned; what this one saves is vouched for next.
+            dirty.extend(plan.changed.iter().map(|(_, k)| *k));
+            if let Some(next) = plan.touched.get(&0) {
+                reached = Some(*next);
             }
-            if let Some(next) = pending {
-                self.write()?;
-                self.marker(epoch, next);
+            batches += 1;
+            if batches % every == 0 {
+                self.checkpoint(epoch, &shards[&0], &mut dirty, &mut reached, &mut markers)?;
             }
-            pending = plan.touched.get(&0).copied();
         }
-        if let Some(next) = pending {
+        // The flush at idle or shutdown: a checkpoint, then its marker.
+        self.checkpoint(epoch, &shards[&0], &mut dirty, &mut reached, &mut markers)?;
+        if let Some(next) = markers.take() {
             self.write()?;
             self.marker(epoch, next);
         }
         Ok(shards.remove(&0).unwrap())
+    }
+
+    /// Writes the dirty states and the pending marker; the states' reach
+    /// becomes the next pending marker.
+    fn checkpoint(
+        &mut self,
+        epoch: Epoch,
+        shard: &Shard<M::State>,
+        dirty: &mut BTreeSet<Uuid>,
+        reached: &mut Option<i64>,
+        markers: &mut Option<i64>,
+    ) -> Result<(), ()> {
+        for key in std::mem::take(dirty) {
+            let (state, last) = &shard.states[&key];
+            let record = StateRecord {
+                epoch: epoch.number,
+                last_offset: last.0,
+                last_sub: last.1,
+                state: state.as_ref().unwrap(),
+            };
+            self.write()?;
+            self.changelog.push((
+                epoch.state_key(key),
+                Some(serde_json::to_vec(&record).unwrap()),
+            ));
+        }
+        if let Some(next) = markers.take() {
+            self.write()?;
+            self.marker(epoch, next);
+        }
+        *markers = reached.take();
+        Ok(())
     }
 
     fn marker(&mut self, epoch: Epoch, next_offset: i64) {
@@ -434,20 +467,21 @@ proptest! {
         payments in proptest::collection::vec((0usize..3, 0usize..3, 1i64..15), 1..8),
         batch_max in 1usize..5,
         per_record in 1usize..4,
+        every in 1usize..4,
         crash_pick in 0usize..1000,
     ) {
         let machine = AgentMachine::new(schemas::interest::RateSchedule::parse("4.5").unwrap());
         let input = workload(&payments, per_record);
         let mut clean = Sim { machine: &machine, input: input.clone(), changelog: vec![],
             outputs: vec![], writes: 0, crash_after: None };
-        let expected = clean.run(1, batch_max).unwrap();
+        let expected = clean.run(1, batch_max, every).unwrap();
         let crash_at = crash_pick % clean.writes;
 
         let mut sim = Sim { machine: &machine, input, changelog: vec![],
             outputs: vec![], writes: 0, crash_after: Some(crash_at) };
-        prop_assert!(sim.run(1, batch_max).is_err(), "the crash happened");
+        prop_assert!(sim.run(1, batch_max, every).is_err(), "the crash happened");
         sim.crash_after = None;
-        let recovered = sim.run(2, batch_max).unwrap();
+        let recovered = sim.run(2, batch_max, every).unwrap();
 
         prop_assert_eq!(balances(&recovered), balances(&expected));
         // The same effects as without the crash; each published under one id,
