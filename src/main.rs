@@ -119,6 +119,9 @@ struct Common {
     /// 8 → 197/s; load-tests/README.md). Production sets more (deploy/k8s).
     #[arg(long, env = "AGENTBANK_PARTITIONS", default_value_t = 2, global = true)]
     partitions: i32,
+    /// How long a consumer on the payment path waits in one fetch (ms).
+    #[arg(long, env = "AGENTBANK_FETCH_WAIT_MS", default_value_t = connectors::kafka::DEFAULT_FETCH_WAIT_MS, global = true)]
+    fetch_wait_ms: u32,
     #[arg(
         long,
         env = "AGENTBANK_REPLICATION_FACTOR",
@@ -202,6 +205,7 @@ impl Common {
             bootstrap_servers: self.bootstrap_servers.clone(),
             partitions: self.partitions,
             replication_factor: self.replication_factor,
+            fetch_wait_ms: self.fetch_wait_ms,
         }
     }
 

@@ -60,6 +60,7 @@ fn kafka() -> KafkaConfig {
         bootstrap_servers: common::bootstrap(),
         partitions: 2,
         replication_factor: 1,
+        fetch_wait_ms: connectors::kafka::DEFAULT_FETCH_WAIT_MS,
     }
 }
 

@@ -25,7 +25,15 @@ pub struct KafkaConfig {
     /// Partitions of every topic we create. Commands and state must match.
     pub partitions: i32,
     pub replication_factor: i32,
+    /// `fetch.wait.max.ms` of the consumers on the payment path (commands,
+    /// events, replies). Tansu 0.6 holds every fetch this long, data or not,
+    /// so it is both a hop's latency and the polling rate that costs the
+    /// broker CPU when idle ([`DEFAULT_FETCH_WAIT_MS`]).
+    pub fetch_wait_ms: u32,
 }
+
+/// Measured on the 2-core box (load-tests/README.md): 10 ms.
+pub const DEFAULT_FETCH_WAIT_MS: u32 = 10;
 
 impl KafkaConfig {
     fn base(&self) -> ClientConfig {
@@ -81,7 +89,7 @@ impl KafkaConfig {
             // librdkafka heartbeats from its own thread, so a busy loop is safe.
             .set("session.timeout.ms", "6000")
             .set("heartbeat.interval.ms", "500")
-            .set("fetch.wait.max.ms", "10")
+            .set("fetch.wait.max.ms", self.fetch_wait_ms.to_string())
             .create_with_context(context)?)
     }
 
@@ -94,7 +102,7 @@ impl KafkaConfig {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("isolation.level", "read_uncommitted")
-            .set("fetch.wait.max.ms", "10");
+            .set("fetch.wait.max.ms", self.fetch_wait_ms.to_string());
         c
     }
 
@@ -105,9 +113,10 @@ impl KafkaConfig {
 
     /// An async consumer outside any group that polls slowly: for watching
     /// a topic where a late answer is fine (the processor's fence: safety
-    /// comes from epochs, not from noticing a claim quickly). Tansu holds a
-    /// fetch for the whole wait, so a long wait costs the broker polls, not
-    /// latency that matters.
+    /// comes from epochs, not from noticing a claim quickly; settlement
+    /// requests, which wait for blocks anyway). Measured on Tansu 0.6: idle
+    /// polling at 10 ms by agentbank's consumers costs the broker 0.3–0.4 of
+    /// a core; a slow watcher costs next to nothing.
     pub fn watcher(&self) -> Result<StreamConsumer, ConnectorError> {
         Ok(self.ungrouped().set("fetch.wait.max.ms", "500").create()?)
     }

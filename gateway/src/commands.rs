@@ -187,7 +187,7 @@ impl CommandBus {
         let partitions = self.batchers.len() as i32;
         let partition = schemas::topics::partition_for(key.as_bytes(), partitions);
         let bytes = command
-            .encode()
+            .encode_internal()
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         let (done, durable) = oneshot::channel();
         let queued = self.batchers[partition as usize]

@@ -532,6 +532,11 @@ mod tests {
                 ..base.clone()
             };
             assert_eq!(Command::decode(&cmd.encode().unwrap()).unwrap(), cmd);
+            // The internal codec carries the same command; both decode as items.
+            let internal = cmd.encode_internal().unwrap();
+            assert_eq!(Command::decode_item(&internal).unwrap(), cmd);
+            assert_eq!(Command::decode_item(&cmd.encode().unwrap()).unwrap(), cmd);
+            assert!(Command::decode(&internal).is_err(), "not Avro");
         }
         let round_trips = |payload| {
             let ev = Event {

@@ -129,6 +129,12 @@ mod tests {
             let mut record = MARKER.to_vec();
             record.extend_from_slice(&bytes);
             let _ = unpack(&record);
+            // Nor do the decoders of what packed records carry.
+            let _ = crate::Command::decode_all(&record);
+            let _ = crate::reply::Reply::decode_all(&record);
+            let mut internal = crate::command::INTERNAL_V1.to_vec();
+            internal.extend_from_slice(&bytes);
+            let _ = crate::Command::decode_all(&internal);
         }
     }
 }

@@ -288,6 +288,7 @@ impl Deployment {
             bootstrap_servers: self.bootstrap.clone(),
             partitions: 4,
             replication_factor: 1,
+            fetch_wait_ms: connectors::kafka::DEFAULT_FETCH_WAIT_MS,
         };
         let producer = kafka.producer().unwrap();
         processors::scheduler::tick_all(&kafka, &producer, &self.topics(), through_ms)

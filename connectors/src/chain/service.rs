@@ -174,7 +174,9 @@ pub async fn run(
     // consumer group: one service instance reads them all, and a restart
     // resumes at once instead of waiting for a dead member's session to end).
     let topic = config.topics.settlement_requests.clone();
-    let consumer = config.kafka.assigned_consumer()?;
+    // Polled slowly: a transfer waits for blocks (a second or more) anyway,
+    // and each fast poll costs the broker CPU the payment path needs.
+    let consumer = config.kafka.watcher()?;
     let stored: Vec<(i32, i64)> =
         sqlx::query_as("SELECT partition, next_offset FROM chain_request_offsets WHERE topic = $1")
             .bind(&topic)

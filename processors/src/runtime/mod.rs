@@ -634,7 +634,7 @@ fn output_records<M: Machine>(
                 let key = c.agent_id.to_string();
                 let q = schemas::topics::partition_for(key.as_bytes(), partitions);
                 let entry = sagas.entry(q).or_insert_with(|| (key, vec![], vec![]));
-                entry.1.push(c.encode()?);
+                entry.1.push(c.encode_internal()?);
                 entry.2.push(i);
                 record_of.push(usize::MAX); // set below
                 continue;
