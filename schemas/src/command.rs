@@ -5,8 +5,10 @@
 //! schema, for outside producers and single-command records) and the
 //! pipeline's internal codec ([`Command::encode_internal`]: a version mark,
 //! then JSON), which the gateway and the processors use inside packed records
-//! because it costs a few microseconds where Avro through `apache_avro::Value`
-//! costs tens (measured: 21 µs to encode a payment command, 8 µs to decode).
+//! because it is an order of magnitude cheaper than Avro through
+//! `apache_avro::Value` (a `CreditPayment` saga step, release build: internal
+//! 0.9 µs to encode and 2.0 µs to decode, Avro 13.8 µs and 9.3 µs;
+//! `avro::speed`).
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};

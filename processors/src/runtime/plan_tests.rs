@@ -179,6 +179,21 @@ fn an_undecodable_record_is_skipped_without_touching_its_neighbours() {
 }
 
 #[test]
+fn a_malformed_command_inside_a_packed_record_fails_alone() {
+    let u = Uuid::new_v4();
+    let good = deposit(Uuid::new_v4(), u, 1).encode_internal().unwrap();
+    let avro = deposit(Uuid::new_v4(), u, 1).encode().unwrap();
+    let mut broken = good.clone();
+    broken.truncate(good.len() / 2);
+    let record = schemas::packed::pack(&[good.clone(), broken, avro, good]).remove(0);
+    let mut shards = fresh();
+    let p = plan_all(&Counter, &mut shards, &[(0, record)]);
+    assert_eq!((p.applied, p.undecodable), (3, 1), "its neighbours apply");
+    assert_eq!(shards[&0].states[&u].0.as_ref().unwrap().deposits, 3);
+    assert_eq!(shards[&0].states[&u].1, (0, 3), "reflects the last item");
+}
+
+#[test]
 fn input_ahead_of_the_checkpoint_seeks_back_until_positioned() {
     let u = Uuid::new_v4();
     let records = encoded(&[deposit(Uuid::new_v4(), u, 1), deposit(Uuid::new_v4(), u, 1)]);
