@@ -108,7 +108,7 @@ pub async fn verify_key(
     let (key_id, secret) = parse_key(header.ok_or_else(invalid)?.trim()).ok_or_else(invalid)?;
     let cached = keys.get(key_id);
     let (stored, user_id, agent_id) = match &cached {
-        Some((digest, caller)) => (digest.clone(), caller.user_id, caller.agent_id),
+        Some((digest, (user_id, agent_id))) => (digest.clone(), *user_id, *agent_id),
         None => {
             let row: Option<(Vec<u8>, Uuid, Option<Uuid>)> = sqlx::query_as(
                 "SELECT secret_sha256, user_id, agent_id FROM api_keys WHERE key_id = $1",
@@ -126,11 +126,10 @@ pub async fn verify_key(
     if !matches || user_id.is_nil() {
         return Err(invalid());
     }
-    let caller = Caller { user_id, agent_id };
     if cached.is_none() {
-        keys.put(key_id, stored, caller);
+        keys.put(key_id, stored, (user_id, agent_id));
     }
-    Ok((key_id.to_string(), caller))
+    Ok((key_id.to_string(), Caller { user_id, agent_id }))
 }
 
 /// Creates a user and its first API key in one transaction; an email already

@@ -19,8 +19,6 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use crate::auth::Caller;
-
 /// How long a verified key is trusted without asking Postgres again.
 pub const KEY_TTL: Duration = Duration::from_secs(60);
 /// Most keys cached.
@@ -28,9 +26,12 @@ pub const KEYS_MAX: usize = 100_000;
 /// Most agent owners cached (~50 bytes each).
 pub const OWNERS_MAX: usize = 1_000_000;
 
+/// Who a verified key acts for: its user, and its agent for an agent key.
+pub type KeyOwner = (Uuid, Option<Uuid>);
+
 struct CachedKey {
     secret_sha256: Vec<u8>,
-    caller: Caller,
+    owner: KeyOwner,
     verified: Instant,
 }
 
@@ -41,14 +42,14 @@ pub struct KeyCache {
 }
 
 impl KeyCache {
-    /// The stored secret digest and caller of a recently verified key.
-    pub fn get(&self, key_id: &str) -> Option<(Vec<u8>, Caller)> {
+    /// The stored secret digest and owner of a recently verified key.
+    pub fn get(&self, key_id: &str) -> Option<(Vec<u8>, KeyOwner)> {
         let keys = self.keys.read().expect("key cache");
         let k = keys.get(key_id)?;
-        (k.verified.elapsed() < KEY_TTL).then(|| (k.secret_sha256.clone(), k.caller))
+        (k.verified.elapsed() < KEY_TTL).then(|| (k.secret_sha256.clone(), k.owner))
     }
 
-    pub fn put(&self, key_id: &str, secret_sha256: Vec<u8>, caller: Caller) {
+    pub fn put(&self, key_id: &str, secret_sha256: Vec<u8>, owner: KeyOwner) {
         let mut keys = self.keys.write().expect("key cache");
         if keys.len() >= KEYS_MAX {
             keys.clear();
@@ -57,7 +58,7 @@ impl KeyCache {
             key_id.to_string(),
             CachedKey {
                 secret_sha256,
-                caller,
+                owner,
                 verified: Instant::now(),
             },
         );
@@ -73,7 +74,7 @@ impl KeyCache {
         self.keys
             .write()
             .expect("key cache")
-            .retain(|_, k| k.caller.user_id != user_id);
+            .retain(|_, k| k.owner.0 != user_id);
     }
 }
 
@@ -116,17 +117,13 @@ mod tests {
     fn keys_are_served_until_forgotten_and_owners_for_good() {
         let caches = Caches::default();
         let user = Uuid::new_v4();
-        let caller = Caller {
-            user_id: user,
-            agent_id: None,
-        };
         assert!(caches.keys.get("k").is_none());
-        caches.keys.put("k", vec![1, 2], caller);
+        caches.keys.put("k", vec![1, 2], (user, None));
         let (digest, got) = caches.keys.get("k").unwrap();
-        assert_eq!((digest, got.user_id), (vec![1, 2], user));
+        assert_eq!((digest, got), (vec![1, 2], (user, None)));
         caches.keys.forget_user(user);
         assert!(caches.keys.get("k").is_none());
-        caches.keys.put("k", vec![1], caller);
+        caches.keys.put("k", vec![1], (user, None));
         caches.keys.forget("k");
         assert!(caches.keys.get("k").is_none());
 

@@ -24,8 +24,12 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::plan::Reflects;
 use crate::ProcessorError;
+
+/// The last input position a key's state reflects: (offset, item).
+pub type Reflects = (i64, u32);
+/// What a key that has seen no input reflects.
+pub const NOTHING: Reflects = (-1, 0);
 
 /// Key prefix of markers; state keys start with a UUID, so they never clash.
 pub const MARKER_PREFIX: &str = "__checkpoint__";

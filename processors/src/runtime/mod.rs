@@ -516,7 +516,7 @@ fn state_record<S: machine::State>(
     epoch: Epoch,
     key: Uuid,
     state: &S,
-    (last_offset, last_sub): plan::Reflects,
+    (last_offset, last_sub): checkpoint::Reflects,
 ) -> Result<Outgoing, ProcessorError> {
     let record = StateRecord {
         epoch: epoch.number,

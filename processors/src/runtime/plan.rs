@@ -21,13 +21,8 @@ use schemas::reply::Reply;
 use schemas::settlement::SettlementRequest;
 use schemas::{Command, Event};
 
-use super::checkpoint::Epoch;
+use super::checkpoint::{Epoch, Reflects, NOTHING};
 use super::machine::{Ids, Machine, Position, Route};
-
-/// The last input position a key's state reflects: (offset, item).
-pub type Reflects = (i64, u32);
-/// What a key that has seen no input reflects.
-pub const NOTHING: Reflects = (-1, 0);
 
 /// One owned partition: the owner's epoch, its states and where its input
 /// continues.
