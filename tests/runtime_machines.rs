@@ -84,15 +84,7 @@ async fn send_packed(kafka: &KafkaConfig, topics: &Topics, user: Uuid, commands:
     let key = user.to_string();
     let partition = schemas::topics::partition_for(key.as_bytes(), kafka.partitions);
     let items: Vec<Vec<u8>> = commands.iter().map(|c| c.encode().unwrap()).collect();
-    let records: Vec<Outgoing> = schemas::packed::pack(&items)
-        .into_iter()
-        .map(|payload| Outgoing {
-            topic: topics.commands.clone(),
-            key: key.clone(),
-            payload: Some(payload),
-            partition: Some(partition),
-        })
-        .collect();
+    let records = Outgoing::packed(&topics.commands, &key, partition, &items);
     produce_all(&kafka.producer().unwrap(), &records)
         .await
         .unwrap();

@@ -182,6 +182,28 @@ pub struct Outgoing {
     pub partition: Option<i32>,
 }
 
+impl Outgoing {
+    /// `items` packed ([`schemas::packed`]) into as few records as its
+    /// bounds allow, in order, all for `partition` of `topic`. `key` should
+    /// hash to `partition`, so the record lands where its items would.
+    pub fn packed<T: AsRef<[u8]>>(
+        topic: &str,
+        key: &str,
+        partition: i32,
+        items: &[T],
+    ) -> Vec<Outgoing> {
+        schemas::packed::pack(items)
+            .into_iter()
+            .map(|payload| Outgoing {
+                topic: topic.to_string(),
+                key: key.to_string(),
+                payload: Some(payload),
+                partition: Some(partition),
+            })
+            .collect()
+    }
+}
+
 /// Produces every record, then waits for all acknowledgements; returns each
 /// record's (partition, offset) in input order. Enqueueing first and awaiting
 /// after lets librdkafka batch them into few requests.

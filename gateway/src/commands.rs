@@ -54,16 +54,8 @@ impl Batcher {
                 }
             }
             let items: Vec<&[u8]> = group.iter().map(|(bytes, _, _)| bytes.as_slice()).collect();
-            let records: Vec<Outgoing> = schemas::packed::pack(&items)
-                .into_iter()
-                .map(|payload| Outgoing {
-                    topic: self.topic.clone(),
-                    // The first command's key: it hashes to this partition.
-                    key: group[0].1.clone(),
-                    payload: Some(payload),
-                    partition: Some(self.partition),
-                })
-                .collect();
+            // Keyed by the first command's key: it hashes to this partition.
+            let records = Outgoing::packed(&self.topic, &group[0].1, self.partition, &items);
             metrics::histogram!("agentbank_gateway_commands_per_produce")
                 .record(group.len() as f64);
             let ok = match produce_all(&self.producer, &records).await {
@@ -175,6 +167,10 @@ impl CommandBus {
         let started = Instant::now();
         let correlation_id = schemas::reply::correlation_id(self.reply_partition);
         command.correlation_id = Some(correlation_id.clone());
+        // Encoded before a waiter is registered: an error leaves none behind.
+        let bytes = command
+            .encode_internal()
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
         let (tx, rx) = oneshot::channel();
         {
             let mut waiters = self.waiters.lock().expect("waiters");
@@ -186,9 +182,6 @@ impl CommandBus {
         let key = command.agent_id.to_string();
         let partitions = self.batchers.len() as i32;
         let partition = schemas::topics::partition_for(key.as_bytes(), partitions);
-        let bytes = command
-            .encode_internal()
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
         let (done, durable) = oneshot::channel();
         let queued = self.batchers[partition as usize]
             .send((bytes, key, done))

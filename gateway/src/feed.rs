@@ -135,8 +135,8 @@ impl Feed {
             commits.wait(Duration::from_secs(1)).await;
             if self.sender.receiver_count() == 0 {
                 // Nobody connected: move the live position to the table's
-                // end without reading rows (that was 7% of the gateway's CPU
-                // under load). The end is read *before* the check, so a client
+                // end without reading rows (that was 7% of agentbank's CPU
+                // under load in `dev`). The end is read *before* the check, so a client
                 // connecting meanwhile gets every event committed after it
                 // subscribed (those are above the end), and a resuming client
                 // catches up from the table anyway.

@@ -53,10 +53,7 @@ impl Command {
     /// record's items ([`crate::packed`]) or a single command. One item that
     /// does not decode is an error in its place; its neighbours still decode.
     pub fn decode_all(record: &[u8]) -> Vec<Result<Command, crate::SchemaError>> {
-        crate::packed::unpack(record)
-            .into_iter()
-            .map(|item| item.and_then(Command::decode_item))
-            .collect()
+        crate::packed::decode_each(record, Command::decode_item)
     }
 }
 

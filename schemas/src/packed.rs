@@ -82,6 +82,18 @@ pub fn unpack(record: &[u8]) -> Vec<Result<&[u8], SchemaError>> {
     items
 }
 
+/// Decodes every item of a record with `decode`, in order; a framing error
+/// or an item that does not decode is an error in its place.
+pub fn decode_each<T>(
+    record: &[u8],
+    decode: impl Fn(&[u8]) -> Result<T, SchemaError>,
+) -> Vec<Result<T, SchemaError>> {
+    unpack(record)
+        .into_iter()
+        .map(|item| item.and_then(&decode))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

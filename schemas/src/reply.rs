@@ -79,10 +79,7 @@ impl Reply {
     /// Every reply of one record of the replies topic: a packed record's
     /// items ([`crate::packed`]) or a single reply.
     pub fn decode_all(record: &[u8]) -> Vec<Result<Self, crate::SchemaError>> {
-        crate::packed::unpack(record)
-            .into_iter()
-            .map(|item| item.and_then(Reply::decode))
-            .collect()
+        crate::packed::decode_each(record, Reply::decode)
     }
 }
 

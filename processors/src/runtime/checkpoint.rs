@@ -7,8 +7,8 @@
 //! - Every key's record carries the input offset it reflects (`last_offset`);
 //!   replay skips a command whose offset a key already reflects.
 //! - A *marker* (`next_offset`) is written only after the key records of its
-//!   batch were acknowledged, so every command below a marker is reflected in
-//!   some key record. Replay starts at the highest marker.
+//!   checkpoint were acknowledged, so every command below a marker is
+//!   reflected in some key record. Replay starts at the highest marker.
 //! - Each owner of a partition writes under its own *epoch* (a key suffix), so
 //!   records of a stale owner never replace a newer owner's under compaction.
 //!   Because processing is deterministic, a stale owner's records are still

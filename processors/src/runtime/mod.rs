@@ -10,11 +10,11 @@
 //!    (packed, one record per destination partition) and transfer requests,
 //!    and wait for their acks (the events' offsets let the gateway wait for
 //!    the sink: read-your-writes);
-//! 3. produce the replies (packed, one record per gateway partition), the
-//!    changed keys' checkpoint records and the *previous* batch's partition
-//!    markers (its records were acknowledged in that batch's step 3, so its
-//!    markers are now safe), wait; commit the group offsets the markers
-//!    cover. When idle, pending markers are flushed.
+//! 3. produce the replies (packed, one record per gateway partition) and, when
+//!    a checkpoint is due ([`CHECKPOINT_EVERY`]), the states changed since the
+//!    last one with the markers that last one earned (its states are
+//!    acknowledged, so its markers are now safe); wait; commit the group
+//!    offsets the markers cover. When idle, everything unsaved is flushed.
 //!
 //! Two produce rounds per batch instead of three: measured, the third round
 //! cost a third of the batch time on Tansu.
@@ -608,22 +608,21 @@ async fn flush<S: machine::State>(
 }
 
 /// The records that carry a batch's outputs, and for each output the index
-/// of its record. Events and transfer requests (public topics) get a record
-/// each; saga steps are packed, one record per destination partition (as
-/// few records and produce requests as the broker allows).
+/// of its record (replies point at events only: a saga step's entry is
+/// `None`). Events and transfer requests (public topics) get a record each;
+/// saga steps are packed, one record per destination partition (as few
+/// records and produce requests as the broker allows).
 fn output_records<M: Machine>(
     machine: &M,
     topics: &Topics,
     partitions: i32,
     outputs: &[Output],
-) -> Result<(Vec<Outgoing>, Vec<usize>), ProcessorError> {
+) -> Result<(Vec<Outgoing>, Vec<Option<usize>>), ProcessorError> {
     let mut records = Vec::with_capacity(outputs.len());
     let mut record_of = Vec::with_capacity(outputs.len());
-    // Per destination partition: the first step's key, the encoded steps and
-    // their indexes in `outputs`.
-    type Steps = (String, Vec<Vec<u8>>, Vec<usize>);
-    let mut sagas: BTreeMap<i32, Steps> = BTreeMap::new();
-    for (i, output) in outputs.iter().enumerate() {
+    // Per destination partition: the first step's key and the encoded steps.
+    let mut sagas: BTreeMap<i32, (String, Vec<Vec<u8>>)> = BTreeMap::new();
+    for output in outputs {
         let (topic, key, payload) = match output {
             Output::Event(e) => {
                 machine.observe(e);
@@ -633,14 +632,13 @@ fn output_records<M: Machine>(
             Output::Command(c) => {
                 let key = c.agent_id.to_string();
                 let q = schemas::topics::partition_for(key.as_bytes(), partitions);
-                let entry = sagas.entry(q).or_insert_with(|| (key, vec![], vec![]));
-                entry.1.push(c.encode_internal()?);
-                entry.2.push(i);
-                record_of.push(usize::MAX); // set below
+                let (_, items) = sagas.entry(q).or_insert_with(|| (key, vec![]));
+                items.push(c.encode_internal()?);
+                record_of.push(None);
                 continue;
             }
         };
-        record_of.push(records.len());
+        record_of.push(Some(records.len()));
         records.push(Outgoing {
             topic: topic.clone(),
             key: key.to_string(),
@@ -648,18 +646,8 @@ fn output_records<M: Machine>(
             partition: None,
         });
     }
-    for (q, (key, items, members)) in sagas {
-        for i in members {
-            record_of[i] = records.len(); // the first packed record of q
-        }
-        for packed in schemas::packed::pack(&items) {
-            records.push(Outgoing {
-                topic: topics.commands.clone(),
-                key: key.clone(),
-                payload: Some(packed),
-                partition: Some(q),
-            });
-        }
+    for (q, (key, items)) in sagas {
+        records.extend(Outgoing::packed(&topics.commands, &key, q, &items));
     }
     Ok((records, record_of))
 }
@@ -682,14 +670,7 @@ fn reply_records(topics: &Topics, replies: Vec<Reply>) -> Vec<Outgoing> {
         }
     }
     for (p, items) in packed {
-        for record in schemas::packed::pack(&items) {
-            records.push(Outgoing {
-                topic: topics.replies.clone(),
-                key: p.to_string(),
-                payload: Some(record),
-                partition: Some(p),
-            });
-        }
+        records.extend(Outgoing::packed(&topics.replies, &p.to_string(), p, &items));
     }
     records
 }
@@ -746,14 +727,14 @@ async fn process_batch<M: Machine>(
         "input offsets only grow"
     );
     pending.dirty.extend(plan.changed.iter().copied());
-    pending
-        .reached
-        .extend(plan.touched.iter().map(|(p, o)| (*p, *o)));
+    pending.reached.extend(&plan.touched);
     let replies = plan
         .replies
         .into_iter()
         .map(|(mut reply, events)| {
-            reply.wait_for = events.map(|i| positions[record_of[i]]).collect();
+            reply.wait_for = events
+                .map(|i| positions[record_of[i].expect("a reply's range holds events only")])
+                .collect();
             reply
         })
         .collect();
