@@ -197,6 +197,35 @@ struct HttpArgs {
     /// SSE `/v1/metrics/stream`: a heartbeat every this many ms.
     #[arg(long, env = "AGENTBANK_SSE_HEARTBEAT_MS", default_value_t = 30_000)]
     sse_heartbeat_ms: u64,
+    /// Access-token signing keys, `kid:hexsecret[,…]`; the first signs, all
+    /// verify (rotation). Unset: a development key (logged as such).
+    #[arg(long, env = "AGENTBANK_JWT_KEYS", hide_env_values = true)]
+    jwt_keys: Option<String>,
+    #[arg(long, env = "AGENTBANK_JWT_ISSUER", default_value = "agentbank")]
+    jwt_issuer: String,
+    #[arg(long, env = "AGENTBANK_JWT_AUDIENCE", default_value = "agentbank-api")]
+    jwt_audience: String,
+    /// Access-token lifetime, seconds.
+    #[arg(long, env = "AGENTBANK_ACCESS_TOKEN_TTL_S", default_value_t = 3_600)]
+    access_token_ttl_s: u64,
+    /// Refresh-token lifetime, seconds (30 days).
+    #[arg(
+        long,
+        env = "AGENTBANK_REFRESH_TOKEN_TTL_S",
+        default_value_t = 2_592_000
+    )]
+    refresh_token_ttl_s: u64,
+    /// Service tokens, `name:scope[+scope]:<sha256 hex of the token>[,…]`.
+    #[arg(
+        long,
+        env = "AGENTBANK_SERVICE_TOKENS",
+        default_value = "",
+        hide_env_values = true
+    )]
+    service_tokens: String,
+    /// The tier of users without one: free, basic, pro or enterprise.
+    #[arg(long, env = "AGENTBANK_DEFAULT_TIER", default_value = "free")]
+    default_tier: String,
 }
 
 impl Common {
@@ -231,8 +260,32 @@ impl Common {
         })
     }
 
-    fn gateway(&self, http: &HttpArgs) -> GatewayConfig {
-        GatewayConfig {
+    fn gateway(&self, http: &HttpArgs) -> anyhow::Result<GatewayConfig> {
+        let jwt_keys = http.jwt_keys.clone().unwrap_or_else(|| {
+            tracing::warn!(
+                "AGENTBANK_JWT_KEYS unset: signing access tokens with the development key"
+            );
+            gateway::auth::jwt::DEV_KEYS.to_string()
+        });
+        let jwt = gateway::auth::jwt::JwtConfig::new(
+            &jwt_keys,
+            &http.jwt_issuer,
+            &http.jwt_audience,
+            Duration::from_secs(http.access_token_ttl_s.max(1)),
+            Duration::from_secs(http.refresh_token_ttl_s.max(1)),
+        )?;
+        let service_tokens = gateway::auth::service::ServiceTokens::parse(&http.service_tokens)?;
+        let default_tier =
+            gateway::rate_limit::Tier::parse(&http.default_tier).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "AGENTBANK_DEFAULT_TIER: free, basic, pro or enterprise, not {:?}",
+                    http.default_tier
+                )
+            })?;
+        Ok(GatewayConfig {
+            jwt,
+            service_tokens,
+            default_tier,
             http_addr: http.http_addr,
             kafka: self.kafka(),
             topics: self.topics(),
@@ -245,8 +298,8 @@ impl Common {
             webhooks_allow_private: self.webhooks_allow_private,
             sse_metrics_every: Duration::from_millis(http.sse_metrics_ms.max(100)),
             sse_heartbeat: Duration::from_millis(http.sse_heartbeat_ms.max(100)),
-            chain: connectors::chain::ChainConfig::from_env().expect("chain configuration"),
-        }
+            chain: connectors::chain::ChainConfig::from_env()?,
+        })
     }
 
     fn secrets(&self) -> connectors::secrets::SecretBox {
@@ -414,7 +467,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Role::Gateway(http) => {
             let pool = common.pool(32).await?;
-            let config = common.gateway(&http);
+            let config = common.gateway(&http)?;
             let metrics = install_metrics();
             supervise("gateway", shutdown, |s| {
                 gateway::serve(config.clone(), pool.clone(), metrics.clone(), None, s)
@@ -441,7 +494,7 @@ async fn main() -> anyhow::Result<()> {
             });
             let processor_config = common.processor()?;
             let machine = Arc::new(AgentMachine::new(common.interest_rates.clone()));
-            let gateway_config = common.gateway(&http);
+            let gateway_config = common.gateway(&http)?;
             tokio::join!(
                 supervise("processor", shutdown.clone(), |s| processors::runtime::run(
                     processor_config.clone(),

@@ -9,12 +9,14 @@
 //! - [`webhooks`]: envelopes, signatures and the delivery dispatcher.
 //! - [`chain`]: on-chain settlement (EVM JSON-RPC via alloy): wallets, the
 //!   settlement service.
+//! - [`read_model`]: every query the gateway runs (no SQL in handlers).
 //! - [`secrets`]: sealing secrets that must be usable again (AES-256-GCM).
 
 pub mod chain;
 pub mod db;
 pub mod kafka;
 pub mod postgres_sink;
+pub mod read_model;
 pub mod secrets;
 pub mod webhooks;
 

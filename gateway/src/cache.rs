@@ -10,7 +10,9 @@
 //!   so a found owner is cached for good; a miss is never cached (the agent
 //!   may be created a moment later).
 //!
-//! Both are bounded: when full, they are emptied and refill from Postgres
+//! - **Sessions and tiers**: see [`TtlCache`].
+//!
+//! All are bounded: when full, they are emptied and refill from Postgres
 //! (cheaper than tracking recency, and rare at these sizes).
 
 use std::collections::HashMap;
@@ -19,6 +21,9 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
+use crate::rate_limit::Tier;
+use crate::tenant::Mode;
+
 /// How long a verified key is trusted without asking Postgres again.
 pub const KEY_TTL: Duration = Duration::from_secs(60);
 /// Most keys cached.
@@ -26,8 +31,9 @@ pub const KEYS_MAX: usize = 100_000;
 /// Most agent owners cached (~50 bytes each).
 pub const OWNERS_MAX: usize = 1_000_000;
 
-/// Who a verified key acts for: its user, and its agent for an agent key.
-pub type KeyOwner = (Uuid, Option<Uuid>);
+/// Who a verified key acts for: its user, its agent for an agent key, and
+/// whether it is a live or a sandbox key.
+pub type KeyOwner = (Uuid, Option<Uuid>, Mode);
 
 struct CachedKey {
     secret_sha256: Vec<u8>,
@@ -102,11 +108,50 @@ impl OwnerCache {
     }
 }
 
+/// Values trusted for [`KEY_TTL`] after they were read from Postgres: open
+/// login sessions, users' tiers. A change made through this gateway forgets
+/// the entry at once; one made through another takes effect within the TTL.
+pub struct TtlCache<K, V> {
+    entries: RwLock<HashMap<K, (V, Instant)>>,
+}
+
+impl<K, V> Default for TtlCache<K, V> {
+    fn default() -> Self {
+        TtlCache {
+            entries: RwLock::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> TtlCache<K, V> {
+    pub fn get(&self, key: &K) -> Option<V> {
+        let entries = self.entries.read().expect("ttl cache");
+        let (v, at) = entries.get(key)?;
+        (at.elapsed() < KEY_TTL).then(|| v.clone())
+    }
+
+    pub fn put(&self, key: K, value: V) {
+        let mut entries = self.entries.write().expect("ttl cache");
+        if entries.len() >= KEYS_MAX {
+            entries.clear();
+        }
+        entries.insert(key, (value, Instant::now()));
+    }
+
+    pub fn forget(&self, key: &K) {
+        self.entries.write().expect("ttl cache").remove(key);
+    }
+}
+
 /// The gateway's caches, shared by its handlers.
 #[derive(Default)]
 pub struct Caches {
     pub keys: KeyCache,
     pub owners: OwnerCache,
+    /// Login sessions known to be open.
+    pub sessions: TtlCache<Uuid, ()>,
+    /// Users' tiers (`None`: no such user).
+    pub tiers: TtlCache<Uuid, Option<Tier>>,
 }
 
 #[cfg(test)]
@@ -118,12 +163,12 @@ mod tests {
         let caches = Caches::default();
         let user = Uuid::new_v4();
         assert!(caches.keys.get("k").is_none());
-        caches.keys.put("k", vec![1, 2], (user, None));
+        caches.keys.put("k", vec![1, 2], (user, None, Mode::Live));
         let (digest, got) = caches.keys.get("k").unwrap();
-        assert_eq!((digest, got), (vec![1, 2], (user, None)));
+        assert_eq!((digest, got), (vec![1, 2], (user, None, Mode::Live)));
         caches.keys.forget_user(user);
         assert!(caches.keys.get("k").is_none());
-        caches.keys.put("k", vec![1], (user, None));
+        caches.keys.put("k", vec![1], (user, None, Mode::Live));
         caches.keys.forget("k");
         assert!(caches.keys.get("k").is_none());
 

@@ -1,20 +1,44 @@
-//! The gateway's one error type, mapped to HTTP in one place. Agent-bank
-//! routes answer `{"error": "..."}` (the Mage format) with the status below.
+//! The gateway's one error type, mapped to HTTP in one place, with the two
+//! documented response shapes chosen by route, never by re-reading a body:
+//!
+//! - agent-bank routes: `{"error": "<message>"}` (the Mage format);
+//! - revenue routes (API v1): `{"error": {code, message, details,
+//!   request_id, timestamp}}` with the seed's codes.
+//!
+//! An error becomes a response in the bank's shape and carries itself in the
+//! response's extensions; the revenue routes' [`envelope`] layer rewrites
+//! such responses into the envelope. Every response carries `X-Request-Id`
+//! ([`request_id`]), equal to the envelope's `request_id`; internal detail
+//! goes to the log under that id and never to the client.
 
+use std::sync::Arc;
+
+use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde_json::{json, Value};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
+    /// A bad request with machine-readable details (revenue routes show them).
+    #[error("{message}")]
+    Validation { message: String, details: Value },
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// A named resource that does not exist (or is not the caller's).
+    #[error("{} {resource_id} does not exist", capitalised(resource_type))]
+    ResourceNotFound {
+        resource_type: &'static str,
+        resource_id: String,
+    },
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -23,6 +47,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("Rate limit exceeded; retry after the time in Retry-After")]
     RateLimited { retry_after_s: u64 },
+    /// A chosen status with its message (the sandbox's `test_error_{code}_*`).
+    #[error("{message}")]
+    Status { status: u16, message: String },
     /// A dependency (broker, processor, Postgres) did not answer in time.
     #[error("{0}")]
     Unavailable(String),
@@ -31,19 +58,62 @@ pub enum ApiError {
     Internal(String),
 }
 
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::Validation { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::ResourceNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Status { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST)
+            }
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The revenue API's error code (the seed's table, plus the statuses it
+    /// does not name).
+    pub fn code(&self) -> &'static str {
+        match self.status().as_u16() {
+            400 => "VALIDATION_ERROR",
+            401 => "UNAUTHORIZED",
+            403 => "FORBIDDEN",
+            404 => "RESOURCE_NOT_FOUND",
+            405 => "METHOD_NOT_ALLOWED",
+            409 => "CONFLICT",
+            413 => "PAYLOAD_TOO_LARGE",
+            415 => "UNSUPPORTED_MEDIA_TYPE",
+            422 => "UNPROCESSABLE_ENTITY",
+            429 => "RATE_LIMIT_EXCEEDED",
+            503 => "SERVICE_UNAVAILABLE",
+            s if s >= 500 => "INTERNAL_ERROR",
+            _ => "REQUEST_FAILED",
+        }
+    }
+
+    /// The envelope's `details`.
+    pub fn details(&self) -> Value {
+        match self {
+            ApiError::Validation { details, .. } => details.clone(),
+            ApiError::ResourceNotFound {
+                resource_type,
+                resource_id,
+            } => json!({"resource_type": resource_type, "resource_id": resource_id}),
+            ApiError::RateLimited { retry_after_s } => json!({"retry_after": retry_after_s}),
+            _ => json!({}),
         }
     }
 }
@@ -54,11 +124,7 @@ impl IntoResponse for ApiError {
             tracing::error!(detail = %detail, "internal error");
         }
         let status = self.status();
-        let mut response = (
-            status,
-            Json(serde_json::json!({ "error": self.to_string() })),
-        )
-            .into_response();
+        let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
         if let ApiError::RateLimited { retry_after_s } = self {
             response
                 .headers_mut()
@@ -69,6 +135,7 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        response.extensions_mut().insert(Arc::new(self));
         response
     }
 }
@@ -86,6 +153,95 @@ impl From<sqlx::Error> for ApiError {
 
 impl From<connectors::ConnectorError> for ApiError {
     fn from(e: connectors::ConnectorError) -> Self {
-        ApiError::Unavailable(format!("Service unavailable: {e}"))
+        match e {
+            connectors::ConnectorError::Postgres(e) => e.into(),
+            other => {
+                tracing::warn!(error = %other, "dependency failed");
+                ApiError::Unavailable("Service temporarily unavailable".into())
+            }
+        }
+    }
+}
+
+/// A request's id: `req_` and 20 random base58 characters.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Gives every request an id (in its extensions, in the log span, and as the
+/// response's `X-Request-Id`).
+pub async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = RequestId(format!(
+        "req_{}",
+        bs58::encode(rand::random::<[u8; 15]>()).into_string()
+    ));
+    req.extensions_mut().insert(id.clone());
+    let span = tracing::info_span!("request", request_id = %id.0);
+    let mut response = tracing::Instrument::instrument(next.run(req), span).await;
+    if let Ok(v) = HeaderValue::from_str(&id.0) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}
+
+/// The revenue routes' layer: errors answer the envelope.
+pub async fn envelope(req: Request, next: Next) -> Response {
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    let response = next.run(req).await;
+    let Some(error) = response.extensions().get::<Arc<ApiError>>().cloned() else {
+        return response;
+    };
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let body = json!({"error": {
+        "code": error.code(),
+        "message": error.to_string(),
+        "details": error.details(),
+        "request_id": request_id,
+        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    }});
+    let mut rebuilt = Json(body).into_response();
+    *rebuilt.status_mut() = parts.status;
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE {
+            rebuilt.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    rebuilt
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_follow_the_seed_table() {
+        let nf = ApiError::ResourceNotFound {
+            resource_type: "opportunity",
+            resource_id: "opp_1".into(),
+        };
+        assert_eq!(nf.code(), "RESOURCE_NOT_FOUND");
+        assert_eq!(nf.to_string(), "Opportunity opp_1 does not exist");
+        assert_eq!(nf.details()["resource_id"], "opp_1");
+        assert_eq!(ApiError::BadRequest("x".into()).code(), "VALIDATION_ERROR");
+        assert_eq!(
+            ApiError::RateLimited { retry_after_s: 3 }.code(),
+            "RATE_LIMIT_EXCEEDED"
+        );
+        assert_eq!(
+            ApiError::Internal("secret detail".into()).to_string(),
+            "Internal server error"
+        );
+        assert_eq!(
+            ApiError::Status {
+                status: 402,
+                message: "x".into()
+            }
+            .status(),
+            StatusCode::PAYMENT_REQUIRED
+        );
     }
 }

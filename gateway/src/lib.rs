@@ -7,17 +7,22 @@
 //! - [`error`]: the one error type and its `{"error": "..."}` responses.
 //! - [`feed`]: the live event feed behind WebSocket `/v1/events`.
 //! - [`rate_limit`]: per-key budgets (100/min, 5,000/day) and their headers.
-//! - [`routes`]: the handlers, mounted at `/` and at `/v1`.
+//! - [`bank`]: the agent bank's handlers, mounted at `/` and at `/v1`.
+//! - [`revenue`]: the revenue platform's handlers, under `/v1`.
+//! - [`health`]: `/health` and `/metrics`.
 
 pub mod auth;
+pub mod bank;
 pub mod body;
 pub mod cache;
 pub mod chain;
 pub mod commands;
 pub mod error;
 pub mod feed;
+pub mod health;
 pub mod rate_limit;
-pub mod routes;
+pub mod revenue;
+pub mod tenant;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,7 +31,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
@@ -62,6 +67,18 @@ pub struct GatewayConfig {
     pub sse_heartbeat: Duration,
     /// The chain to settle on; `None`: ledger only (no wallets, no hashes).
     pub chain: Option<connectors::chain::ChainConfig>,
+    /// Access-token signing keys and lifetimes.
+    pub jwt: auth::jwt::JwtConfig,
+    /// Configured service tokens (digests only).
+    pub service_tokens: auth::service::ServiceTokens,
+    /// The tier of users without one set (`AGENTBANK_DEFAULT_TIER`).
+    pub default_tier: rate_limit::Tier,
+}
+
+/// What verifies credentials other than API keys.
+pub struct Identity {
+    pub jwt: auth::jwt::Jwt,
+    pub services: auth::service::ServiceTokens,
 }
 
 /// A co-located processor's state for `/health`: ready once it owns its
@@ -86,52 +103,81 @@ pub struct AppState {
     pub chain: Option<Arc<chain::ChainAccess>>,
     /// Verified keys and agents' owners: no Postgres reads on the write path.
     pub caches: Arc<cache::Caches>,
+    pub identity: Arc<Identity>,
+    /// The revenue routes' per-tier limits.
+    pub tier_limits: Arc<rate_limit::TierLimits>,
+}
+
+impl AppState {
+    /// A user's tier (the default when none is set); `None`: no such user.
+    pub async fn tier_of(&self, user_id: uuid::Uuid) -> Result<Option<rate_limit::Tier>, ApiError> {
+        if let Some(t) = self.caches.tiers.get(&user_id) {
+            return Ok(t);
+        }
+        let tier = connectors::read_model::identity::user_tier(&self.pool, user_id)
+            .await?
+            .map(|t| {
+                t.as_deref()
+                    .and_then(rate_limit::Tier::parse)
+                    .unwrap_or(self.config.default_tier)
+            });
+        self.caches.tiers.put(user_id, tier);
+        Ok(tier)
+    }
 }
 
 /// The API routes, without prefix.
 fn api() -> Router<AppState> {
     Router::new()
-        .route("/users", post(routes::users::sign_up))
-        .route("/agents/create", post(routes::agents::create))
-        .route("/agents/deposit", post(routes::agents::deposit))
-        .route("/agents/withdraw", post(routes::agents::withdraw))
-        .route("/agentsWith/{id}", get(routes::agents::get_one))
-        .route("/agents/{id}", get(routes::agents::list_for_user))
-        .route("/payments/register", post(routes::payments::register))
-        .route("/payments/setApprove", post(routes::payments::approve))
-        .route("/payments/setDecline", post(routes::payments::decline))
-        .route("/payments/export", post(routes::reports::export))
-        .route("/payments/{id}", get(routes::payments::get_one))
-        .route("/user/payments", get(routes::payments::list_for_user))
-        .route("/user/wallet-balance", get(routes::reports::wallet_balance))
-        .route("/transactions/summary", get(routes::reports::summary))
-        .route("/savings/deposit", post(routes::savings::deposit))
-        .route("/savings/withdraw", post(routes::savings::withdraw))
-        .route("/savings/dashboard", get(routes::savings::dashboard))
-        .route(
-            "/savings/myinvestments",
-            get(routes::savings::my_investments),
-        )
-        .route("/savings/{agentId}", get(routes::savings::for_agent))
+        .route("/users", post(bank::users::sign_up))
+        .route("/agents/create", post(bank::agents::create))
+        .route("/agents/deposit", post(bank::agents::deposit))
+        .route("/agents/withdraw", post(bank::agents::withdraw))
+        .route("/agentsWith/{id}", get(bank::agents::get_one))
+        .route("/agents/{id}", get(bank::agents::list_for_user))
+        .route("/payments/register", post(bank::payments::register))
+        .route("/payments/setApprove", post(bank::payments::approve))
+        .route("/payments/setDecline", post(bank::payments::decline))
+        .route("/payments/export", post(bank::reports::export))
+        .route("/payments/{id}", get(bank::payments::get_one))
+        .route("/user/payments", get(bank::payments::list_for_user))
+        .route("/user/wallet-balance", get(bank::reports::wallet_balance))
+        .route("/transactions/summary", get(bank::reports::summary))
+        .route("/savings/deposit", post(bank::savings::deposit))
+        .route("/savings/withdraw", post(bank::savings::withdraw))
+        .route("/savings/dashboard", get(bank::savings::dashboard))
+        .route("/savings/myinvestments", get(bank::savings::my_investments))
+        .route("/savings/{agentId}", get(bank::savings::for_agent))
         .route(
             "/investment/interest-rate",
-            get(routes::investment::interest_rate),
+            get(bank::investment::interest_rate),
         )
-        .route(
-            "/investment/calculator",
-            post(routes::investment::calculator),
-        )
-        .route("/health", get(routes::health::health))
-        .route("/events", get(routes::events::upgrade))
-        .route("/metrics/stream", get(routes::metrics_stream::stream))
-        .merge(routes::webhooks::router())
+        .route("/investment/calculator", post(bank::investment::calculator))
+        .route("/health", get(health::health))
+        .route("/events", get(revenue::events::upgrade))
+        .route("/metrics/stream", get(revenue::metrics_stream::stream))
+        .merge(revenue::webhooks::router())
+}
+
+/// The revenue platform's routes (API v1 only): the envelope for errors,
+/// tier limits.
+fn revenue_api() -> Router<AppState> {
+    Router::new()
+        .route("/auth/login", post(auth::routes::login))
+        .route("/auth/refresh", post(auth::routes::refresh))
+        .route("/auth/logout", post(auth::routes::logout))
+        .route("/auth/me", get(auth::routes::me))
+        .route("/sandbox/keys", post(auth::routes::sandbox_key))
+        .route("/admin/users/{user_id}/tier", put(auth::routes::set_tier))
+        .layer(middleware::from_fn(error::envelope))
+        .layer(axum::Extension(auth::Product::Revenue))
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api())
-        .nest("/v1", api())
-        .route("/metrics", get(routes::health::metrics))
+        .nest("/v1", api().merge(revenue_api()))
+        .route("/metrics", get(health::metrics))
         .fallback(|| async { ApiError::NotFound("Not found".into()) })
         .method_not_allowed_fallback(|| async {
             (
@@ -142,6 +188,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(body::BODY_BYTES_MAX))
         .layer(middleware::from_fn(rate_limit::headers))
         .layer(middleware::from_fn(record_http))
+        .layer(middleware::from_fn(error::request_id))
         .with_state(state)
 }
 
@@ -186,13 +233,19 @@ pub async fn serve(
         config.rate_limit_per_minute,
         config.rate_limit_per_day,
     ));
-    let idle = limits.clone();
+    let tier_limits = Arc::new(rate_limit::TierLimits::default());
+    let (idle, idle_tiers) = (limits.clone(), tier_limits.clone());
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(rate_limit::FORGET_IDLE_EVERY);
         loop {
             tick.tick().await;
             idle.forget_idle();
+            idle_tiers.forget_idle();
         }
+    });
+    let identity = Arc::new(Identity {
+        jwt: auth::jwt::Jwt::new(config.jwt.clone()),
+        services: config.service_tokens.clone(),
     });
     let feed = feed::Feed::start(pool.clone()).await?;
     let chain = match config.chain.clone() {
@@ -209,6 +262,8 @@ pub async fn serve(
         processor_probe,
         limits,
         caches: Arc::default(),
+        identity,
+        tier_limits,
     };
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move {

@@ -1,10 +1,20 @@
-//! Per-API-key rate limits — the Mage docs: 100 requests a minute and 5,000 a
-//! day per key, `429` with `Retry-After` beyond them, and `X-RateLimit-Limit`,
-//! `-Remaining`, `-Reset` on every keyed response. GCRA (the `governor`
-//! crate), so a key's budget refills smoothly rather than all at a window's
-//! edge; `Reset` is when the minute budget is full again. Limits are per
-//! gateway instance (in memory); checked only after the key is verified, so
-//! made-up keys cannot grow the table.
+//! Rate limits, checked only after the caller is authenticated (so made-up
+//! keys cannot grow the tables), `429` with `Retry-After` beyond them:
+//!
+//! - agent-bank routes (the Mage docs): 100 requests a minute and 5,000 a day
+//!   per key, with `X-RateLimit-Limit`, `-Remaining`, `-Reset`;
+//! - revenue routes: the user's [`Tier`] (the seed's table) per tenant, with
+//!   `X-RateLimit-Burst-Limit` and `-Burst-Remaining` as well.
+//!
+//! GCRA (the `governor` crate), so a budget refills smoothly rather than all
+//! at a window's edge; `Reset` is when the minute budget is full again. A
+//! tier's minute budget and its burst are two limiters: the burst one allows
+//! `burst` requests at once and refills at the tier's rate.
+//!
+//! Limits live in each gateway's memory: with N gateway instances behind a
+//! balancer that spreads a caller's requests, the caller gets up to N times
+//! the budget (documented in `docs/revenue.md`; a shared store is the fix
+//! when that matters more than a Postgres/Redis round trip per request).
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
@@ -36,6 +46,8 @@ pub struct Budget {
     pub limit: u32,
     pub remaining: u32,
     pub reset_unix_s: u64,
+    /// A tier's burst: `(limit, remaining)`.
+    pub burst: Option<(u32, u32)>,
 }
 
 /// Over the limit: try again after this many seconds.
@@ -72,6 +84,7 @@ impl RateLimits {
             limit: self.per_minute,
             remaining,
             reset_unix_s: now.as_secs() + refill_s,
+            burst: None,
         }
     }
 
@@ -108,12 +121,153 @@ pub async fn headers(mut req: Request, next: Next) -> Response {
         h.insert("x-ratelimit-limit", HeaderValue::from(b.limit));
         h.insert("x-ratelimit-remaining", HeaderValue::from(b.remaining));
         h.insert("x-ratelimit-reset", HeaderValue::from(b.reset_unix_s));
+        if let Some((limit, remaining)) = b.burst {
+            h.insert("x-ratelimit-burst-limit", HeaderValue::from(limit));
+            h.insert("x-ratelimit-burst-remaining", HeaderValue::from(remaining));
+        }
     }
     response
 }
 
+/// A user's rate-limit tier on the revenue routes (the seed's table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tier {
+    Free,
+    Basic,
+    Pro,
+    Enterprise,
+}
+
+impl Tier {
+    pub const ALL: [Tier; 4] = [Tier::Free, Tier::Basic, Tier::Pro, Tier::Enterprise];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Free => "free",
+            Tier::Basic => "basic",
+            Tier::Pro => "pro",
+            Tier::Enterprise => "enterprise",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Tier> {
+        Tier::ALL
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+
+    /// Requests a minute and burst; `None`: unlimited.
+    pub fn limits(self) -> Option<(u32, u32)> {
+        match self {
+            Tier::Free => Some((60, 10)),
+            Tier::Basic => Some((600, 100)),
+            Tier::Pro => Some((6_000, 1_000)),
+            Tier::Enterprise => None,
+        }
+    }
+}
+
+/// One limited tier's limiters.
+struct TierLimiter {
+    per_minute: u32,
+    burst: u32,
+    minute: Limiter,
+    bursts: Limiter,
+}
+
+/// The revenue routes' limits, per tenant, by tier.
+pub struct TierLimits {
+    tiers: Vec<(Tier, TierLimiter)>,
+    clock: DefaultClock,
+}
+
+impl Default for TierLimits {
+    fn default() -> Self {
+        let tiers = Tier::ALL
+            .into_iter()
+            .filter_map(|t| {
+                let (per_minute, burst) = t.limits()?;
+                let bursts = Quota::per_minute(nonzero(per_minute)).allow_burst(nonzero(burst));
+                Some((
+                    t,
+                    TierLimiter {
+                        per_minute,
+                        burst,
+                        minute: RateLimiter::keyed(Quota::per_minute(nonzero(per_minute)))
+                            .with_middleware(),
+                        bursts: RateLimiter::keyed(bursts).with_middleware(),
+                    },
+                ))
+            })
+            .collect();
+        TierLimits {
+            tiers,
+            clock: DefaultClock::default(),
+        }
+    }
+}
+
+impl TierLimits {
+    /// Counts one request of `key` in `tier`; `Ok(None)`: unlimited.
+    pub fn check(&self, tier: Tier, key: &str) -> Result<Option<Budget>, Limited> {
+        let Some((_, l)) = self.tiers.iter().find(|(t, _)| *t == tier) else {
+            return Ok(None);
+        };
+        let key = key.to_string();
+        let budget = |remaining: u32, burst_remaining: u32| {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            let refill_s = u64::from(l.per_minute - remaining.min(l.per_minute)) * 60
+                / u64::from(l.per_minute);
+            Budget {
+                limit: l.per_minute,
+                remaining,
+                reset_unix_s: now.as_secs() + refill_s,
+                burst: Some((l.burst, burst_remaining)),
+            }
+        };
+        let refused = |not_until: governor::NotUntil<_>| Limited {
+            budget: budget(0, 0),
+            retry_after_s: not_until.wait_time_from(self.clock.now()).as_secs().max(1),
+        };
+        let burst = l.bursts.check_key(&key).map_err(refused)?;
+        let minute = l.minute.check_key(&key).map_err(refused)?;
+        Ok(Some(budget(
+            minute.remaining_burst_capacity(),
+            burst.remaining_burst_capacity(),
+        )))
+    }
+
+    /// Drops idle keys; call now and then.
+    pub fn forget_idle(&self) {
+        for (_, l) in &self.tiers {
+            l.minute.retain_recent();
+            l.bursts.retain_recent();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tiers_allow_their_burst_then_refuse() {
+        let limits = TierLimits::default();
+        for i in 0..10 {
+            let b = limits.check(Tier::Free, "t").unwrap().unwrap();
+            assert_eq!((b.limit, b.burst), (60, Some((10, 9 - i))));
+        }
+        let refused = limits.check(Tier::Free, "t").unwrap_err();
+        assert!(refused.retry_after_s >= 1);
+        assert!(
+            limits.check(Tier::Basic, "t").unwrap().is_some(),
+            "tiers are separate"
+        );
+        assert_eq!(limits.check(Tier::Enterprise, "t").unwrap(), None);
+        assert_eq!(Tier::parse("PRO"), Some(Tier::Pro));
+        assert_eq!(Tier::parse("gold"), None);
+    }
+
     use super::*;
 
     #[test]

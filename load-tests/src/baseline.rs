@@ -20,9 +20,11 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use gateway::auth::{create_user, hash_password, verify_key};
+use connectors::read_model::identity;
+use gateway::auth::{hash_password, mint_key, verify_key};
+use gateway::bank::agents::agent_json;
 use gateway::body::{JsonObject, NAME_CHARS_MAX};
-use gateway::routes::agents::agent_json;
+use gateway::tenant::Mode;
 use gateway::ApiError;
 use schemas::command::PaymentRules;
 use schemas::event::accounts;
@@ -38,7 +40,7 @@ static KEYS: std::sync::LazyLock<gateway::cache::KeyCache> =
 /// The caller's user, verified exactly as the gateway does.
 async fn user_of(pool: &PgPool, headers: &HeaderMap) -> Result<Uuid, ApiError> {
     let header = headers.get("x-api-key").and_then(|v| v.to_str().ok());
-    Ok(verify_key(pool, &KEYS, header).await?.1.user_id)
+    Ok(verify_key(pool, &KEYS, header).await?.user_id)
 }
 
 async fn sign_up(
@@ -50,7 +52,13 @@ async fn sign_up(
     let email = body.str("email", 254, missing)?;
     let password = body.str("password", 128, missing)?;
     let hash = hash_password(password).await?;
-    let (user, key) = create_user(&pool, &name, &email, &hash).await?;
+    let user = Uuid::new_v4();
+    let key = mint_key(user, None, Mode::Live);
+    if !identity::insert_user(&pool, user, &name, &email, &hash, &key.row).await? {
+        return Err(ApiError::Conflict(
+            "A user with this email already exists".into(),
+        ));
+    }
     Ok((
         StatusCode::CREATED,
         Json(json!({"id": ids::short(Kind::User, user), "apikey": key.text})),

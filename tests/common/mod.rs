@@ -246,6 +246,27 @@ impl Deployment {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Any request, with headers: the status, the response headers and the
+    /// JSON body (`Null` when none).
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let mut req = self.client.request(method, self.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let (status, h) = (r.status().as_u16(), r.headers().clone());
+        (status, h, r.json().await.unwrap_or(Value::Null))
+    }
+
     /// Signs up a user; returns (user id, api key).
     pub async fn sign_up(&self, name: &str) -> (String, String) {
         let email = format!("{name}-{}@example.com", uuid::Uuid::new_v4().simple());

@@ -18,9 +18,9 @@ use schemas::ids::{self, Kind};
 use schemas::money;
 
 use crate::auth::Caller;
+use crate::bank::payments::{PaymentRow, VISIBLE_PAYMENTS};
 use crate::body::{number, JsonObject};
 use crate::error::ApiError;
-use crate::routes::payments::{PaymentRow, VISIBLE_PAYMENTS};
 use crate::AppState;
 
 /// The documented maximum export size.

@@ -19,8 +19,8 @@ use schemas::reply::Outcome;
 use schemas::CommandPayload;
 
 use crate::auth::Caller;
+use crate::bank::agents::{command, command_id, page_bounds, unexpected, PageQuery};
 use crate::body::{number, JsonObject};
-use crate::routes::agents::{command, command_id, page_bounds, unexpected, PageQuery};
 use crate::{ApiError, AppState};
 
 /// A position as the read model holds it, with its agent's name and balance.

@@ -14,6 +14,8 @@ use schemas::money;
 use schemas::reply::{AgentView, Outcome, RejectCode};
 use schemas::{Command, CommandPayload};
 
+use connectors::read_model::identity;
+
 use crate::auth::{mint_key, Caller};
 use crate::body::{number, JsonObject, NAME_CHARS_MAX, TEXT_CHARS_MAX};
 use crate::chain::Transfer;
@@ -112,7 +114,7 @@ fn check_user(body: &JsonObject, caller: &Caller, missing: &str) -> Result<(), A
     let text = body.str("userid", ids::ID_TEXT_MAX, missing)?;
     let user_id =
         ids::parse(Kind::User, &text).map_err(|_| ApiError::NotFound("User not found".into()))?;
-    if user_id != caller.user_id {
+    if user_id != caller.account_id {
         return Err(ApiError::NotFound("User not found".into()));
     }
     Ok(())
@@ -190,16 +192,8 @@ pub async fn create(
     } else {
         Uuid::new_v4()
     };
-    let key = mint_key();
-    sqlx::query(
-        "INSERT INTO api_keys (key_id, secret_sha256, user_id, agent_id) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(&key.key_id)
-    .bind(&key.secret_sha256)
-    .bind(caller.user_id)
-    .bind(agent_id)
-    .execute(&state.pool)
-    .await?;
+    let key = mint_key(caller.account_id, Some(agent_id), caller.mode);
+    identity::insert_key(&state.pool, &key.row).await?;
     let outcome = state
         .bus
         .execute(command(
@@ -213,11 +207,8 @@ pub async fn create(
         Ok(Outcome::Agent(view)) => view,
         other => {
             // The agent does not exist (or not yet): its key must not either.
-            sqlx::query("DELETE FROM api_keys WHERE key_id = $1")
-                .bind(&key.key_id)
-                .execute(&state.pool)
-                .await?;
-            state.caches.keys.forget(&key.key_id);
+            identity::delete_key(&state.pool, &key.row.key_id).await?;
+            state.caches.keys.forget(&key.row.key_id);
             return Err(match other {
                 Ok(outcome) => unexpected(outcome),
                 Err(e) => e,
@@ -552,7 +543,7 @@ pub async fn list_for_user(
 ) -> Result<Json<Value>, ApiError> {
     let user_id =
         ids::parse(Kind::User, &id).map_err(|_| ApiError::NotFound("User not found".into()))?;
-    if user_id != caller.user_id {
+    if user_id != caller.account_id {
         return Err(ApiError::NotFound("User not found".into()));
     }
     let (page, limit) = page_bounds(&q)?;

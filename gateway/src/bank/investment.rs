@@ -12,8 +12,8 @@ use schemas::interest::{
 };
 
 use crate::auth::Caller;
+use crate::bank::reports::summary_error;
 use crate::body::{number, JsonObject};
-use crate::routes::reports::summary_error;
 use crate::{ApiError, AppState};
 
 /// `GET /investment/interest-rate` — the rate in force now and since when.

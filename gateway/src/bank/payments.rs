@@ -18,10 +18,10 @@ use schemas::settlement;
 use schemas::CommandPayload;
 
 use crate::auth::Caller;
+use crate::bank::agents::{command, command_id, page_bounds, unexpected, PageQuery};
+use crate::bank::agents::{TAGS_MAX, TAG_CHARS_MAX};
 use crate::body::{number, JsonObject, NAME_CHARS_MAX};
 use crate::error::ApiError;
-use crate::routes::agents::{command, command_id, page_bounds, unexpected, PageQuery};
-use crate::routes::agents::{TAGS_MAX, TAG_CHARS_MAX};
 use crate::AppState;
 
 pub const METHOD_CHARS_MAX: usize = 50;

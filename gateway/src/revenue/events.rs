@@ -1,6 +1,6 @@
 //! WebSocket `/v1/events`, the revenue seed's protocol:
 //!
-//! 1. `{"type": "auth", "token": "<API key>"}` → `{"type": "auth.ok"}` (or an
+//! 1. `{"type": "auth", "token": "<API key or access token>"}` → `{"type": "auth.ok"}` (or an
 //!    error and close 4001); nothing else is accepted first (10 s to do it).
 //! 2. `{"type": "subscribe", "channels": [...], "last_event_id"?: <position>}`
 //!    → `{"type": "subscribed", "channels": [...]}`; with `last_event_id`,
@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
-use crate::auth::verify_key;
+use crate::auth::authenticate_token;
 use crate::feed::{read_after, FeedEvent, CHANNELS};
 use crate::AppState;
 
@@ -75,8 +75,8 @@ async fn next_json(socket: &mut WebSocket) -> Option<Result<Value, String>> {
 async fn session(state: AppState, mut socket: WebSocket) {
     let user = match tokio::time::timeout(AUTH_WITHIN, next_json(&mut socket)).await {
         Ok(Some(Ok(m))) if m["type"] == "auth" => {
-            match verify_key(&state.pool, &state.caches.keys, m["token"].as_str()).await {
-                Ok((_, caller)) => caller.user_id,
+            match authenticate_token(&state, m["token"].as_str().unwrap_or_default()).await {
+                Ok(tenant) => tenant,
                 Err(_) => return close(socket, 4001, "invalid token").await,
             }
         }

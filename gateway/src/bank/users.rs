@@ -12,10 +12,13 @@ use schemas::reply::Outcome;
 use schemas::{Command, CommandPayload};
 use uuid::Uuid;
 
-use crate::auth::{create_user, hash_password};
+use connectors::read_model::identity;
+
+use crate::auth::{hash_password, mint_key};
+use crate::bank::agents::unexpected;
 use crate::body::{JsonObject, NAME_CHARS_MAX};
 use crate::error::ApiError;
-use crate::routes::agents::unexpected;
+use crate::tenant::Mode;
 use crate::AppState;
 
 pub const EMAIL_CHARS_MAX: usize = 254;
@@ -70,7 +73,22 @@ pub async fn sign_up(
         )));
     }
     let password_hash = hash_password(password).await?;
-    let (user_id, key) = create_user(&state.pool, &name, &email, &password_hash).await?;
+    let user_id = Uuid::new_v4();
+    let key = mint_key(user_id, None, Mode::Live);
+    if !identity::insert_user(
+        &state.pool,
+        user_id,
+        &name,
+        &email,
+        &password_hash,
+        &key.row,
+    )
+    .await?
+    {
+        return Err(ApiError::Conflict(
+            "A user with this email already exists".into(),
+        ));
+    }
     if let Err(e) = grant_bonus(&state, user_id).await {
         // No user without its bonus: undo the sign-up so a retry starts clean.
         delete_user(&state, user_id).await;
@@ -109,19 +127,7 @@ async fn grant_bonus(state: &AppState, user_id: Uuid) -> Result<(), ApiError> {
 }
 
 async fn delete_user(state: &AppState, user_id: Uuid) {
-    let result = async {
-        let mut tx = state.pool.begin().await?;
-        sqlx::query("DELETE FROM api_keys WHERE user_id = $1")
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM users WHERE id = $1")
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await
-    }
-    .await;
+    let result = identity::delete_user(&state.pool, user_id).await;
     state.caches.keys.forget_user(user_id);
     if let Err(e) = result {
         tracing::error!(error = %e, %user_id, "could not undo a sign-up without bonus");

@@ -1,0 +1,8 @@
+//! The revenue platform's HTTP handlers (API v1), one module per resource:
+//! webhooks, the WebSocket event channel and the SSE metrics stream (shared
+//! with the agent bank, whose events they also carry), and the revenue
+//! resources. Errors answer the envelope `{"error": {code, message, ...}}`.
+
+pub mod events;
+pub mod metrics_stream;
+pub mod webhooks;
