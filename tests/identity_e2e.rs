@@ -151,7 +151,8 @@ async fn login_refresh_logout_service_tokens_tiers_and_sandbox() {
     assert!(h.contains_key("x-request-id"));
 
     // Expiry, then refresh.
-    tokio::time::sleep(Duration::from_millis(3_600)).await;
+    // exp = iat + 2 s in whole seconds, checked with 1 s of leeway: dead within 4 s.
+    tokio::time::sleep(Duration::from_millis(4_200)).await;
     let (s, h, body) = me(vec![("authorization", bearer.clone())]).await;
     assert_eq!(s, 401, "expired: {body}");
     envelope_ok(s, &h, &body, "UNAUTHORIZED");
