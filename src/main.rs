@@ -20,6 +20,7 @@ use gateway::{GatewayConfig, ProcessorHealth, ProcessorProbe};
 use processors::agents::AgentMachine;
 use processors::runtime::{Assignment, ProcessorConfig, ProcessorStatus};
 use schemas::interest::RateSchedule;
+use schemas::topics::MachineKind;
 use schemas::topics::Topics;
 
 #[derive(Parser)]
@@ -447,8 +448,10 @@ async fn main() -> anyhow::Result<()> {
                 supervise("processor", shutdown.clone(), |s| {
                     processors::runtime::run(config.clone(), machine.clone(), status.clone(), s)
                 }),
+                run_revenue_machines(&common, shutdown.clone()),
                 run_scheduler(&common, ticks, shutdown.clone()),
-            );
+            )
+            .1?;
         }
         Role::Sink => {
             serve_metrics(common.metrics_addr).await?;
@@ -502,6 +505,7 @@ async fn main() -> anyhow::Result<()> {
                     status.clone(),
                     s
                 )),
+                run_revenue_machines(&common, shutdown.clone()),
                 run_sink(&common, shutdown.clone()),
                 run_scheduler(&common, true, shutdown.clone()),
                 run_dispatcher(&common, shutdown.clone()),
@@ -517,6 +521,27 @@ async fn main() -> anyhow::Result<()> {
             .1?;
         }
     }
+    Ok(())
+}
+
+/// The revenue platform's machines (opportunities), each on the generic
+/// runtime with its own commands and state topics and consumer group.
+async fn run_revenue_machines(
+    common: &Common,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let base = common.processor()?;
+    let config = ProcessorConfig {
+        topics: base.topics.for_machine(MachineKind::Opportunities),
+        group_id: format!("{}agentbank-opportunities", common.topic_prefix),
+        ..base
+    };
+    let machine = Arc::new(processors::opportunities::OpportunityMachine);
+    let status = Arc::new(ProcessorStatus::default());
+    supervise("opportunities", shutdown, |s| {
+        processors::runtime::run(config.clone(), machine.clone(), status.clone(), s)
+    })
+    .await;
     Ok(())
 }
 

@@ -153,6 +153,7 @@ async fn replaying_the_commands_topic_rebuilds_positions_to_the_unit() {
             .or_insert_with(|| Shard::new(epoch, 0, HashMap::new()));
     }
     let inputs = records.iter().map(|(partition, offset, payload)| Input {
+        record_ms: None,
         partition: *partition,
         offset: *offset,
         payload,

@@ -152,10 +152,4 @@ impl JsonObject {
     }
 }
 
-/// Renders a Decimal as a JSON number with its exact digits.
-pub fn number(d: Decimal) -> Value {
-    let text = money::display(d);
-    serde_json::from_str::<serde_json::Number>(&text)
-        .map(Value::Number)
-        .unwrap_or(Value::String(text))
-}
+pub use schemas::money::json_number as number;

@@ -1,4 +1,5 @@
-//! Writes: a command goes to `agentbank.commands` on its agent's partition,
+//! Writes: a command goes to its machine's commands topic
+//! (`agentbank.commands` for the agents) on its key's partition,
 //! and the handler waits for the processor's reply (matched by correlation id
 //! on `agentbank.replies`), then for the sink to pass the reply's events, so
 //! the client's next read sees its write.
@@ -22,10 +23,20 @@ use tokio::sync::{mpsc, oneshot};
 use connectors::kafka::{produce_all, KafkaConfig, Outgoing};
 use connectors::postgres_sink::watermark::Watermarks;
 use schemas::reply::{Outcome, Reply};
-use schemas::topics::Topics;
+use schemas::topics::{MachineKind, Topics};
 use schemas::Command;
 
+use axum::http::HeaderMap;
+use schemas::ids;
+use schemas::reply::RejectCode;
+use schemas::CommandPayload;
+use uuid::Uuid;
+
+use crate::auth::Caller;
 use crate::error::ApiError;
+
+/// Longest `Idempotency-Key` accepted.
+pub const IDEMPOTENCY_KEY_CHARS_MAX: usize = 255;
 
 /// Most writes waiting for a reply at once per gateway; beyond it, 503.
 pub const IN_FLIGHT_MAX: usize = 10_000;
@@ -77,8 +88,9 @@ type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<Reply>>>>;
 /// Sends commands and routes their replies back to the waiting request.
 #[derive(Clone)]
 pub struct CommandBus {
-    /// One queue per commands partition (index = partition).
-    batchers: Arc<Vec<mpsc::UnboundedSender<Queued>>>,
+    /// Per machine, one queue per partition of its commands topic (index =
+    /// partition).
+    batchers: Arc<HashMap<MachineKind, Vec<mpsc::UnboundedSender<Queued>>>>,
     waiters: Waiters,
     watermarks: Watermarks,
     reply_timeout: Duration,
@@ -138,20 +150,25 @@ impl CommandBus {
             }
         });
         let producer = kafka.producer()?;
-        let partitions = kafka.partition_count(&topics.commands)?;
-        let batchers = (0..partitions)
-            .map(|partition| {
-                let (tx, queue) = mpsc::unbounded_channel();
-                let batcher = Batcher {
-                    producer: producer.clone(),
-                    topic: topics.commands.clone(),
-                    partition,
-                    queue,
-                };
-                tokio::spawn(batcher.run());
-                tx
-            })
-            .collect();
+        let mut batchers = HashMap::new();
+        for machine in [MachineKind::Agents, MachineKind::Opportunities] {
+            let topic = topics.commands_of(machine).to_string();
+            let partitions = kafka.partition_count(&topic)?;
+            let queues = (0..partitions)
+                .map(|partition| {
+                    let (tx, queue) = mpsc::unbounded_channel();
+                    let batcher = Batcher {
+                        producer: producer.clone(),
+                        topic: topic.clone(),
+                        partition,
+                        queue,
+                    };
+                    tokio::spawn(batcher.run());
+                    tx
+                })
+                .collect();
+            batchers.insert(machine, queues);
+        }
         Ok(CommandBus {
             batchers: Arc::new(batchers),
             waiters,
@@ -180,12 +197,10 @@ impl CommandBus {
             waiters.insert(correlation_id.clone(), tx);
         }
         let key = command.agent_id.to_string();
-        let partitions = self.batchers.len() as i32;
-        let partition = schemas::topics::partition_for(key.as_bytes(), partitions);
+        let queues = &self.batchers[&command.payload.machine()];
+        let partition = schemas::topics::partition_for(key.as_bytes(), queues.len() as i32);
         let (done, durable) = oneshot::channel();
-        let queued = self.batchers[partition as usize]
-            .send((bytes, key, done))
-            .is_ok();
+        let queued = queues[partition as usize].send((bytes, key, done)).is_ok();
         let sent = tokio::time::timeout(self.reply_timeout, durable).await;
         if !queued || !matches!(sent, Ok(Ok(true))) {
             self.waiters
@@ -219,5 +234,53 @@ impl CommandBus {
         metrics::histogram!("agentbank_gateway_command_seconds")
             .record(started.elapsed().as_secs_f64());
         Ok(reply.outcome)
+    }
+}
+
+/// The command id: derived from `Idempotency-Key` when given (a retry is then
+/// the same command and applies once), random otherwise.
+pub fn command_id(headers: &HeaderMap, user_id: Uuid, route: &str) -> Result<Uuid, ApiError> {
+    match headers.get("idempotency-key") {
+        None => Ok(Uuid::new_v4()),
+        Some(v) => {
+            let key = v
+                .to_str()
+                .map_err(|_| ApiError::BadRequest("Idempotency-Key must be ASCII".into()))?;
+            if key.is_empty() || key.len() > IDEMPOTENCY_KEY_CHARS_MAX {
+                return Err(ApiError::BadRequest(format!(
+                    "Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_CHARS_MAX} characters"
+                )));
+            }
+            Ok(ids::from_idempotency_key(user_id, route, key))
+        }
+    }
+}
+
+/// A command from `caller`, stamped now (the processors' clock).
+pub fn command(id: Uuid, agent_id: Uuid, caller: &Caller, payload: CommandPayload) -> Command {
+    Command {
+        id,
+        agent_id,
+        user_id: caller.user_id,
+        correlation_id: None,
+        timestamp_ms: chrono::Utc::now().timestamp_millis(),
+        payload,
+    }
+}
+
+pub fn rejected(code: RejectCode, message: String) -> ApiError {
+    match code {
+        RejectCode::NotFound => ApiError::NotFound(message),
+        RejectCode::Invalid => ApiError::BadRequest(message),
+        RejectCode::Conflict => ApiError::Conflict(message),
+    }
+}
+
+/// The error for an outcome the route did not expect: a rejection as such,
+/// anything else is a bug (500, logged).
+pub fn unexpected(outcome: Outcome) -> ApiError {
+    match outcome {
+        Outcome::Rejected { code, message } => rejected(code, message),
+        other => ApiError::Internal(format!("unexpected processor answer {other:?}")),
     }
 }

@@ -116,6 +116,17 @@ impl ApiError {
             _ => json!({}),
         }
     }
+
+    /// The revenue API's error body.
+    pub fn envelope(&self, request_id: &str) -> Value {
+        json!({"error": {
+            "code": self.code(),
+            "message": self.to_string(),
+            "details": self.details(),
+            "request_id": request_id,
+            "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        }})
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -196,14 +207,7 @@ pub async fn envelope(req: Request, next: Next) -> Response {
     };
     let (mut parts, _) = response.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
-    let body = json!({"error": {
-        "code": error.code(),
-        "message": error.to_string(),
-        "details": error.details(),
-        "request_id": request_id,
-        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    }});
-    let mut rebuilt = Json(body).into_response();
+    let mut rebuilt = Json(error.envelope(&request_id)).into_response();
     *rebuilt.status_mut() = parts.status;
     for (name, value) in parts.headers.iter() {
         if name != header::CONTENT_TYPE {

@@ -36,12 +36,13 @@ pub fn channel_of(event_type: &str) -> &'static str {
     match event_type.split('.').next().unwrap_or_default() {
         "payment" => "payments",
         "savings" => "savings",
+        "opportunity" => "opportunities",
+        "revenue" => "revenue",
         _ => "agents",
     }
 }
 
-/// Every channel a client may subscribe to (the revenue ones carry nothing
-/// until the revenue API exists).
+/// Every channel a client may subscribe to.
 pub const CHANNELS: [&str; 6] = [
     "payments",
     "agents",

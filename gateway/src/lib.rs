@@ -169,6 +169,16 @@ fn revenue_api() -> Router<AppState> {
         .route("/auth/me", get(auth::routes::me))
         .route("/sandbox/keys", post(auth::routes::sandbox_key))
         .route("/admin/users/{user_id}/tier", put(auth::routes::set_tier))
+        .route(
+            "/opportunities",
+            post(revenue::opportunities::create).get(revenue::opportunities::list),
+        )
+        .route("/opportunities/{id}", get(revenue::opportunities::get))
+        .route(
+            "/opportunities/{id}/execute",
+            post(revenue::opportunities::execute),
+        )
+        .route("/batch/opportunities", post(revenue::opportunities::batch))
         .layer(middleware::from_fn(error::envelope))
         .layer(axum::Extension(auth::Product::Revenue))
 }

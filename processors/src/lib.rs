@@ -3,6 +3,8 @@
 //! - [`agents`]: the agent state machine — `apply(state, command) -> events +
 //!   outcome`. Pure and deterministic: no I/O, no clock (time is the command's
 //!   timestamp), so replaying the commands topic yields the same events.
+//! - [`opportunities`]: the revenue platform's opportunities, scored and
+//!   executed as a keyed machine on the same runtime.
 //! - [`runtime`]: drives the state machines from Kafka — consumes a partition,
 //!   applies, produces outputs with deterministic ids, checkpoints state to the
 //!   compacted changelog after the outputs are acknowledged, restores on
@@ -10,6 +12,7 @@
 //! - [`scheduler`]: interest ticks onto the commands topic (time as data).
 
 pub mod agents;
+pub mod opportunities;
 pub mod runtime;
 pub mod scheduler;
 

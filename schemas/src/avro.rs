@@ -33,16 +33,18 @@ pub const COMMAND_AVSC: &str = include_str!("../avro/command.avsc");
 /// The event envelope schema, as published.
 pub const EVENT_AVSC: &str = include_str!("../avro/event.avsc");
 /// Earlier versions, oldest first; records written with them still decode.
-pub const COMMAND_HISTORY: [&str; 4] = [
+pub const COMMAND_HISTORY: [&str; 5] = [
     include_str!("../avro/history/command.v1.avsc"),
     include_str!("../avro/history/command.v2.avsc"),
     include_str!("../avro/history/command.v3.avsc"),
     include_str!("../avro/history/command.v4.avsc"),
+    include_str!("../avro/history/command.v5.avsc"),
 ];
-pub const EVENT_HISTORY: [&str; 3] = [
+pub const EVENT_HISTORY: [&str; 4] = [
     include_str!("../avro/history/event.v1.avsc"),
     include_str!("../avro/history/event.v2.avsc"),
     include_str!("../avro/history/event.v3.avsc"),
+    include_str!("../avro/history/event.v4.avsc"),
 ];
 
 /// Single-object encoding marker.
@@ -265,6 +267,9 @@ impl Command {
             CommandPayload::WithdrawSavings(p) => codec.payload(10, p)?,
             CommandPayload::AccrueInterest(p) => codec.payload(11, p)?,
             CommandPayload::CompleteSettlement(p) => codec.payload(12, p)?,
+            CommandPayload::CreateOpportunity(p) => codec.payload(13, p)?,
+            CommandPayload::ExecuteOpportunity(p) => codec.payload(14, p)?,
+            CommandPayload::CompleteOpportunity(p) => codec.payload(15, p)?,
         };
         codec.encode(vec![
             ("id", Value::String(self.id.to_string())),
@@ -294,6 +299,9 @@ impl Command {
             (10, v) => CommandPayload::WithdrawSavings(branch(v)?),
             (11, v) => CommandPayload::AccrueInterest(branch(v)?),
             (12, v) => CommandPayload::CompleteSettlement(branch(v)?),
+            (13, v) => CommandPayload::CreateOpportunity(branch(v)?),
+            (14, v) => CommandPayload::ExecuteOpportunity(branch(v)?),
+            (15, v) => CommandPayload::CompleteOpportunity(branch(v)?),
             (i, _) => return Err(SchemaError::Shape(format!("unknown command branch {i}"))),
         };
         check_type(payload.type_name(), type_name)?;
@@ -327,6 +335,9 @@ impl Event {
             EventPayload::InterestAccrued(p) => codec.payload(11, p)?,
             EventPayload::SavingsWithdrawn(p) => codec.payload(12, p)?,
             EventPayload::TransferSettled(p) => codec.payload(13, p)?,
+            EventPayload::OpportunityCreated(p) => codec.payload(14, p)?,
+            EventPayload::OpportunityActivated(p) => codec.payload(15, p)?,
+            EventPayload::OpportunityExecuted(p) => codec.payload(16, p)?,
         };
         codec.encode(vec![
             ("id", Value::String(self.id.to_string())),
@@ -359,6 +370,9 @@ impl Event {
             (11, v) => EventPayload::InterestAccrued(branch(v)?),
             (12, v) => EventPayload::SavingsWithdrawn(branch(v)?),
             (13, v) => EventPayload::TransferSettled(branch(v)?),
+            (14, v) => EventPayload::OpportunityCreated(branch(v)?),
+            (15, v) => EventPayload::OpportunityActivated(branch(v)?),
+            (16, v) => EventPayload::OpportunityExecuted(branch(v)?),
             (i, _) => return Err(SchemaError::Shape(format!("unknown event branch {i}"))),
         };
         check_type(payload.type_name(), type_name)?;
@@ -423,6 +437,139 @@ mod tests {
             assert_eq!(bytes[..2], MAGIC);
             assert_eq!(bytes[2..10], COMMANDS.fingerprint());
             assert_eq!(Command::decode(&bytes).unwrap(), cmd);
+        }
+    }
+
+    fn opportunity(executed: bool) -> crate::revenue::opportunity::Opportunity {
+        use crate::revenue::opportunity::*;
+        let spec = OpportunitySpec {
+            name: "Gateway".into(),
+            vertical: "fintech".into(),
+            market_data: MarketData {
+                total_market_size: Decimal::new(10_000_000_000, 0),
+                growth_rate: 0.3,
+                competition_count: 15,
+            },
+            technical_requirements: TechnicalRequirements {
+                complexity: "very_high".into(),
+                time_to_market: 90,
+                required_expertise: vec!["payments".into()],
+            },
+            target_customers: vec!["smb".into()],
+            pricing_model: "subscription".into(),
+        };
+        Opportunity {
+            id: Uuid::new_v4(),
+            tenant_id: Uuid::new_v4(),
+            name: spec.name.clone(),
+            vertical: spec.vertical.clone(),
+            status: status::COMPLETED.into(),
+            score: 0.8123,
+            expected_irr: 1.5,
+            payback_months: 7,
+            moat_score: 0.7,
+            risk_score: 0.3,
+            scalability_score: 0.6,
+            metadata: OpportunityMetadata {
+                market_size: spec.market_data.total_market_size,
+                competition_level: "medium".into(),
+                technical_complexity: "very_high".into(),
+                target_customers: spec.target_customers.clone(),
+                pricing_model: spec.pricing_model.clone(),
+            },
+            economic_analysis: EconomicAnalysis {
+                total_addressable_market: Decimal::new(10_000_000_000, 0),
+                serviceable_addressable_market: Decimal::new(1_000_000_000, 0),
+                serviceable_obtainable_market: Decimal::new(8_000_000_050, 2),
+                market_growth_rate: 0.3,
+                competitive_advantage_period: 14,
+                execution_cost: Decimal::new(1_234_500, 0),
+            },
+            execution_plan: vec![Phase {
+                name: "MVP Development".into(),
+                duration_days: 36,
+                resources_required: Resources {
+                    developers: 6,
+                    designers: 1,
+                    marketing: 1,
+                },
+            }],
+            market_data: spec.market_data.clone(),
+            technical_requirements: spec.technical_requirements.clone(),
+            execution: executed.then(|| Execution {
+                started_ms: 1,
+                completed_ms: Some(9),
+                execution_time_ms: Some(8),
+                result: Some("success".into()),
+                artifacts: vec![Artifact {
+                    kind: "execution_plan".into(),
+                    url: "/v1/x".into(),
+                }],
+            }),
+            created_ms: 1,
+            updated_ms: 9,
+            version: 3,
+        }
+    }
+
+    #[test]
+    fn opportunity_messages_round_trip() {
+        use crate::revenue::opportunity::*;
+        for executed in [false, true] {
+            let o = opportunity(executed);
+            for payload in [
+                EventPayload::OpportunityCreated(crate::event::OpportunityChange {
+                    opportunity: Box::new(o.clone()),
+                }),
+                EventPayload::OpportunityExecuted(crate::event::OpportunityChange {
+                    opportunity: Box::new(o.clone()),
+                }),
+            ] {
+                let ev = Event {
+                    id: Uuid::new_v4(),
+                    agent_id: o.id,
+                    user_id: o.tenant_id,
+                    command_id: Uuid::new_v4(),
+                    correlation_id: Some("c".into()),
+                    timestamp_ms: 5,
+                    agent_version: o.version,
+                    payload,
+                };
+                let bytes = ev.encode().unwrap();
+                let decoded = Event::decode(&bytes);
+                assert!(
+                    decoded.is_ok(),
+                    "executed={executed} {}: {decoded:?}",
+                    ev.payload.type_name()
+                );
+                assert_eq!(decoded.unwrap(), ev);
+            }
+        }
+        let spec = OpportunitySpec {
+            name: "n".into(),
+            vertical: "saas".into(),
+            market_data: opportunity(false).market_data,
+            technical_requirements: opportunity(false).technical_requirements,
+            target_customers: vec![],
+            pricing_model: "usage".into(),
+        };
+        for payload in [
+            CommandPayload::CreateOpportunity(Box::new(CreateOpportunity { spec })),
+            CommandPayload::ExecuteOpportunity(ExecuteOpportunity {
+                opportunity_id: Uuid::new_v4(),
+            }),
+            CommandPayload::CompleteOpportunity(CompleteOpportunity {
+                opportunity_id: Uuid::new_v4(),
+                started_ms: 3,
+            }),
+        ] {
+            let mut c = create_agent();
+            c.payload = payload;
+            assert_eq!(Command::decode(&c.encode().unwrap()).unwrap(), c);
+            assert_eq!(
+                Command::decode_item(&c.encode_internal().unwrap()).unwrap(),
+                c
+            );
         }
     }
 

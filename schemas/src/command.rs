@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::payment::Payment;
+use crate::revenue::opportunity::{CompleteOpportunity, CreateOpportunity, ExecuteOpportunity};
 use crate::settlement::SettlementResult;
 
 /// The command envelope. `id` is the idempotency key: a processor applies a
@@ -75,9 +76,24 @@ pub enum CommandPayload {
     AccrueInterest(AccrueInterest),
     /// The settlement service's result for one of the agent's transfers.
     CompleteSettlement(SettlementResult),
+    /// Revenue platform: score and keep a new opportunity (key: its id).
+    CreateOpportunity(Box<CreateOpportunity>),
+    ExecuteOpportunity(ExecuteOpportunity),
+    /// The opportunities machine's own follow-up that completes an execution.
+    CompleteOpportunity(CompleteOpportunity),
 }
 
 impl CommandPayload {
+    /// The machine that decides this command.
+    pub fn machine(&self) -> crate::topics::MachineKind {
+        match self {
+            CommandPayload::CreateOpportunity(_)
+            | CommandPayload::ExecuteOpportunity(_)
+            | CommandPayload::CompleteOpportunity(_) => crate::topics::MachineKind::Opportunities,
+            _ => crate::topics::MachineKind::Agents,
+        }
+    }
+
     /// The record name, also the envelope's `type`.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -94,6 +110,9 @@ impl CommandPayload {
             CommandPayload::WithdrawSavings(_) => "WithdrawSavings",
             CommandPayload::AccrueInterest(_) => "AccrueInterest",
             CommandPayload::CompleteSettlement(_) => "CompleteSettlement",
+            CommandPayload::CreateOpportunity(_) => "CreateOpportunity",
+            CommandPayload::ExecuteOpportunity(_) => "ExecuteOpportunity",
+            CommandPayload::CompleteOpportunity(_) => "CompleteOpportunity",
         }
     }
 }

@@ -39,6 +39,16 @@ pub enum EventPayload {
     InterestAccrued(SavingsChange),
     SavingsWithdrawn(SavingsChange),
     TransferSettled(TransferSettled),
+    /// Revenue platform: an opportunity as it is after the event.
+    OpportunityCreated(OpportunityChange),
+    OpportunityActivated(OpportunityChange),
+    OpportunityExecuted(OpportunityChange),
+}
+
+/// An opportunity event's payload: the whole record after it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OpportunityChange {
+    pub opportunity: Box<crate::revenue::opportunity::Opportunity>,
 }
 
 impl EventPayload {
@@ -58,6 +68,9 @@ impl EventPayload {
             EventPayload::InterestAccrued(_) => "InterestAccrued",
             EventPayload::SavingsWithdrawn(_) => "SavingsWithdrawn",
             EventPayload::TransferSettled(_) => "TransferSettled",
+            EventPayload::OpportunityCreated(_) => "OpportunityCreated",
+            EventPayload::OpportunityActivated(_) => "OpportunityActivated",
+            EventPayload::OpportunityExecuted(_) => "OpportunityExecuted",
         }
     }
 

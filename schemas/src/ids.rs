@@ -21,6 +21,8 @@ pub enum Kind {
     Webhook,
     /// One webhook delivery.
     Delivery,
+    /// A revenue-platform opportunity.
+    Opportunity,
 }
 
 impl Kind {
@@ -33,6 +35,7 @@ impl Kind {
             Kind::Event => "evt_",
             Kind::Webhook => "wh_",
             Kind::Delivery => "dlv_",
+            Kind::Opportunity => "opp_",
         }
     }
 }
@@ -115,6 +118,23 @@ pub fn derived_at(
 pub fn from_idempotency_key(user_id: Uuid, route: &str, key: &str) -> Uuid {
     let name = format!("{user_id}/{route}/{key}");
     Uuid::new_v5(&DERIVED_NAMESPACE, name.as_bytes())
+}
+
+/// Serde for a UUID as its hyphenated text in every format: apache-avro's
+/// serializer is not "human readable", so a bare `Uuid` would become 16
+/// bytes where the schemas say `string`. `#[serde(with = "ids::uuid_text")]`.
+pub mod uuid_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use uuid::Uuid;
+
+    pub fn serialize<S: Serializer>(id: &Uuid, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&id.hyphenated())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Uuid, D::Error> {
+        let text = String::deserialize(d)?;
+        Uuid::parse_str(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! - [`avro`]: the published `.avsc` schemas and Avro single-object encoding.
 //! - [`payment`]: the payment record and its Mage status strings.
 //! - [`settlement`]: on-chain transfer requests and results (Avro).
+//! - [`revenue`]: the revenue platform's messages (opportunities, …).
 //! - [`reply`]: command results for the gateway (internal, JSON) and the agent view they carry.
 
 pub mod avro;
@@ -19,6 +20,7 @@ pub mod money;
 pub mod packed;
 pub mod payment;
 pub mod reply;
+pub mod revenue;
 pub mod settlement;
 
 pub mod topics;

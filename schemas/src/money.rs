@@ -90,6 +90,15 @@ pub fn from_wire(text: &str) -> Result<Decimal, SchemaError> {
 /// The sandbox sign-up bonus (Mage: "a $20 deposit as soon as you register").
 pub const SIGNUP_BONUS: Decimal = Decimal::from_parts(20, 0, 0, false, 0);
 
+/// Renders a Decimal as a JSON number with its exact digits (serde_json's
+/// `arbitrary_precision`: never through `f64`).
+pub fn json_number(d: Decimal) -> serde_json::Value {
+    let text = display(d);
+    serde_json::from_str::<serde_json::Number>(&text)
+        .map(serde_json::Value::Number)
+        .unwrap_or(serde_json::Value::String(text))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

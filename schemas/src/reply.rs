@@ -49,6 +49,8 @@ pub enum Outcome {
     PaymentSettled {
         payment_id: Uuid,
     },
+    /// An opportunity as its machine holds it after the command.
+    Opportunity(Box<crate::revenue::opportunity::Opportunity>),
     /// Done; nothing to show (e.g. the sign-up bonus).
     Done,
     Rejected {

@@ -19,6 +19,18 @@ pub struct Topics {
     pub settlement_requests: String,
     /// What became of them (confirmed or failed); key = agent id.
     pub settlement_results: String,
+    /// The opportunities machine's commands; key = opportunity id.
+    pub opportunity_commands: String,
+    /// Its checkpoints (compacted), as `state` is for the agents.
+    pub opportunity_state: String,
+}
+
+/// Which keyed machine a command is for: each has its own commands and
+/// state topics; all share the events and replies topics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MachineKind {
+    Agents,
+    Opportunities,
 }
 
 impl Topics {
@@ -31,13 +43,38 @@ impl Topics {
             webhooks_dead_letter: format!("{prefix}agentbank.webhooks.dead-letter"),
             settlement_requests: format!("{prefix}agentbank.settlement.requests"),
             settlement_results: format!("{prefix}agentbank.settlement.results"),
+            opportunity_commands: format!("{prefix}agentbank.opportunities.commands"),
+            opportunity_state: format!("{prefix}agentbank.opportunities.state"),
+        }
+    }
+
+    /// The commands topic of `machine`.
+    pub fn commands_of(&self, machine: MachineKind) -> &str {
+        match machine {
+            MachineKind::Agents => &self.commands,
+            MachineKind::Opportunities => &self.opportunity_commands,
+        }
+    }
+
+    /// These topics as `machine`'s runtime sees them: its own commands and
+    /// state topics in `commands` and `state`.
+    pub fn for_machine(&self, machine: MachineKind) -> Topics {
+        match machine {
+            MachineKind::Agents => self.clone(),
+            MachineKind::Opportunities => Topics {
+                commands: self.opportunity_commands.clone(),
+                state: self.opportunity_state.clone(),
+                ..self.clone()
+            },
         }
     }
 
     /// Every topic with whether it is compacted. The state topic must have as
     /// many partitions as the commands topic: partition p checkpoints commands p.
-    pub fn all(&self) -> [(&str, bool); 7] {
+    pub fn all(&self) -> [(&str, bool); 9] {
         [
+            (&self.opportunity_commands, false),
+            (&self.opportunity_state, true),
             (&self.commands, false),
             (&self.events, false),
             (&self.replies, false),

@@ -28,6 +28,8 @@ pub struct Rows {
     /// Latest (agent version, agent, user, position) per position.
     savings: HashMap<Uuid, (i64, Uuid, Uuid, SavingsPosition)>,
     hooks: HookRows,
+    /// The revenue platform's projection.
+    revenue: super::revenue::RevenueRows,
 }
 
 /// Per event: what webhook endpoints subscribed to its type would receive.
@@ -132,6 +134,9 @@ impl Rows {
             EventPayload::SavingsDeposited(c) => self.savings_change(e, c, "savings deposit"),
             EventPayload::InterestAccrued(c) => self.savings_change(e, c, "interest"),
             EventPayload::SavingsWithdrawn(c) => self.savings_change(e, c, "savings withdrawal"),
+            EventPayload::OpportunityCreated(c)
+            | EventPayload::OpportunityActivated(c)
+            | EventPayload::OpportunityExecuted(c) => self.revenue.opportunity(&c.opportunity),
             EventPayload::TransferSettled(t) => {
                 self.set_balance(e.agent_id, e.agent_version, t.balance_after, e.timestamp_ms);
                 if let Some(journal) = &t.journal {
@@ -299,6 +304,7 @@ impl Rows {
 
         write_payments(tx, self.payments).await?;
         write_savings(tx, self.savings).await?;
+        self.revenue.write(tx).await?;
         // Webhook intake, in the read model's transaction: exactly once.
         let h = self.hooks;
         sqlx::query(
@@ -495,7 +501,7 @@ async fn write_savings(
     Ok(())
 }
 
-mod chrono_free {
+pub(super) mod chrono_free {
     //! Timestamps for binds without pulling chrono into the sink's API.
     pub fn millis_to_timestamp(ms: i64) -> sqlx::types::chrono::DateTime<sqlx::types::chrono::Utc> {
         sqlx::types::chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()

@@ -4,3 +4,4 @@
 //! own queries and move here as they are touched.
 
 pub mod identity;
+pub mod opportunities;

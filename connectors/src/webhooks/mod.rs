@@ -48,7 +48,7 @@ pub const DEFAULT_SCHEDULE: [Duration; 8] = [
 pub const DISABLE_AFTER_DEAD: i32 = 5;
 
 /// Every event type a webhook can subscribe to (`*` subscribes to all).
-pub const EVENT_TYPES: [&str; 14] = [
+pub const EVENT_TYPES: [&str; 17] = [
     "agent.created",
     "deposit.completed",
     "withdrawal.completed",
@@ -63,6 +63,9 @@ pub const EVENT_TYPES: [&str; 14] = [
     "savings.interest_accrued",
     "savings.withdrawn",
     "transfer.settled",
+    "opportunity.created",
+    "opportunity.activated",
+    "opportunity.executed",
 ];
 
 /// The webhook type of an event.
@@ -82,12 +85,32 @@ pub fn event_type(p: &EventPayload) -> &'static str {
         EventPayload::InterestAccrued(_) => "savings.interest_accrued",
         EventPayload::SavingsWithdrawn(_) => "savings.withdrawn",
         EventPayload::TransferSettled(_) => "transfer.settled",
+        EventPayload::OpportunityCreated(_) => "opportunity.created",
+        EventPayload::OpportunityActivated(_) => "opportunity.activated",
+        EventPayload::OpportunityExecuted(_) => "opportunity.executed",
     }
 }
 
 /// What a receiver gets: `{id, type, created, data}`; `data` is the event's
-/// payload (without its journal entry) with the agent's and user's ids.
+/// payload (without its journal entry) with the agent's and user's ids, or
+/// for the revenue platform's events the seed's shapes.
 pub fn envelope(e: &Event) -> Value {
+    let created = chrono::DateTime::from_timestamp_millis(e.timestamp_ms).unwrap_or_default();
+    let wrap = |data: Value| {
+        json!({
+            "id": ids::short(Kind::Event, e.id),
+            "type": event_type(&e.payload),
+            "created": created.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "data": data,
+        })
+    };
+    match &e.payload {
+        EventPayload::OpportunityCreated(c) | EventPayload::OpportunityActivated(c) => {
+            return wrap(c.opportunity.view())
+        }
+        EventPayload::OpportunityExecuted(c) => return wrap(c.opportunity.execution_view()),
+        _ => {}
+    }
     let mut data = match &e.payload {
         EventPayload::AgentCreated(p) => json!(p),
         EventPayload::FundsDeposited(p) | EventPayload::FundsWithdrawn(p) => json!(p),
@@ -106,13 +129,7 @@ pub fn envelope(e: &Event) -> Value {
         );
         d.insert("user_id".into(), json!(ids::short(Kind::User, e.user_id)));
     }
-    let created = chrono::DateTime::from_timestamp_millis(e.timestamp_ms).unwrap_or_default();
-    json!({
-        "id": ids::short(Kind::Event, e.id),
-        "type": event_type(&e.payload),
-        "created": created.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "data": data,
-    })
+    wrap(data)
 }
 
 fn hmac_sha256(key: &[u8], message: &str) -> Vec<u8> {

@@ -11,21 +11,21 @@ use uuid::Uuid;
 use schemas::command::{CreateAgent, Deposit, Withdraw};
 use schemas::ids::{self, Kind};
 use schemas::money;
-use schemas::reply::{AgentView, Outcome, RejectCode};
-use schemas::{Command, CommandPayload};
+use schemas::reply::{AgentView, Outcome};
+use schemas::CommandPayload;
 
 use connectors::read_model::identity;
 
 use crate::auth::{mint_key, Caller};
 use crate::body::{number, JsonObject, NAME_CHARS_MAX, TEXT_CHARS_MAX};
 use crate::chain::Transfer;
+use crate::commands::{command, command_id, unexpected};
 use crate::error::ApiError;
 use crate::AppState;
 
 pub const TAGS_MAX: usize = 5;
 pub const TAG_CHARS_MAX: usize = 50;
 pub const WALLET_ADDRESS_CHARS_MAX: usize = 100;
-pub const IDEMPOTENCY_KEY_CHARS_MAX: usize = 255;
 pub const PAGE_LIMIT_DEFAULT: i64 = 20;
 pub const PAGE_LIMIT_MAX: i64 = 100;
 const DEFAULT_CURRENCY: &str = "USDC";
@@ -69,46 +69,6 @@ pub fn agent_json(v: &AgentView, network_id: &str) -> Value {
     })
 }
 
-/// The command id: derived from `Idempotency-Key` when given (a retry is then
-/// the same command and applies once), random otherwise.
-pub(crate) fn command_id(
-    headers: &HeaderMap,
-    user_id: Uuid,
-    route: &str,
-) -> Result<Uuid, ApiError> {
-    match headers.get("idempotency-key") {
-        None => Ok(Uuid::new_v4()),
-        Some(v) => {
-            let key = v
-                .to_str()
-                .map_err(|_| ApiError::BadRequest("Idempotency-Key must be ASCII".into()))?;
-            if key.is_empty() || key.len() > IDEMPOTENCY_KEY_CHARS_MAX {
-                return Err(ApiError::BadRequest(format!(
-                    "Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_CHARS_MAX} characters"
-                )));
-            }
-            Ok(ids::from_idempotency_key(user_id, route, key))
-        }
-    }
-}
-
-/// A command from `caller`, stamped now (the processors' clock).
-pub(crate) fn command(
-    id: Uuid,
-    agent_id: Uuid,
-    caller: &Caller,
-    payload: CommandPayload,
-) -> Command {
-    Command {
-        id,
-        agent_id,
-        user_id: caller.user_id,
-        correlation_id: None,
-        timestamp_ms: chrono::Utc::now().timestamp_millis(),
-        payload,
-    }
-}
-
 /// The body's `userid` must be the caller; anyone else's is "not found".
 fn check_user(body: &JsonObject, caller: &Caller, missing: &str) -> Result<(), ApiError> {
     let text = body.str("userid", ids::ID_TEXT_MAX, missing)?;
@@ -127,23 +87,6 @@ fn limit(body: &JsonObject, name: &str) -> Result<Option<Decimal>, ApiError> {
                 .map_err(|e| ApiError::BadRequest(format!("{name}: {e}")))
         })
         .transpose()
-}
-
-pub(crate) fn rejected(code: RejectCode, message: String) -> ApiError {
-    match code {
-        RejectCode::NotFound => ApiError::NotFound(message),
-        RejectCode::Invalid => ApiError::BadRequest(message),
-        RejectCode::Conflict => ApiError::Conflict(message),
-    }
-}
-
-/// The error for an outcome the route did not expect: a rejection as such,
-/// anything else is a bug (500, logged).
-pub(crate) fn unexpected(outcome: Outcome) -> ApiError {
-    match outcome {
-        Outcome::Rejected { code, message } => rejected(code, message),
-        other => ApiError::Internal(format!("unexpected processor answer {other:?}")),
-    }
 }
 
 /// `POST /agents/create`

@@ -18,9 +18,10 @@ use schemas::settlement;
 use schemas::CommandPayload;
 
 use crate::auth::Caller;
-use crate::bank::agents::{command, command_id, page_bounds, unexpected, PageQuery};
+use crate::bank::agents::{page_bounds, PageQuery};
 use crate::bank::agents::{TAGS_MAX, TAG_CHARS_MAX};
 use crate::body::{number, JsonObject, NAME_CHARS_MAX};
+use crate::commands::{command, command_id, unexpected};
 use crate::error::ApiError;
 use crate::AppState;
 

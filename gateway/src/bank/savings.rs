@@ -19,8 +19,9 @@ use schemas::reply::Outcome;
 use schemas::CommandPayload;
 
 use crate::auth::Caller;
-use crate::bank::agents::{command, command_id, page_bounds, unexpected, PageQuery};
+use crate::bank::agents::{page_bounds, PageQuery};
 use crate::body::{number, JsonObject};
+use crate::commands::{command, command_id, unexpected};
 use crate::{ApiError, AppState};
 
 /// A position as the read model holds it, with its agent's name and balance.

@@ -15,8 +15,8 @@ use uuid::Uuid;
 use connectors::read_model::identity;
 
 use crate::auth::{hash_password, mint_key};
-use crate::bank::agents::unexpected;
 use crate::body::{JsonObject, NAME_CHARS_MAX};
+use crate::commands::unexpected;
 use crate::error::ApiError;
 use crate::tenant::Mode;
 use crate::AppState;

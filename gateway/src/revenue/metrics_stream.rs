@@ -49,7 +49,15 @@ async fn snapshot(
     .bind(caller.agent_id)
     .fetch_one(&state.pool)
     .await?;
+    // Opportunities belong to the tenant, not to an agent's key.
+    let active = match caller.agent_id {
+        None => {
+            connectors::read_model::opportunities::active_count(&state.pool, caller.user_id).await?
+        }
+        Some(_) => 0,
+    };
     Ok(vec![
+        ("active_opportunities", Decimal::from(active)),
         ("agents_total", Decimal::from(agents)),
         ("balance_total", balance),
         ("payments_sent_total", Decimal::from(payments)),

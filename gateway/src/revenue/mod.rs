@@ -5,4 +5,5 @@
 
 pub mod events;
 pub mod metrics_stream;
+pub mod opportunities;
 pub mod webhooks;

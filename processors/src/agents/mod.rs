@@ -154,7 +154,8 @@ impl Answer {
             Outcome::Agent(view) => Answer::Balance(view.balance),
             Outcome::Payment(p) => Answer::Payment(p.id()),
             Outcome::PaymentSettled { payment_id } => Answer::Payment(*payment_id),
-            Outcome::Done => Answer::Balance(Decimal::ZERO),
+            // Never an agent's answer (another machine's); kept as "done".
+            Outcome::Done | Outcome::Opportunity(_) => Answer::Balance(Decimal::ZERO),
             Outcome::Rejected { code, message } => Answer::Rejected {
                 code: *code,
                 message: message.clone(),
@@ -287,6 +288,13 @@ pub fn apply(
             reply: None,
             pending: None,
         })),
+        // Another machine's command on the agents' topic: refused, not applied.
+        CommandPayload::CreateOpportunity(_)
+        | CommandPayload::ExecuteOpportunity(_)
+        | CommandPayload::CompleteOpportunity(_) => Err((
+            RejectCode::Invalid,
+            "not a command for the agent bank".to_string(),
+        )),
     };
     let decision = match decided {
         Ok(Some(d)) => d,

@@ -48,11 +48,31 @@ pub struct Ids<'a> {
     at: Position,
     /// Set when one input fans out over many keys (a broadcast).
     key: Option<Uuid>,
+    /// The input record's timestamp (ms), as the log stores it.
+    record_ms: Option<i64>,
 }
 
 impl<'a> Ids<'a> {
     pub fn new(topic: &'a str, at: Position, key: Option<Uuid>) -> Self {
-        Ids { topic, at, key }
+        Ids {
+            topic,
+            at,
+            key,
+            record_ms: None,
+        }
+    }
+
+    /// With the input record's timestamp.
+    pub fn at_record_time(mut self, record_ms: Option<i64>) -> Self {
+        self.record_ms = record_ms;
+        self
+    }
+
+    /// When the input record was written, by the log's own timestamp — the
+    /// same on every replay, unlike a clock. For a saga step the runtime
+    /// produced, it is when the step was produced.
+    pub fn record_ms(&self) -> Option<i64> {
+        self.record_ms
     }
 
     /// Where the command was read.

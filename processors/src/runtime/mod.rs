@@ -86,14 +86,17 @@ pub struct ProcessorStatus {
     pub batches: AtomicU64,
     pub commands: AtomicU64,
     pub partitions: AtomicU64,
+    /// The commands topic it runs on (the gauge's label), set at start.
+    pub topic: std::sync::OnceLock<String>,
 }
 
 /// Publishes how many partitions this instance owns (for `/health` and the
-/// `agentbank_processor_partitions_owned` gauge: 0 on every instance means
-/// nobody is applying commands).
+/// `agentbank_processor_partitions_owned{topic}` gauge: 0 on every instance
+/// means nobody is applying that machine's commands).
 fn report_owned(status: &ProcessorStatus, owned: usize) {
     status.partitions.store(owned as u64, Ordering::Relaxed);
-    metrics::gauge!("agentbank_processor_partitions_owned").set(owned as f64);
+    let topic = status.topic.get().cloned().unwrap_or_default();
+    metrics::gauge!("agentbank_processor_partitions_owned", "topic" => topic).set(owned as f64);
 }
 
 /// What the rebalance callbacks saw since the loop last looked.
@@ -222,6 +225,7 @@ pub async fn run<M: Machine>(
     let context = Context {
         log: Mutex::new(RebalanceLog::default()),
     };
+    let _ = status.topic.set(config.topics.commands.clone());
     let consumer = config.kafka.group_consumer(&config.group_id, context)?;
     let producer = config.kafka.producer()?;
     let mut owned: Owned<M::State> = BTreeMap::new();
@@ -694,6 +698,7 @@ async fn process_batch<M: Machine>(
     let inputs = batch.iter().map(|m| Input {
         partition: m.partition(),
         offset: m.offset(),
+        record_ms: m.timestamp().to_millis(),
         payload: m.payload().unwrap_or_default(),
     });
     let plan = plan::plan(machine, &topics.commands, owned, inputs);

@@ -58,6 +58,8 @@ impl<S> Shard<S> {
 pub struct Input<'a> {
     pub partition: i32,
     pub offset: i64,
+    /// The record's timestamp (ms), when it has one.
+    pub record_ms: Option<i64>,
     pub payload: &'a [u8],
 }
 
@@ -140,7 +142,10 @@ pub fn plan<'a, M: Machine>(
                 sub: sub as u32,
             };
             match command {
-                Ok(command) => apply_one(machine, topic, shard, &mut plan, &command, at),
+                Ok(command) => {
+                    let at = (at, input.record_ms);
+                    apply_one(machine, topic, shard, &mut plan, &command, at)
+                }
                 Err(e) => {
                     tracing::error!(partition = p, offset, sub, error = %e, "undecodable command skipped");
                     plan.undecodable += 1;
@@ -164,9 +169,10 @@ fn apply_one<M: Machine>(
     shard: &mut Shard<M::State>,
     plan: &mut Plan,
     command: &Command,
-    at: Position,
+    (at, record_ms): (Position, Option<i64>),
 ) {
     let (p, here) = (at.partition, (at.offset, at.sub));
+    let ids = |key| Ids::new(topic, at, key).at_record_time(record_ms);
     match machine.route(command) {
         Route::Broadcast => {
             plan.applied += 1;
@@ -175,7 +181,7 @@ fn apply_one<M: Machine>(
                 if !wanted || slot.1 >= here {
                     continue; // not concerned, or its checkpoint has it
                 }
-                let step = machine.apply(&mut slot.0, command, &Ids::new(topic, at, Some(*key)));
+                let step = machine.apply(&mut slot.0, command, &ids(Some(*key)));
                 slot.1 = here;
                 plan.changed.insert((p, *key));
                 plan.outputs
@@ -188,7 +194,7 @@ fn apply_one<M: Machine>(
                 return; // this key's checkpoint already reflects the command
             }
             plan.applied += 1;
-            let step = machine.apply(&mut slot.0, command, &Ids::new(topic, at, None));
+            let step = machine.apply(&mut slot.0, command, &ids(None));
             if slot.0.is_some() {
                 slot.1 = here;
                 plan.changed.insert((p, key));

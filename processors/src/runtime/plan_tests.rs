@@ -121,6 +121,7 @@ fn plan_all<M: Machine>(
     records: &[(i64, Vec<u8>)],
 ) -> Plan {
     let inputs = records.iter().map(|(offset, payload)| Input {
+        record_ms: None,
         partition: 0,
         offset: *offset,
         payload,

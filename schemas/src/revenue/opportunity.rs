@@ -1,0 +1,234 @@
+//! Opportunities: what a client submits ([`OpportunitySpec`]), the scored
+//! record the opportunities machine keeps and publishes ([`Opportunity`]),
+//! and their status vocabulary. Shapes in `avro/event.avsc` and
+//! `avro/command.avsc`; the scoring model is the machine's
+//! (`processors::opportunities::scoring`, documented in `docs/revenue.md`).
+//!
+//! Market figures are money (`Decimal`, as strings on the wire); scores and
+//! rates are estimates (`f64`, rounded to 4 places by the model).
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// `status`: pending (scored, not executed) → active (executing) → completed.
+pub mod status {
+    pub const PENDING: &str = "pending";
+    pub const ACTIVE: &str = "active";
+    pub const COMPLETED: &str = "completed";
+    pub const ALL: [&str; 3] = [PENDING, ACTIVE, COMPLETED];
+}
+
+/// `technical_requirements.complexity`, easiest first.
+pub const COMPLEXITIES: [&str; 4] = ["low", "medium", "high", "very_high"];
+
+/// The market as the client describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MarketData {
+    /// Total addressable market, USD a year.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub total_market_size: Decimal,
+    /// Yearly market growth (0.30 = 30 %).
+    pub growth_rate: f64,
+    /// Competitors in the market.
+    pub competition_count: i64,
+}
+
+/// What building it takes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TechnicalRequirements {
+    /// One of [`COMPLEXITIES`].
+    pub complexity: String,
+    /// Days to market.
+    pub time_to_market: i64,
+    pub required_expertise: Vec<String>,
+}
+
+/// `POST /v1/opportunities`: validated by the gateway, scored by the machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpportunitySpec {
+    pub name: String,
+    pub vertical: String,
+    pub market_data: MarketData,
+    pub technical_requirements: TechnicalRequirements,
+    pub target_customers: Vec<String>,
+    pub pricing_model: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpportunityMetadata {
+    #[serde(with = "rust_decimal::serde::str")]
+    pub market_size: Decimal,
+    /// low / medium / high, from the competitor count.
+    pub competition_level: String,
+    pub technical_complexity: String,
+    pub target_customers: Vec<String>,
+    pub pricing_model: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EconomicAnalysis {
+    #[serde(with = "rust_decimal::serde::str")]
+    pub total_addressable_market: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub serviceable_addressable_market: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub serviceable_obtainable_market: Decimal,
+    pub market_growth_rate: f64,
+    /// Months a lead lasts before competitors catch up.
+    pub competitive_advantage_period: i64,
+    /// What the execution plan costs, USD.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub execution_cost: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resources {
+    pub developers: i64,
+    pub designers: i64,
+    pub marketing: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Phase {
+    pub name: String,
+    pub duration_days: i64,
+    pub resources_required: Resources,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Artifact {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub url: String,
+}
+
+/// An execution: started by `execute`, completed by the machine's own
+/// follow-up command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Execution {
+    pub started_ms: i64,
+    pub completed_ms: Option<i64>,
+    /// From the execute request to completion, as the log's record times say.
+    pub execution_time_ms: Option<i64>,
+    /// `success` once completed.
+    pub result: Option<String>,
+    pub artifacts: Vec<Artifact>,
+}
+
+/// A scored opportunity: the machine's state per key, the payload of its
+/// events, the read model's row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Opportunity {
+    #[serde(with = "crate::ids::uuid_text")]
+    pub id: Uuid,
+    /// The tenant (user, or its sandbox) that owns it.
+    #[serde(with = "crate::ids::uuid_text")]
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub vertical: String,
+    pub status: String,
+    pub score: f64,
+    pub expected_irr: f64,
+    pub payback_months: i64,
+    pub moat_score: f64,
+    pub risk_score: f64,
+    pub scalability_score: f64,
+    pub metadata: OpportunityMetadata,
+    pub economic_analysis: EconomicAnalysis,
+    pub execution_plan: Vec<Phase>,
+    pub market_data: MarketData,
+    pub technical_requirements: TechnicalRequirements,
+    pub execution: Option<Execution>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    /// +1 per event of this opportunity.
+    pub version: i64,
+}
+
+/// `CreateOpportunity`: the spec to score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateOpportunity {
+    pub spec: OpportunitySpec,
+}
+
+/// `ExecuteOpportunity`: start executing (idempotent).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecuteOpportunity {
+    #[serde(with = "crate::ids::uuid_text")]
+    pub opportunity_id: Uuid,
+}
+
+/// `CompleteOpportunity`: the machine's follow-up that finishes an execution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompleteOpportunity {
+    #[serde(with = "crate::ids::uuid_text")]
+    pub opportunity_id: Uuid,
+    pub started_ms: i64,
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Opportunity {
+    /// The revenue API's shape (`GET /v1/opportunities/{id}`, the seed's):
+    /// short ids, RFC 3339 times, market figures as exact JSON numbers.
+    pub fn view(&self) -> serde_json::Value {
+        use crate::ids::{short, Kind};
+        use crate::money::json_number as n;
+        use serde_json::json;
+        let m = &self.metadata;
+        let e = &self.economic_analysis;
+        json!({
+            "id": short(Kind::Opportunity, self.id),
+            "name": self.name,
+            "vertical": self.vertical,
+            "score": self.score,
+            "expected_irr": self.expected_irr,
+            "payback_months": self.payback_months,
+            "moat_score": self.moat_score,
+            "risk_score": self.risk_score,
+            "scalability_score": self.scalability_score,
+            "status": self.status,
+            "created_at": rfc3339(self.created_ms),
+            "updated_at": rfc3339(self.updated_ms),
+            "metadata": {
+                "market_size": n(m.market_size),
+                "competition_level": m.competition_level,
+                "technical_complexity": m.technical_complexity,
+                "target_customers": m.target_customers,
+                "pricing_model": m.pricing_model,
+            },
+            "economic_analysis": {
+                "total_addressable_market": n(e.total_addressable_market),
+                "serviceable_addressable_market": n(e.serviceable_addressable_market),
+                "serviceable_obtainable_market": n(e.serviceable_obtainable_market),
+                "market_growth_rate": e.market_growth_rate,
+                "competitive_advantage_period": e.competitive_advantage_period,
+                "execution_cost": n(e.execution_cost),
+            },
+            "execution_plan": {"phases": self.execution_plan},
+            "execution": self.execution.as_ref().map(|x| json!({
+                "started_at": rfc3339(x.started_ms),
+                "completed_at": x.completed_ms.map(rfc3339),
+                "execution_time_ms": x.execution_time_ms,
+                "result": x.result,
+                "artifacts": x.artifacts,
+            })),
+        })
+    }
+
+    /// `opportunity.executed`'s data (the seed's): id, time, result, artifacts.
+    pub fn execution_view(&self) -> serde_json::Value {
+        let x = self.execution.as_ref();
+        serde_json::json!({
+            "opportunity_id": crate::ids::short(crate::ids::Kind::Opportunity, self.id),
+            "execution_time_ms": x.and_then(|x| x.execution_time_ms),
+            "result": x.and_then(|x| x.result.clone()),
+            "artifacts": x.map(|x| x.artifacts.clone()).unwrap_or_default(),
+        })
+    }
+}
