@@ -10,9 +10,11 @@ mod common;
 use std::time::Duration;
 
 use common::Deployment;
+use futures::{SinkExt, StreamExt};
 use reqwest::Method;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use tokio_tungstenite::tungstenite::Message;
 
 const SERVICE_TOKEN: &str = "svc-test-token-0123456789";
 
@@ -312,4 +314,35 @@ async fn login_refresh_logout_service_tokens_tiers_and_sandbox() {
         )
         .await;
     assert_eq!(s, 403, "sandbox keys come from live credentials");
+
+    // The WebSocket `auth` message takes an access token; SSE takes Bearer.
+    let pair = login(email.clone()).await;
+    let access = pair["access_token"].as_str().unwrap().to_string();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/v1/events", d.http))
+        .await
+        .unwrap();
+    ws.send(Message::Text(
+        json!({"type": "auth", "token": access}).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    let Some(Ok(Message::Text(ok))) = ws.next().await else {
+        panic!("no answer")
+    };
+    assert_eq!(
+        serde_json::from_str::<Value>(&ok).unwrap(),
+        json!({"type": "auth.ok"})
+    );
+    let r = d
+        .client
+        .get(d.url("/v1/metrics/stream"))
+        .header("authorization", format!("Bearer {access}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
 }

@@ -7,17 +7,10 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use common::Deployment;
-use processors::agents::{AgentMachine, AgentState};
-use processors::runtime::checkpoint::Epoch;
-use processors::runtime::plan::{plan, Input, Shard};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
+use processors::agents::AgentMachine;
 use rust_decimal::Decimal;
 use schemas::interest::RateSchedule;
 use serde_json::json;
@@ -25,43 +18,6 @@ use uuid::Uuid;
 
 const DAY_MS: i64 = 86_400_000;
 const RATES: &str = "4.5,2025-01-01T00:00:00Z=5";
-
-/// Every record of `topic`, per partition in offset order.
-fn read_all(bootstrap: &str, topic: &str) -> Vec<(i32, i64, Vec<u8>)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "savings-replay")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let md = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    let partitions = md.topics()[0].partitions().len() as i32;
-    let mut out = vec![];
-    for p in 0..partitions {
-        let (_, high) = consumer
-            .fetch_watermarks(topic, p, Duration::from_secs(10))
-            .unwrap();
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-        consumer.assign(&tpl).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut next = 0;
-        while next < high {
-            assert!(
-                Instant::now() < deadline,
-                "partition {p} not read to {high}"
-            );
-            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-                next = m.offset() + 1;
-                out.push((p, m.offset(), m.payload().unwrap_or_default().to_vec()));
-            }
-        }
-    }
-    out
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replaying_the_commands_topic_rebuilds_positions_to_the_unit() {
@@ -141,28 +97,8 @@ async fn replaying_the_commands_topic_rebuilds_positions_to_the_unit() {
 
     // Replay every command from offset zero into empty state.
     let rates = RateSchedule::parse(RATES).unwrap();
-    let records = read_all(&d.bootstrap, &d.topics().commands);
-    let epoch = Epoch {
-        number: 0,
-        nonce: 0,
-    };
-    let mut shards: BTreeMap<i32, Shard<AgentState>> = BTreeMap::new();
-    for (p, _, _) in &records {
-        shards
-            .entry(*p)
-            .or_insert_with(|| Shard::new(epoch, 0, HashMap::new()));
-    }
-    let inputs = records.iter().map(|(partition, offset, payload)| Input {
-        record_ms: None,
-        partition: *partition,
-        offset: *offset,
-        payload,
-    });
-    plan(&AgentMachine::new(rates), "replay", &mut shards, inputs);
-    let states: HashMap<Uuid, Option<AgentState>> = shards
-        .into_values()
-        .flat_map(|s| s.states.into_iter().map(|(k, (state, _))| (k, state)))
-        .collect();
+    let records = common::read_topic(&d.bootstrap, &d.topics().commands);
+    let states = common::replay(&AgentMachine::new(rates), &records);
 
     let rows: Vec<(Uuid, Uuid, String, Decimal, Decimal, i64, Decimal)> = sqlx::query_as(
         "SELECT id, agent_id, status, principal, rate_ms, accrued_to, interest_posted FROM savings",

@@ -717,3 +717,87 @@ impl RpcProxy {
         self.open.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// One record of a topic, as read back for a replay.
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp_ms: Option<i64>,
+    pub payload: Vec<u8>,
+}
+
+/// Every record of `topic`, partition by partition, from offset 0.
+pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<Record> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "replay")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let partitions = md.topics()[0].partitions().len() as i32;
+    let mut out = vec![];
+    for p in 0..partitions {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+        consumer.assign(&tpl).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut next = 0;
+        while next < high {
+            assert!(
+                Instant::now() < deadline,
+                "partition {p} not read to {high}"
+            );
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                next = m.offset() + 1;
+                out.push(Record {
+                    partition: p,
+                    offset: m.offset(),
+                    timestamp_ms: m.timestamp().to_millis(),
+                    payload: m.payload().unwrap_or_default().to_vec(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Applies `records` (a machine's whole commands topic) to empty state with
+/// the runtime's own planner; every key's final state.
+pub fn replay<M: processors::runtime::machine::Machine>(
+    machine: &M,
+    records: &[Record],
+) -> std::collections::HashMap<uuid::Uuid, Option<M::State>> {
+    use processors::runtime::checkpoint::Epoch;
+    use processors::runtime::plan::{plan, Input, Shard};
+    let epoch = Epoch {
+        number: 0,
+        nonce: 0,
+    };
+    let mut shards = std::collections::BTreeMap::new();
+    for r in records {
+        shards
+            .entry(r.partition)
+            .or_insert_with(|| Shard::new(epoch, 0, std::collections::HashMap::new()));
+    }
+    let inputs = records.iter().map(|r| Input {
+        partition: r.partition,
+        offset: r.offset,
+        record_ms: r.timestamp_ms,
+        payload: &r.payload,
+    });
+    plan(machine, "replay", &mut shards, inputs);
+    shards
+        .into_values()
+        .flat_map(|s| s.states.into_iter().map(|(k, (state, _))| (k, state)))
+        .collect()
+}
