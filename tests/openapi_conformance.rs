@@ -62,3 +62,62 @@ async fn gateway_conforms_to_the_mage_openapi_document() {
     );
     assert!(report.contains("No issues found"), "{report}");
 }
+
+/// The revenue API against its own generated document (`/v1/openapi.json`):
+/// no 5xx, every response matching its schema and content type, and
+/// operations refusing a missing key.
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_conforms_to_its_revenue_openapi_document() {
+    let d = Deployment::new("revconformance").await;
+    d.set_env(&[("AGENTBANK_DEFAULT_TIER", "enterprise")]);
+    d.start_dev().await;
+    let (_, key) = d.sign_up("schema").await;
+    let (status, body) = d
+        .post(
+            "/v1/opportunities",
+            Some(&key),
+            json!({"name": "Seed", "vertical": "saas"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let r = d
+        .client
+        .get(d.url("/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let doc: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let spec = format!("{}/revenue-openapi.json", common::log_dir());
+    std::fs::write(&spec, doc.to_string()).unwrap();
+
+    let url = d.url("/v1");
+    let header = format!("x-api-key: {key}");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("schemathesis")
+            .args(["run", &spec, "--url", &url, "-H", &header])
+            .args([
+                "--checks",
+                "not_a_server_error,response_schema_conformance,content_type_conformance,status_code_conformance,ignored_auth",
+            ])
+            // Not the identity operations that end the key's sessions or need
+            // a service token to reach their checks.
+            .args(["--exclude-path", "/auth/logout", "--exclude-path", "/admin/users/{user_id}/tier"])
+            .args(["--max-examples", "30", "--workers", "1", "--warnings", "off"])
+            .args(["--seed", "20261201"])
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("schemathesis on PATH (deploy/local/up installs it)")
+    })
+    .await
+    .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{report}");
+    assert!(
+        out.status.success(),
+        "schemathesis found failures:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("No issues found"), "{report}");
+}

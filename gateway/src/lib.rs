@@ -179,6 +179,7 @@ fn revenue_api() -> Router<AppState> {
             post(revenue::opportunities::execute),
         )
         .route("/batch/opportunities", post(revenue::opportunities::batch))
+        .route("/openapi.json", get(revenue::openapi::document))
         .layer(middleware::from_fn(error::envelope))
         .layer(axum::Extension(auth::Product::Revenue))
 }

@@ -106,9 +106,9 @@ pub fn envelope(e: &Event) -> Value {
     };
     match &e.payload {
         EventPayload::OpportunityCreated(c) | EventPayload::OpportunityActivated(c) => {
-            return wrap(c.opportunity.view())
+            return wrap(json!(c.opportunity.view()))
         }
-        EventPayload::OpportunityExecuted(c) => return wrap(c.opportunity.execution_view()),
+        EventPayload::OpportunityExecuted(c) => return wrap(json!(c.opportunity.execution_view())),
         _ => {}
     }
     let mut data = match &e.payload {

@@ -16,6 +16,10 @@ use super::{mint_key, sessions, Caller, Method};
 use crate::body::JsonObject;
 use crate::error::ApiError;
 use crate::rate_limit::Tier;
+#[allow(unused_imports)] // named by the OpenAPI attributes
+use crate::revenue::openapi::{
+    ErrorEnvelope, LoginRequest, Me, RefreshRequest, SandboxKey, SetTierRequest, TierSet, TokenPair,
+};
 use crate::tenant::Mode;
 use crate::AppState;
 
@@ -23,6 +27,10 @@ use crate::AppState;
 pub const LOGIN_FIELD_CHARS_MAX: usize = 254;
 
 /// `POST /v1/auth/login {email, password}`.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest, security(()),
+    responses((status = 200, body = TokenPair), (status = 400, body = ErrorEnvelope),
+              (status = 401, description = "Invalid email or password", body = ErrorEnvelope),
+              (status = 415, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope)))]
 pub async fn login(
     State(state): State<AppState>,
     body: JsonObject,
@@ -34,6 +42,10 @@ pub async fn login(
 }
 
 /// `POST /v1/auth/refresh {refresh_token}`.
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshRequest, security(()),
+    responses((status = 200, body = TokenPair), (status = 400, body = ErrorEnvelope),
+              (status = 401, description = "Invalid, expired or spent (the session is revoked)", body = ErrorEnvelope),
+              (status = 415, body = ErrorEnvelope)))]
 pub async fn refresh(
     State(state): State<AppState>,
     body: JsonObject,
@@ -47,6 +59,9 @@ pub async fn refresh(
 }
 
 /// `POST /v1/auth/logout` with the session's bearer token → 204.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 204, description = "The session is revoked"),
+              (status = 401, body = ErrorEnvelope)))]
 pub async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -65,6 +80,9 @@ pub async fn logout(
 }
 
 /// `GET /v1/auth/me`: who the credentials act as.
+#[utoipa::path(get, path = "/auth/me", tag = "auth",
+    responses((status = 200, body = Me), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+              (status = 429, body = ErrorEnvelope)))]
 pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     let tier = state
         .tier_of(caller.account_id)
@@ -86,6 +104,9 @@ pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Va
 
 /// `POST /v1/sandbox/keys`: a `test_sk_` key for the caller's sandbox
 /// (shown once). Needs the user's live credentials.
+#[utoipa::path(post, path = "/sandbox/keys", tag = "auth",
+    responses((status = 201, body = SandboxKey), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+              (status = 403, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope)))]
 pub async fn sandbox_key(
     State(state): State<AppState>,
     caller: Caller,
@@ -105,6 +126,11 @@ pub async fn sandbox_key(
 }
 
 /// `PUT /v1/admin/users/{user_id}/tier {tier}` with a service token of scope `tiers`.
+#[utoipa::path(put, path = "/admin/users/{user_id}/tier", tag = "auth", request_body = SetTierRequest,
+    security(("service_token" = [])),
+    params(("user_id" = String, Path)),
+    responses((status = 200, body = TierSet), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+              (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope)))]
 pub async fn set_tier(
     State(state): State<AppState>,
     Path(user_id): Path<String>,

@@ -5,5 +5,6 @@
 
 pub mod events;
 pub mod metrics_stream;
+pub mod openapi;
 pub mod opportunities;
 pub mod webhooks;

@@ -30,8 +30,14 @@ use crate::auth::Caller;
 use crate::body::JsonObject;
 use crate::commands::{command, command_id, unexpected};
 use crate::error::{ApiError, RequestId};
+#[allow(unused_imports)] // named by the OpenAPI attributes
+use crate::revenue::openapi::{
+    BatchRequest, BatchResponse, CreateOpportunityRequest, ErrorEnvelope, OpportunityList,
+};
 use crate::tenant::Mode;
 use crate::AppState;
+#[allow(unused_imports)]
+use schemas::revenue::opportunity::OpportunityView;
 
 pub const NAME_CHARS_MAX: usize = 100;
 pub const LABEL_CHARS_MAX: usize = 50;
@@ -47,6 +53,16 @@ pub const BATCH_OPERATIONS_MAX: usize = 100;
 pub const MARKET_SIZE_MAX: i64 = 1_000_000_000_000_000;
 pub const TIME_TO_MARKET_DAYS_MAX: i64 = 3_650;
 pub const COMPETITORS_MAX: i64 = 100_000;
+
+/// The create body's fields.
+pub const CREATE_FIELDS: [&str; 6] = [
+    "name",
+    "vertical",
+    "market_data",
+    "technical_requirements",
+    "target_customers",
+    "pricing_model",
+];
 
 /// Top-level fields of the opportunity view (`fields=` picks among them).
 pub const VIEW_FIELDS: [&str; 16] = [
@@ -358,7 +374,7 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
 
 fn opportunity(outcome: Outcome) -> Result<Value, ApiError> {
     match outcome {
-        Outcome::Opportunity(o) => Ok(o.view()),
+        Outcome::Opportunity(o) => Ok(json!(o.view())),
         other => Err(unexpected(other)),
     }
 }
@@ -384,7 +400,7 @@ pub async fn get_one(state: &AppState, caller: &Caller, id: &str) -> Result<Valu
     let key = parse_id(id)?;
     model::get(&state.pool, caller.user_id, key)
         .await?
-        .map(|o| o.view())
+        .map(|o| json!(o.view()))
         .ok_or_else(|| ApiError::ResourceNotFound {
             resource_type: "opportunity",
             resource_id: id.to_string(),
@@ -418,6 +434,20 @@ pub async fn execute_one(state: &AppState, caller: &Caller, id: &str) -> Result<
 }
 
 /// `POST /v1/opportunities` → 201.
+#[utoipa::path(post, path = "/opportunities", tag = "opportunities",
+    request_body = CreateOpportunityRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key create one opportunity")),
+    responses(
+        (status = 201, description = "Created and scored", body = OpportunityView),
+        (status = 400, description = "Invalid input", body = ErrorEnvelope),
+        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
+        (status = 403, description = "Not allowed for these credentials", body = ErrorEnvelope),
+        (status = 429, description = "Rate limit exceeded (Retry-After)", body = ErrorEnvelope),
+        (status = 503, description = "Temporarily unavailable", body = ErrorEnvelope),
+        (status = 413, description = "Body over 64 KiB", body = ErrorEnvelope),
+        (status = 415, description = "Body is not application/json", body = ErrorEnvelope),
+        (status = 409, description = "The key was used for another opportunity", body = ErrorEnvelope),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -432,6 +462,19 @@ pub async fn create(
 }
 
 /// `GET /v1/opportunities/{id}`.
+#[utoipa::path(get, path = "/opportunities/{id}", tag = "opportunities",
+    params(("id" = String, Path, description = "`opp_…` (sandbox: test ids)")),
+    responses(
+        (status = 200, description = "The opportunity", body = OpportunityView),
+        (status = 400, description = "Invalid input", body = ErrorEnvelope),
+        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
+        (status = 403, description = "Not allowed for these credentials", body = ErrorEnvelope),
+        (status = 429, description = "Rate limit exceeded (Retry-After)", body = ErrorEnvelope),
+        (status = 503, description = "Temporarily unavailable", body = ErrorEnvelope),
+        (status = 413, description = "Body over 64 KiB", body = ErrorEnvelope),
+        (status = 415, description = "Body is not application/json", body = ErrorEnvelope),
+        (status = 404, description = "No such opportunity of the caller's", body = ErrorEnvelope),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -441,6 +484,19 @@ pub async fn get(
 }
 
 /// `POST /v1/opportunities/{id}/execute`.
+#[utoipa::path(post, path = "/opportunities/{id}/execute", tag = "opportunities",
+    params(("id" = String, Path, description = "`opp_…` (sandbox: test ids)")),
+    responses(
+        (status = 200, description = "Executing (active), or as it is when executed before", body = OpportunityView),
+        (status = 400, description = "Invalid input", body = ErrorEnvelope),
+        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
+        (status = 403, description = "Not allowed for these credentials", body = ErrorEnvelope),
+        (status = 429, description = "Rate limit exceeded (Retry-After)", body = ErrorEnvelope),
+        (status = 503, description = "Temporarily unavailable", body = ErrorEnvelope),
+        (status = 413, description = "Body over 64 KiB", body = ErrorEnvelope),
+        (status = 415, description = "Body is not application/json", body = ErrorEnvelope),
+        (status = 404, description = "No such opportunity of the caller's", body = ErrorEnvelope),
+    ))]
 pub async fn execute(
     State(state): State<AppState>,
     caller: Caller,
@@ -620,6 +676,28 @@ pub fn parse_list(tenant: Uuid, params: &[(String, String)]) -> Result<ListReque
 }
 
 /// `GET /v1/opportunities`.
+#[utoipa::path(get, path = "/opportunities", tag = "opportunities",
+    params(
+        ("status" = Option<String>, Query, description = "pending, active or completed"),
+        ("min_score" = Option<f64>, Query, description = "score ≥ this"),
+        ("vertical" = Option<String>, Query),
+        ("page" = Option<i64>, Query, minimum = 1, description = "1-based, default 1"),
+        ("per_page" = Option<i64>, Query, minimum = 1, maximum = 100, description = "default 20"),
+        ("sort" = Option<String>, Query, description = "e.g. `-score,created_at` (up to 5 keys, `-` descending)"),
+        ("fields" = Option<String>, Query, description = "e.g. `id,name,score`"),
+        ("filter" = Option<Object>, Query, style = DeepObject, explode,
+            description = "`filter[field]=v` or `filter[field][eq|ne|gt|gte|lt|lte|in]=v` (`in`: comma list)"),
+    ),
+    responses(
+        (status = 200, description = "A page", body = OpportunityList),
+        (status = 400, description = "Invalid input", body = ErrorEnvelope),
+        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
+        (status = 403, description = "Not allowed for these credentials", body = ErrorEnvelope),
+        (status = 429, description = "Rate limit exceeded (Retry-After)", body = ErrorEnvelope),
+        (status = 503, description = "Temporarily unavailable", body = ErrorEnvelope),
+        (status = 413, description = "Body over 64 KiB", body = ErrorEnvelope),
+        (status = 415, description = "Body is not application/json", body = ErrorEnvelope),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -632,7 +710,7 @@ pub async fn list(
     let items: Vec<Value> = rows
         .iter()
         .map(|o| {
-            let mut v = o.view();
+            let mut v = json!(o.view());
             if let (Some(fields), Some(map)) = (&request.fields, v.as_object_mut()) {
                 map.retain(|k, _| fields.contains(k));
             }
@@ -710,6 +788,18 @@ async fn run_operation(
 /// `POST /v1/batch/opportunities {operations: [{method, path, body}]}`: up to
 /// [`BATCH_OPERATIONS_MAX`] operations, run concurrently, each answered with
 /// its own status and body in order; one failing does not fail the others.
+#[utoipa::path(post, path = "/batch/opportunities", tag = "opportunities",
+    request_body = BatchRequest,
+    responses(
+        (status = 200, description = "One result per operation, in order", body = BatchResponse),
+        (status = 400, description = "Invalid input", body = ErrorEnvelope),
+        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
+        (status = 403, description = "Not allowed for these credentials", body = ErrorEnvelope),
+        (status = 429, description = "Rate limit exceeded (Retry-After)", body = ErrorEnvelope),
+        (status = 503, description = "Temporarily unavailable", body = ErrorEnvelope),
+        (status = 413, description = "Body over 64 KiB", body = ErrorEnvelope),
+        (status = 415, description = "Body is not application/json", body = ErrorEnvelope),
+    ))]
 pub async fn batch(
     State(state): State<AppState>,
     caller: Caller,

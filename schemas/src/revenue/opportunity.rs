@@ -83,6 +83,7 @@ pub struct EconomicAnalysis {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Resources {
     pub developers: i64,
     pub designers: i64,
@@ -90,6 +91,7 @@ pub struct Resources {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Phase {
     pub name: String,
     pub duration_days: i64,
@@ -97,6 +99,7 @@ pub struct Phase {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Artifact {
     #[serde(rename = "type")]
     pub kind: String,
@@ -173,62 +176,150 @@ fn rfc3339(ms: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// An amount as an exact JSON number.
+fn json_number<S: serde::Serializer>(d: &Decimal, s: S) -> Result<S::Ok, S::Error> {
+    crate::money::json_number(*d).serialize(s)
+}
+
+/// The revenue API's opportunity (`GET /v1/opportunities/{id}`, the seed's
+/// shape): short ids, RFC 3339 times, market figures as exact JSON numbers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OpportunityView {
+    /// `opp_…`
+    pub id: String,
+    pub name: String,
+    pub vertical: String,
+    /// Overall attractiveness in [0, 1].
+    pub score: f64,
+    /// Internal rate of return of the five-year model.
+    pub expected_irr: f64,
+    pub payback_months: i64,
+    pub moat_score: f64,
+    pub risk_score: f64,
+    pub scalability_score: f64,
+    /// pending, active or completed.
+    pub status: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub metadata: MetadataView,
+    pub economic_analysis: EconomicView,
+    pub execution_plan: PlanView,
+    pub execution: Option<ExecutionView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MetadataView {
+    #[serde(serialize_with = "json_number")]
+    #[cfg_attr(feature = "openapi", schema(value_type = f64))]
+    pub market_size: Decimal,
+    pub competition_level: String,
+    pub technical_complexity: String,
+    pub target_customers: Vec<String>,
+    pub pricing_model: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EconomicView {
+    #[serde(serialize_with = "json_number")]
+    #[cfg_attr(feature = "openapi", schema(value_type = f64))]
+    pub total_addressable_market: Decimal,
+    #[serde(serialize_with = "json_number")]
+    #[cfg_attr(feature = "openapi", schema(value_type = f64))]
+    pub serviceable_addressable_market: Decimal,
+    #[serde(serialize_with = "json_number")]
+    #[cfg_attr(feature = "openapi", schema(value_type = f64))]
+    pub serviceable_obtainable_market: Decimal,
+    pub market_growth_rate: f64,
+    /// Months.
+    pub competitive_advantage_period: i64,
+    #[serde(serialize_with = "json_number")]
+    #[cfg_attr(feature = "openapi", schema(value_type = f64))]
+    pub execution_cost: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PlanView {
+    pub phases: Vec<Phase>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExecutionView {
+    pub started_at: String,
+    pub completed_at: Option<String>,
+    pub execution_time_ms: Option<i64>,
+    /// `success` once completed.
+    pub result: Option<String>,
+    pub artifacts: Vec<Artifact>,
+}
+
+/// `opportunity.executed`'s data (the seed's).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExecutedView {
+    pub opportunity_id: String,
+    pub execution_time_ms: Option<i64>,
+    pub result: Option<String>,
+    pub artifacts: Vec<Artifact>,
+}
+
 impl Opportunity {
-    /// The revenue API's shape (`GET /v1/opportunities/{id}`, the seed's):
-    /// short ids, RFC 3339 times, market figures as exact JSON numbers.
-    pub fn view(&self) -> serde_json::Value {
+    pub fn view(&self) -> OpportunityView {
         use crate::ids::{short, Kind};
-        use crate::money::json_number as n;
-        use serde_json::json;
         let m = &self.metadata;
         let e = &self.economic_analysis;
-        json!({
-            "id": short(Kind::Opportunity, self.id),
-            "name": self.name,
-            "vertical": self.vertical,
-            "score": self.score,
-            "expected_irr": self.expected_irr,
-            "payback_months": self.payback_months,
-            "moat_score": self.moat_score,
-            "risk_score": self.risk_score,
-            "scalability_score": self.scalability_score,
-            "status": self.status,
-            "created_at": rfc3339(self.created_ms),
-            "updated_at": rfc3339(self.updated_ms),
-            "metadata": {
-                "market_size": n(m.market_size),
-                "competition_level": m.competition_level,
-                "technical_complexity": m.technical_complexity,
-                "target_customers": m.target_customers,
-                "pricing_model": m.pricing_model,
+        OpportunityView {
+            id: short(Kind::Opportunity, self.id),
+            name: self.name.clone(),
+            vertical: self.vertical.clone(),
+            score: self.score,
+            expected_irr: self.expected_irr,
+            payback_months: self.payback_months,
+            moat_score: self.moat_score,
+            risk_score: self.risk_score,
+            scalability_score: self.scalability_score,
+            status: self.status.clone(),
+            created_at: rfc3339(self.created_ms),
+            updated_at: rfc3339(self.updated_ms),
+            metadata: MetadataView {
+                market_size: m.market_size,
+                competition_level: m.competition_level.clone(),
+                technical_complexity: m.technical_complexity.clone(),
+                target_customers: m.target_customers.clone(),
+                pricing_model: m.pricing_model.clone(),
             },
-            "economic_analysis": {
-                "total_addressable_market": n(e.total_addressable_market),
-                "serviceable_addressable_market": n(e.serviceable_addressable_market),
-                "serviceable_obtainable_market": n(e.serviceable_obtainable_market),
-                "market_growth_rate": e.market_growth_rate,
-                "competitive_advantage_period": e.competitive_advantage_period,
-                "execution_cost": n(e.execution_cost),
+            economic_analysis: EconomicView {
+                total_addressable_market: e.total_addressable_market,
+                serviceable_addressable_market: e.serviceable_addressable_market,
+                serviceable_obtainable_market: e.serviceable_obtainable_market,
+                market_growth_rate: e.market_growth_rate,
+                competitive_advantage_period: e.competitive_advantage_period,
+                execution_cost: e.execution_cost,
             },
-            "execution_plan": {"phases": self.execution_plan},
-            "execution": self.execution.as_ref().map(|x| json!({
-                "started_at": rfc3339(x.started_ms),
-                "completed_at": x.completed_ms.map(rfc3339),
-                "execution_time_ms": x.execution_time_ms,
-                "result": x.result,
-                "artifacts": x.artifacts,
-            })),
-        })
+            execution_plan: PlanView {
+                phases: self.execution_plan.clone(),
+            },
+            execution: self.execution.as_ref().map(|x| ExecutionView {
+                started_at: rfc3339(x.started_ms),
+                completed_at: x.completed_ms.map(rfc3339),
+                execution_time_ms: x.execution_time_ms,
+                result: x.result.clone(),
+                artifacts: x.artifacts.clone(),
+            }),
+        }
     }
 
-    /// `opportunity.executed`'s data (the seed's): id, time, result, artifacts.
-    pub fn execution_view(&self) -> serde_json::Value {
+    pub fn execution_view(&self) -> ExecutedView {
         let x = self.execution.as_ref();
-        serde_json::json!({
-            "opportunity_id": crate::ids::short(crate::ids::Kind::Opportunity, self.id),
-            "execution_time_ms": x.and_then(|x| x.execution_time_ms),
-            "result": x.and_then(|x| x.result.clone()),
-            "artifacts": x.map(|x| x.artifacts.clone()).unwrap_or_default(),
-        })
+        ExecutedView {
+            opportunity_id: crate::ids::short(crate::ids::Kind::Opportunity, self.id),
+            execution_time_ms: x.and_then(|x| x.execution_time_ms),
+            result: x.and_then(|x| x.result.clone()),
+            artifacts: x.map(|x| x.artifacts.clone()).unwrap_or_default(),
+        }
     }
 }
