@@ -366,6 +366,44 @@ async fn get_agent(
     Ok(Json(agent_json(&view, "ledger")))
 }
 
+/// `POST /v1/opportunities`: the same parsing and scoring, then one INSERT
+/// (the read model's row) — what a plain service would do.
+async fn create_opportunity(
+    State(pool): State<PgPool>,
+    headers: HeaderMap,
+    body: JsonObject,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let user = user_of(&pool, &headers).await?;
+    let spec = gateway::revenue::opportunities::parse_spec(&body.0)?;
+    let o = processors::opportunities::scoring::score(
+        &spec,
+        Uuid::new_v4(),
+        user,
+        chrono::Utc::now().timestamp_millis(),
+    );
+    let mut tx = pool.begin().await?;
+    let mut rows = connectors::postgres_sink::revenue::RevenueRows::default();
+    rows.opportunity(&o);
+    rows.write(&mut tx).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(json!(o.view()))))
+}
+
+/// `GET /v1/opportunities`: the gateway's parser and read-model query.
+async fn list_opportunities(
+    State(pool): State<PgPool>,
+    headers: HeaderMap,
+    axum::extract::Query(params): axum::extract::Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let user = user_of(&pool, &headers).await?;
+    let request = gateway::revenue::opportunities::parse_list(user, &params)?;
+    let (rows, total) = connectors::read_model::opportunities::list(&pool, &request.query).await?;
+    let items: Vec<Value> = rows.iter().map(|o| json!(o.view())).collect();
+    Ok(Json(
+        json!({"opportunities": items, "pagination": {"total": total}}),
+    ))
+}
+
 /// The baseline's routes over `pool` (already migrated).
 pub fn router(pool: PgPool) -> Router {
     Router::new()
@@ -375,6 +413,10 @@ pub fn router(pool: PgPool) -> Router {
         .route("/payments/register", post(pay))
         .route("/payments/setApprove", post(approve))
         .route("/agentsWith/{id}", get(get_agent))
+        .route(
+            "/v1/opportunities",
+            post(create_opportunity).get(list_opportunities),
+        )
         .route("/health", get(|| async { "ok" }))
         .with_state(pool)
 }

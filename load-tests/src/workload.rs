@@ -26,16 +26,22 @@ pub enum Op {
     ApprovalPayment,
     /// `GET /agentsWith/{id}`.
     Read,
+    /// `POST /v1/opportunities` (scored by the opportunities machine).
+    CreateOpportunity,
+    /// `GET /v1/opportunities?sort=-score&per_page=20`.
+    ListOpportunities,
 }
 
 impl Op {
-    pub const ALL: [Op; 6] = [
+    pub const ALL: [Op; 8] = [
         Op::SignUp,
         Op::CreateAgent,
         Op::Deposit,
         Op::Payment,
         Op::ApprovalPayment,
         Op::Read,
+        Op::CreateOpportunity,
+        Op::ListOpportunities,
     ];
 
     pub fn name(self) -> &'static str {
@@ -46,6 +52,8 @@ impl Op {
             Op::Payment => "payment",
             Op::ApprovalPayment => "approval",
             Op::Read => "read",
+            Op::CreateOpportunity => "opportunity",
+            Op::ListOpportunities => "opportunity_list",
         }
     }
 }
@@ -64,9 +72,11 @@ pub struct Mix {
 }
 
 /// Presets by name; anything else is parsed as `op=weight,…`.
-pub const PRESETS: [(&str, &str); 3] = [
+pub const PRESETS: [(&str, &str); 5] = [
     ("deposits", "deposit=1"),
     ("payments", "payment=1"),
+    ("opportunities", "opportunity=1"),
+    ("opportunity-lists", "opportunity_list=1"),
     (
         "mixed",
         "signup=1,agent=2,deposit=25,payment=45,approval=10,read=17",
@@ -191,6 +201,26 @@ pub async fn perform(api: &Api, t: &Tenant, op: Op, i: u64) -> anyhow::Result<Do
                 .0,
             None,
         ),
+        Op::CreateOpportunity => {
+            let vertical = ["saas", "fintech", "ai"][(i % 3) as usize];
+            let body = json!({
+                "name": format!("load opportunity {i}"), "vertical": vertical,
+                "market_data": {"total_market_size": 1_000_000 * (i % 10_000 + 1), "growth_rate": 0.2, "competition_count": i % 50},
+                "technical_requirements": {"complexity": "high", "time_to_market": 90, "required_expertise": ["ml"]},
+            });
+            done(
+                api.post("/v1/opportunities", Some(&t.key), None, body)
+                    .await?
+                    .0,
+                None,
+            )
+        }
+        Op::ListOpportunities => done(
+            api.get("/v1/opportunities?sort=-score&per_page=20", &t.key)
+                .await?
+                .0,
+            None,
+        ),
     })
 }
 
@@ -201,7 +231,10 @@ mod tests {
     #[test]
     fn presets_and_specs_parse_and_bad_specs_say_why() {
         let m: Mix = "mixed".parse().unwrap();
-        assert!(Op::ALL.iter().all(|o| m.uses(*o)));
+        assert!(
+            Op::ALL[..6].iter().all(|o| m.uses(*o)),
+            "mixed: every bank operation"
+        );
         assert_eq!(
             "deposit=3,read=1".parse::<Mix>().unwrap().to_string(),
             "deposit=3,read=1"
