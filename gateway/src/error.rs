@@ -202,12 +202,37 @@ pub async fn envelope(req: Request, next: Next) -> Response {
         .map(|r| r.0.clone())
         .unwrap_or_default();
     let response = next.run(req).await;
-    let Some(error) = response.extensions().get::<Arc<ApiError>>().cloned() else {
-        return response;
+    let status = response.status();
+    let error = match response.extensions().get::<Arc<ApiError>>().cloned() {
+        Some(error) => error,
+        None if status.is_client_error() || status.is_server_error() => {
+            // Not ours: an extractor's rejection (bad query string, path
+            // segment, method) — plain text about the request, kept as the message.
+            let (parts, body) = response.into_parts();
+            let text = axum::body::to_bytes(body, 1024).await.unwrap_or_default();
+            let message = String::from_utf8_lossy(&text).trim().to_string();
+            let message = if message.is_empty() || status.is_server_error() {
+                status.canonical_reason().unwrap_or("Error").to_string()
+            } else {
+                message
+            };
+            let rebuilt = Response::from_parts(parts, axum::body::Body::empty());
+            let error = ApiError::Status {
+                status: status.as_u16(),
+                message,
+            };
+            return finish(rebuilt, &error, &request_id);
+        }
+        None => return response,
     };
+    finish(response, &error, &request_id)
+}
+
+/// `response` with `error`'s envelope as its body (status and headers kept).
+fn finish(response: Response, error: &ApiError, request_id: &str) -> Response {
     let (mut parts, _) = response.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
-    let mut rebuilt = Json(error.envelope(&request_id)).into_response();
+    let mut rebuilt = Json(error.envelope(request_id)).into_response();
     *rebuilt.status_mut() = parts.status;
     for (name, value) in parts.headers.iter() {
         if name != header::CONTENT_TYPE {

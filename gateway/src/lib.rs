@@ -191,10 +191,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .fallback(|| async { ApiError::NotFound("Not found".into()) })
         .method_not_allowed_fallback(|| async {
-            (
-                axum::http::StatusCode::METHOD_NOT_ALLOWED,
-                axum::Json(serde_json::json!({"error": "Method not allowed"})),
-            )
+            ApiError::Status {
+                status: 405,
+                message: "Method not allowed".into(),
+            }
         })
         .layer(DefaultBodyLimit::max(body::BODY_BYTES_MAX))
         .layer(middleware::from_fn(rate_limit::headers))

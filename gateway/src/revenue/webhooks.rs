@@ -7,7 +7,6 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::middleware;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -37,47 +36,9 @@ pub fn router() -> Router<AppState> {
         .route("/webhooks/{id}/deliveries", get(deliveries))
         .route("/webhooks/{id}/replay", post(replay_range))
         .route("/webhooks/deliveries/{id}/replay", post(replay_one))
-        .layer(middleware::map_response(envelope))
-}
-
-/// Rewrites `{"error": "…"}` answers into the revenue API's error envelope.
-async fn envelope(response: Response) -> Response {
-    let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) {
-        return response;
-    }
-    let (parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, 64 * 1024)
-        .await
-        .unwrap_or_default();
-    let message = serde_json::from_slice::<Value>(&bytes)
-        .ok()
-        .and_then(|v| v["error"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| status.canonical_reason().unwrap_or("Error").to_string());
-    let code = match status.as_u16() {
-        400 | 413 | 415 | 422 => "VALIDATION_ERROR",
-        401 => "UNAUTHORIZED",
-        403 => "FORBIDDEN",
-        404 => "RESOURCE_NOT_FOUND",
-        409 => "CONFLICT",
-        429 => "RATE_LIMIT_EXCEEDED",
-        503 => "SERVICE_UNAVAILABLE",
-        _ => "INTERNAL_ERROR",
-    };
-    let body = json!({"error": {
-        "code": code,
-        "message": message,
-        "details": {},
-        "request_id": format!("req_{}", Uuid::new_v4().simple()),
-        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    }});
-    let mut out = (status, Json(body)).into_response();
-    for (name, value) in parts.headers.iter() {
-        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
-            out.headers_mut().insert(name.clone(), value.clone());
-        }
-    }
-    out
+        // The revenue API's error envelope; the per-key limits of the bank's
+        // routes (webhooks serve both products' events).
+        .layer(middleware::from_fn(crate::error::envelope))
 }
 
 #[derive(sqlx::FromRow)]
