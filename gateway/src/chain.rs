@@ -20,25 +20,17 @@ pub struct ChainAccess {
     pub wallets: Wallets,
 }
 
-/// A settlement as the settlement service recorded it.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct Transfer {
-    pub status: String,
-    pub tx_hash: Option<String>,
-    pub reason: String,
-}
+pub use connectors::read_model::chain::Transfer;
 
-impl Transfer {
-    /// The seed's `{success, txHash, message}` for one transfer.
-    pub fn result_json(t: Option<&Transfer>, done: &str) -> Value {
-        match t {
-            None => json!({"success": true, "txHash": null,
-                "message": format!("{done}; the on-chain transfer is queued")}),
-            Some(t) if t.status == "failed" => json!({"success": false, "txHash": t.tx_hash,
-                "message": format!("On-chain transfer failed: {}", t.reason)}),
-            Some(t) => json!({"success": true, "txHash": t.tx_hash,
-                "message": format!("{done} ({})", t.status)}),
-        }
+/// The seed's `{success, txHash, message}` for one transfer.
+pub fn result_json(t: Option<&Transfer>, done: &str) -> Value {
+    match t {
+        None => json!({"success": true, "txHash": null,
+            "message": format!("{done}; the on-chain transfer is queued")}),
+        Some(t) if t.status == "failed" => json!({"success": false, "txHash": t.tx_hash,
+            "message": format!("On-chain transfer failed: {}", t.reason)}),
+        Some(t) => json!({"success": true, "txHash": t.tx_hash,
+            "message": format!("{done} ({})", t.status)}),
     }
 }
 
@@ -72,11 +64,7 @@ impl ChainAccess {
     ) -> Result<Option<Transfer>, ApiError> {
         let deadline = Instant::now() + TX_HASH_WAIT;
         loop {
-            let t: Option<Transfer> =
-                sqlx::query_as("SELECT status, tx_hash, reason FROM chain_transfers WHERE id = $1")
-                    .bind(settlement)
-                    .fetch_optional(pool)
-                    .await?;
+            let t = connectors::read_model::chain::transfer(pool, settlement).await?;
             if t.as_ref()
                 .is_some_and(|t| t.tx_hash.is_some() || t.status == "failed")
                 || Instant::now() >= deadline

@@ -14,6 +14,8 @@ use sqlx::PgPool;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+use connectors::read_model::events::{self, EventRow};
+
 use connectors::postgres_sink::CommitFollower;
 
 /// Events buffered per connection before a slow client is dropped.
@@ -52,14 +54,7 @@ pub const CHANNELS: [&str; 6] = [
     "alerts",
 ];
 
-#[derive(sqlx::FromRow)]
-struct Row {
-    seq: i64,
-    user_id: Uuid,
-    envelope: Option<String>,
-}
-
-fn to_event(r: Row) -> Option<FeedEvent> {
+fn to_event(r: EventRow) -> Option<FeedEvent> {
     let envelope: Value = serde_json::from_str(r.envelope.as_deref()?).ok()?;
     let ty = envelope["type"].as_str()?.to_string();
     let channel = channel_of(&ty);
@@ -86,16 +81,8 @@ pub async fn read_after(
     pool: &PgPool,
     user: Option<Uuid>,
     after: i64,
-) -> Result<(i64, Vec<FeedEvent>), sqlx::Error> {
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT seq, user_id, envelope FROM events
-         WHERE seq > $1 AND ($2::uuid IS NULL OR user_id = $2) ORDER BY seq LIMIT $3",
-    )
-    .bind(after)
-    .bind(user)
-    .bind(FEED_PAGE)
-    .fetch_all(pool)
-    .await?;
+) -> Result<(i64, Vec<FeedEvent>), connectors::ConnectorError> {
+    let rows = events::after(pool, user, after, FEED_PAGE).await?;
     let last = rows.last().map_or(after, |r| r.seq);
     Ok((last, rows.into_iter().filter_map(to_event).collect()))
 }
@@ -108,15 +95,13 @@ pub struct Feed {
 }
 
 /// The table's last position.
-async fn end_of(pool: &PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM events")
-        .fetch_one(pool)
-        .await
+async fn end_of(pool: &PgPool) -> Result<i64, connectors::ConnectorError> {
+    events::end(pool).await
 }
 
 impl Feed {
     /// Starts following from the current end of the table.
-    pub async fn start(pool: PgPool) -> Result<Arc<Feed>, sqlx::Error> {
+    pub async fn start(pool: PgPool) -> Result<Arc<Feed>, connectors::ConnectorError> {
         let end = end_of(&pool).await?;
         let (sender, _) = broadcast::channel(FEED_BUFFER);
         let feed = Arc::new(Feed {

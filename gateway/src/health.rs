@@ -13,7 +13,7 @@ use crate::AppState;
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let postgres = tokio::time::timeout(
         Duration::from_secs(2),
-        sqlx::query("SELECT 1").execute(&state.pool),
+        connectors::read_model::chain::ping(&state.pool),
     )
     .await
     .is_ok_and(|r| r.is_ok());

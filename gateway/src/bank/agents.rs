@@ -14,11 +14,11 @@ use schemas::money;
 use schemas::reply::{AgentView, Outcome};
 use schemas::CommandPayload;
 
-use connectors::read_model::identity;
+use connectors::read_model::{agents, identity};
 
 use crate::auth::{mint_key, Caller};
 use crate::body::{number, JsonObject, NAME_CHARS_MAX, TEXT_CHARS_MAX};
-use crate::chain::Transfer;
+use crate::chain::{self, Transfer};
 use crate::commands::{command, command_id, unexpected};
 use crate::error::ApiError;
 use crate::AppState;
@@ -166,7 +166,7 @@ pub async fn create(
             .transfer(&state.pool, settlement_id(id, kind::FAUCET_GAS))
             .await?;
         out["faucetTransaction"] =
-            Transfer::result_json(gas.as_ref(), "ETH testnet funds sent via faucet");
+            chain::result_json(gas.as_ref(), "ETH testnet funds sent via faucet");
         if !initial_balance.is_zero() {
             let token = chain
                 .transfer(&state.pool, settlement_id(id, kind::FAUCET_TOKEN))
@@ -176,7 +176,7 @@ pub async fn create(
                 money::display(initial_balance),
                 view.currency
             );
-            out["transferResult"] = Transfer::result_json(token.as_ref(), &done);
+            out["transferResult"] = chain::result_json(token.as_ref(), &done);
         }
     } else if !initial_balance.is_zero() {
         out["transferResult"] = json!({
@@ -311,15 +311,8 @@ async fn move_funds(
             {
                 return Err(ApiError::BadRequest("Invalid wallet address format".into()));
             }
-            let funding: Option<Option<String>> = sqlx::query_scalar(
-                "SELECT wallet_address FROM agents WHERE id = $1 AND user_id = $2",
-            )
-            .bind(agent_id)
-            .bind(caller.user_id)
-            .fetch_optional(&state.pool)
-            .await?;
-            let funding = funding
-                .flatten()
+            let funding = agents::funding_wallet(&state.pool, caller.user_id, agent_id)
+                .await?
                 .filter(|a| schemas::settlement::is_address(a));
             Some(
                 given
@@ -358,15 +351,7 @@ async fn move_funds(
         // answer from the read model, without producing the command again:
         // the processor's dedupe window is bounded, a client's retry delay
         // is not.
-        let applied: Option<Decimal> = sqlx::query_scalar(
-            "SELECT t.balance_after FROM events e JOIN transactions t ON t.event_id = e.id
-             WHERE e.command_id = $1 AND e.agent_id = $2 LIMIT 1",
-        )
-        .bind(id)
-        .bind(agent_id)
-        .fetch_optional(&state.pool)
-        .await?;
-        if let Some(balance) = applied {
+        if let Some(balance) = agents::applied_balance(&state.pool, id, agent_id).await? {
             return Ok(answer(balance, transfer(state.clone()).await?));
         }
     }
@@ -386,51 +371,6 @@ async fn move_funds(
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct AgentRow {
-    id: Uuid,
-    user_id: Uuid,
-    name: String,
-    description: String,
-    wallet_address: Option<String>,
-    currency: String,
-    daily_limit: Option<Decimal>,
-    transaction_limit: Option<Decimal>,
-    require_approval_for_all: bool,
-    require_approval_above_amount: Option<Decimal>,
-    tags: Vec<String>,
-    status: String,
-    balance: Decimal,
-    created_at: chrono::DateTime<chrono::Utc>,
-}
-
-impl From<AgentRow> for AgentView {
-    fn from(r: AgentRow) -> Self {
-        AgentView {
-            agent_id: r.id,
-            user_id: r.user_id,
-            name: r.name,
-            description: r.description,
-            wallet_address: r.wallet_address,
-            currency: r.currency,
-            rules: schemas::command::PaymentRules {
-                daily_limit: r.daily_limit,
-                transaction_limit: r.transaction_limit,
-                require_approval_for_all: r.require_approval_for_all,
-                require_approval_above_amount: r.require_approval_above_amount,
-            },
-            tags: r.tags,
-            status: r.status,
-            created_ms: r.created_at.timestamp_millis(),
-            balance: r.balance,
-        }
-    }
-}
-
-const AGENT_COLUMNS: &str =
-    "id, user_id, name, description, wallet_address, currency, daily_limit, transaction_limit,
-    require_approval_for_all, require_approval_above_amount, tags, status, balance, created_at";
-
 /// `GET /agentsWith/{id}` — only the caller's own agents exist for it.
 pub async fn get_one(
     State(state): State<AppState>,
@@ -442,14 +382,9 @@ pub async fn get_one(
     if !caller.may_act_for(agent_id) {
         return Err(not_found());
     }
-    let row: Option<AgentRow> = sqlx::query_as(&format!(
-        "SELECT {AGENT_COLUMNS} FROM agents WHERE id = $1 AND user_id = $2"
-    ))
-    .bind(agent_id)
-    .bind(caller.user_id)
-    .fetch_optional(&state.pool)
-    .await?;
-    let view: AgentView = row.ok_or_else(not_found)?.into();
+    let view = agents::get(&state.pool, caller.user_id, agent_id)
+        .await?
+        .ok_or_else(not_found)?;
     Ok(Json(agent_json_in(&state, &view)))
 }
 
@@ -490,19 +425,17 @@ pub async fn list_for_user(
         return Err(ApiError::NotFound("User not found".into()));
     }
     let (page, limit) = page_bounds(&q)?;
-    let rows: Vec<AgentRow> = sqlx::query_as(&format!(
-        "SELECT {AGENT_COLUMNS} FROM agents WHERE user_id = $1
-         AND ($2::uuid IS NULL OR id = $2) ORDER BY created_at, id LIMIT $3 OFFSET $4"
-    ))
-    .bind(caller.user_id)
-    .bind(caller.agent_id)
-    .bind(limit)
-    .bind((page - 1) * limit)
-    .fetch_all(&state.pool)
+    let rows = agents::list(
+        &state.pool,
+        caller.user_id,
+        caller.agent_id,
+        limit,
+        (page - 1) * limit,
+    )
     .await?;
     Ok(Json(Value::Array(
-        rows.into_iter()
-            .map(|r| agent_json_in(&state, &r.into()))
+        rows.iter()
+            .map(|view| agent_json_in(&state, view))
             .collect(),
     )))
 }

@@ -17,6 +17,9 @@ use schemas::reply::Outcome;
 use schemas::settlement;
 use schemas::CommandPayload;
 
+use connectors::read_model::payments::PaymentRow;
+use connectors::read_model::{agents, payments};
+
 use crate::auth::Caller;
 use crate::bank::agents::{page_bounds, PageQuery};
 use crate::bank::agents::{TAGS_MAX, TAG_CHARS_MAX};
@@ -100,10 +103,7 @@ async fn agent_owner(state: &AppState, agent: Uuid) -> Result<Option<Uuid>, ApiE
     if let Some(owner) = state.caches.owners.get(agent) {
         return Ok(Some(owner));
     }
-    let owner: Option<Uuid> = sqlx::query_scalar("SELECT user_id FROM agents WHERE id = $1")
-        .bind(agent)
-        .fetch_optional(&state.pool)
-        .await?;
+    let owner = agents::owner(&state.pool, agent).await?;
     if let Some(owner) = owner {
         state.caches.owners.put(agent, owner);
     }
@@ -297,14 +297,8 @@ async fn decide(
     let text = body.str("paymentId", ids::ID_TEXT_MAX, "Payment ID is required")?;
     let not_found = || ApiError::NotFound("Payment not found".into());
     let payment_id = ids::parse(Kind::Payee, &text).map_err(|_| not_found())?;
-    let sender: Option<Uuid> = sqlx::query_scalar(
-        "SELECT sender_agent_id FROM payments WHERE id = $1 AND sender_user_id = $2",
-    )
-    .bind(payment_id)
-    .bind(caller.user_id)
-    .fetch_optional(&state.pool)
-    .await?;
-    let sender = sender
+    let sender = payments::sender_of(&state.pool, caller.user_id, payment_id)
+        .await?
         .filter(|s| caller.may_act_for(*s))
         .ok_or_else(not_found)?;
     let r = PaymentRef {
@@ -359,99 +353,21 @@ pub async fn decline(
     })))
 }
 
-/// A payments row with the names and direction the list shows.
-#[derive(sqlx::FromRow)]
-pub(crate) struct PaymentRow {
-    id: Uuid,
-    sender_agent_id: Uuid,
-    receiver_agent_id: Uuid,
-    name: String,
-    payment_type: String,
-    amount: rust_decimal::Decimal,
-    currency: String,
-    method: String,
-    contact_email: Option<String>,
-    contact_phone: Option<String>,
-    tags: Vec<String>,
-    status: String,
-    approval_status: String,
-    approval_required: bool,
-    created_at: chrono::DateTime<chrono::Utc>,
-    approved_at: Option<chrono::DateTime<chrono::Utc>>,
-    tx_hash: Option<String>,
-    receiver_address: Option<String>,
-    pub sender_name: Option<String>,
-    pub receiver_name: Option<String>,
-    pub outgoing: bool,
+/// `PaymentWithDirection`: a payment as the list shows it.
+pub(crate) fn json_with_direction(row: &PaymentRow) -> Value {
+    let mut out = payment_json(&row.payment());
+    out["initiatedBy"] = json!(row.sender_name.clone().unwrap_or_default());
+    out["receivedBy"] = json!(row.receiver_name.clone().unwrap_or_default());
+    out["direction"] = json!(row.direction());
+    out
 }
-
-impl PaymentRow {
-    pub fn payment(&self) -> Payment {
-        Payment {
-            payment_id: self.id.to_string(),
-            sender_agent_id: self.sender_agent_id.to_string(),
-            receiver_agent_id: self.receiver_agent_id.to_string(),
-            name: self.name.clone(),
-            payment_type: self.payment_type.clone(),
-            amount: self.amount,
-            currency: self.currency.clone(),
-            method: self.method.clone(),
-            contact_email: self.contact_email.clone(),
-            contact_phone: self.contact_phone.clone(),
-            tags: self.tags.clone(),
-            status: self.status.clone(),
-            approval_status: self.approval_status.clone(),
-            approval_required: self.approval_required,
-            created_ms: self.created_at.timestamp_millis(),
-            decided_ms: self.approved_at.map(|t| t.timestamp_millis()),
-            tx_hash: self.tx_hash.clone(),
-            receiver_address: self.receiver_address.clone(),
-        }
-    }
-
-    pub fn direction(&self) -> &'static str {
-        if self.outgoing {
-            "outgoing"
-        } else {
-            "incoming"
-        }
-    }
-
-    /// `PaymentWithDirection`.
-    pub fn json_with_direction(&self) -> Value {
-        let mut out = payment_json(&self.payment());
-        out["initiatedBy"] = json!(self.sender_name.clone().unwrap_or_default());
-        out["receivedBy"] = json!(self.receiver_name.clone().unwrap_or_default());
-        out["direction"] = json!(self.direction());
-        out
-    }
-}
-
-/// Payments the caller may see: sent or received by one of its agents (an
-/// agent key: by that agent). `$1` user, `$2` agent or NULL.
-pub(crate) const VISIBLE_PAYMENTS: &str = "
-    SELECT p.id, p.sender_agent_id, p.receiver_agent_id, p.name, p.payment_type, p.amount,
-           p.currency, p.method, p.contact_email, p.contact_phone, p.tags, p.status,
-           p.approval_status, p.approval_required, p.created_at, p.approved_at, p.tx_hash,
-           p.receiver_address, s.name AS sender_name, r.name AS receiver_name,
-           (p.sender_user_id = $1 AND ($2::uuid IS NULL OR p.sender_agent_id = $2)) AS outgoing
-    FROM payments p
-    LEFT JOIN agents s ON s.id = p.sender_agent_id
-    LEFT JOIN agents r ON r.id = p.receiver_agent_id
-    WHERE ((p.sender_user_id = $1 AND ($2::uuid IS NULL OR p.sender_agent_id = $2))
-        OR (r.user_id = $1 AND ($2::uuid IS NULL OR p.receiver_agent_id = $2)))";
 
 async fn visible_payment(
     state: &AppState,
     caller: &Caller,
     id: Uuid,
 ) -> Result<Option<Payment>, ApiError> {
-    let row: Option<PaymentRow> = sqlx::query_as(&format!("{VISIBLE_PAYMENTS} AND p.id = $3"))
-        .bind(caller.user_id)
-        .bind(caller.agent_id)
-        .bind(id)
-        .fetch_optional(&state.pool)
-        .await?;
+    let row = payments::visible(&state.pool, caller.user_id, caller.agent_id, id).await?;
     Ok(row.map(|r| r.payment()))
 }
 
@@ -507,18 +423,16 @@ pub async fn list_for_user(
         .filter(|s| !s.is_empty())
         .map(approval_filter)
         .transpose()?;
-    let rows: Vec<PaymentRow> = sqlx::query_as(&format!(
-        "{VISIBLE_PAYMENTS} AND ($3::text IS NULL OR p.approval_status = $3)
-         ORDER BY p.created_at DESC, p.id LIMIT $4 OFFSET $5"
-    ))
-    .bind(caller.user_id)
-    .bind(caller.agent_id)
-    .bind(filter)
-    .bind(limit)
-    .bind((page - 1) * limit)
-    .fetch_all(&state.pool)
+    let rows = payments::list(
+        &state.pool,
+        caller.user_id,
+        caller.agent_id,
+        filter,
+        limit,
+        (page - 1) * limit,
+    )
     .await?;
     Ok(Json(Value::Array(
-        rows.iter().map(PaymentRow::json_with_direction).collect(),
+        rows.iter().map(json_with_direction).collect(),
     )))
 }

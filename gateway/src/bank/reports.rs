@@ -8,8 +8,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, NaiveDate, Utc};
-use futures::StreamExt;
-use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -18,18 +16,14 @@ use schemas::ids::{self, Kind};
 use schemas::money;
 
 use crate::auth::Caller;
-use crate::bank::payments::{PaymentRow, VISIBLE_PAYMENTS};
 use crate::body::{number, JsonObject};
 use crate::error::ApiError;
 use crate::AppState;
+use connectors::read_model::ledger;
+use connectors::read_model::payments::{self, ExportRange, PaymentRow};
 
 /// The documented maximum export size.
 pub const EXPORT_ROWS_MAX: i64 = 10_000;
-
-/// Transaction kinds (the sink's `transactions.kind`) that bring money to an
-/// agent, and those that take it away.
-const EARNED_KINDS: [&str; 4] = ["deposit", "initial balance", "payment received", "interest"];
-const SPENT_KINDS: [&str; 2] = ["withdrawal", "payment sent"];
 
 /// An ISO 8601 instant, or a date (its start, or with `end_of_day` its last
 /// instant: date ranges are inclusive).
@@ -81,22 +75,8 @@ pub async fn summary(
     if start > end {
         return Ok(summary_error("start_date must not be after end_date"));
     }
-    let (earned, spent, count): (Decimal, Decimal, i64) = sqlx::query_as(
-        "SELECT COALESCE(SUM(amount) FILTER (WHERE kind = ANY($4)), 0),
-                COALESCE(SUM(amount) FILTER (WHERE kind = ANY($5)), 0),
-                COUNT(*) FILTER (WHERE kind = ANY($4) OR kind = ANY($5))
-         FROM transactions
-         WHERE user_id = $1 AND ($2::uuid IS NULL OR agent_id = $2)
-           AND occurred_at >= $3 AND occurred_at <= $6",
-    )
-    .bind(caller.user_id)
-    .bind(caller.agent_id)
-    .bind(start)
-    .bind(EARNED_KINDS.as_slice())
-    .bind(SPENT_KINDS.as_slice())
-    .bind(end)
-    .fetch_one(&state.pool)
-    .await?;
+    let (earned, spent, count) =
+        ledger::summary(&state.pool, caller.user_id, caller.agent_id, start, end).await?;
     let iso = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     Ok(Json(json!({
         "totalEarned": number(earned),
@@ -149,12 +129,8 @@ pub async fn wallet_balance(
         };
         return Ok(Json(out));
     }
-    let balance: Decimal = sqlx::query_scalar(
-        "SELECT COALESCE(SUM(amount), 0) FROM journal_postings WHERE account = $1",
-    )
-    .bind(accounts::user_wallet(caller.user_id))
-    .fetch_one(&state.pool)
-    .await?;
+    let balance =
+        ledger::account_balance(&state.pool, &accounts::user_wallet(caller.user_id)).await?;
     Ok(Json(json!({
         "success": true,
         "balance": money::display(balance),
@@ -273,12 +249,13 @@ pub async fn export(
             return Err(ApiError::BadRequest(BAD_RANGE.into()));
         }
     }
-    let query = format!(
-        "{VISIBLE_PAYMENTS} AND ($3::timestamptz IS NULL OR p.created_at >= $3)
-           AND ($4::timestamptz IS NULL OR p.created_at <= $4)
-         ORDER BY p.created_at, p.id LIMIT {}",
-        EXPORT_ROWS_MAX + 1
-    );
+    let range = ExportRange {
+        user: caller.user_id,
+        agent: caller.agent_id,
+        start,
+        end,
+        max: EXPORT_ROWS_MAX,
+    };
     let too_many = || {
         ApiError::BadRequest(format!(
             "The export would exceed {EXPORT_ROWS_MAX} payments; use a narrower date range"
@@ -287,27 +264,14 @@ pub async fn export(
     let body = match format {
         Format::Csv => {
             // Streamed: the bound is checked before the first byte goes out.
-            let count: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM ({query}) AS x"))
-                .bind(caller.user_id)
-                .bind(caller.agent_id)
-                .bind(start)
-                .bind(end)
-                .fetch_one(&state.pool)
-                .await?;
-            if count > EXPORT_ROWS_MAX {
+            if payments::export_count(&state.pool, range).await? > EXPORT_ROWS_MAX {
                 return Err(too_many());
             }
-            csv_stream(state, caller, query, start, end)
+            csv_stream(payments::export_stream(state.pool.clone(), range))
         }
         Format::Xlsx | Format::Pdf => {
             // At most one row past the bound is read (the query's LIMIT).
-            let rows: Vec<PaymentRow> = sqlx::query_as(&query)
-                .bind(caller.user_id)
-                .bind(caller.agent_id)
-                .bind(start)
-                .bind(end)
-                .fetch_all(&state.pool)
-                .await?;
+            let rows = payments::export_rows(&state.pool, range).await?;
             if rows.len() as i64 > EXPORT_ROWS_MAX {
                 return Err(too_many());
             }
@@ -338,11 +302,7 @@ pub async fn export(
 /// Streams the CSV row by row as Postgres returns them: memory stays flat
 /// however large the export.
 fn csv_stream(
-    state: AppState,
-    caller: Caller,
-    query: String,
-    start: Option<DateTime<Utc>>,
-    end: Option<DateTime<Utc>>,
+    mut rows: tokio::sync::mpsc::Receiver<Result<PaymentRow, connectors::ConnectorError>>,
 ) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
     tokio::spawn(async move {
@@ -355,13 +315,7 @@ fn csv_stream(
         if tx.send(Ok(line(&EXPORT_COLUMNS))).await.is_err() {
             return;
         }
-        let mut rows = sqlx::query_as::<_, PaymentRow>(&query)
-            .bind(caller.user_id)
-            .bind(caller.agent_id)
-            .bind(start)
-            .bind(end)
-            .fetch(&state.pool);
-        while let Some(row) = rows.next().await {
+        while let Some(row) = rows.recv().await {
             let chunk = match row {
                 Ok(r) => {
                     let fields = export_row(&r);

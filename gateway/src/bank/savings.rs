@@ -9,7 +9,6 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
-use uuid::Uuid;
 
 use schemas::command::{DepositSavings, WithdrawSavings};
 use schemas::ids::{self, Kind};
@@ -18,46 +17,22 @@ use schemas::money;
 use schemas::reply::Outcome;
 use schemas::CommandPayload;
 
+use connectors::read_model::savings::PositionRow;
+use connectors::read_model::{agents, savings};
+
 use crate::auth::Caller;
 use crate::bank::agents::{page_bounds, PageQuery};
 use crate::body::{number, JsonObject};
 use crate::commands::{command, command_id, unexpected};
 use crate::{ApiError, AppState};
 
-/// A position as the read model holds it, with its agent's name and balance.
-#[derive(sqlx::FromRow)]
-struct PositionRow {
-    id: Uuid,
-    agent_id: Uuid,
-    principal: Decimal,
-    invested_at: DateTime<Utc>,
-    status: String,
-    rate_ms: Decimal,
-    accrued_to: i64,
-    interest_posted: Decimal,
-    closed_at: Option<DateTime<Utc>>,
-    agent_name: String,
-    agent_balance: Decimal,
+/// The API's views of a position.
+trait PositionView {
+    fn summary(&self, value: Decimal, now: DateTime<Utc>) -> Value;
+    fn savings(&self, rates: &RateSchedule, now: DateTime<Utc>) -> Value;
 }
 
-const POSITION_COLUMNS: &str = "s.id, s.agent_id, s.principal, s.invested_at, s.status, s.rate_ms,
-    s.accrued_to, s.interest_posted, s.closed_at, a.name AS agent_name, a.balance AS agent_balance";
-
-impl PositionRow {
-    /// Value at `at_ms`: exact growth to date; a closed position stays at
-    /// what it paid out.
-    fn value_at(&self, rates: &RateSchedule, at_ms: i64) -> Decimal {
-        if self.status != schemas::event::SavingsPosition::ACTIVE {
-            return self.principal + self.interest_posted;
-        }
-        let rate_ms = self.rate_ms + rates.rate_ms(self.accrued_to, at_ms);
-        interest::value(self.principal, rate_ms).unwrap_or(self.principal + self.interest_posted)
-    }
-
-    fn days_invested(&self, now: DateTime<Utc>) -> i64 {
-        (self.closed_at.unwrap_or(now) - self.invested_at).num_days()
-    }
-
+impl PositionView for PositionRow {
     /// One entry of the dashboard's and `myinvestments`' `agents` lists,
     /// for the position's `value` now.
     fn summary(&self, value: Decimal, now: DateTime<Utc>) -> Value {
@@ -92,15 +67,12 @@ impl PositionRow {
 
 /// The caller's active positions (an agent key: that agent's), oldest first.
 async fn active_positions(state: &AppState, caller: &Caller) -> Result<Vec<PositionRow>, ApiError> {
-    Ok(sqlx::query_as(&format!(
-        "SELECT {POSITION_COLUMNS} FROM savings s JOIN agents a ON a.id = s.agent_id
-         WHERE s.user_id = $1 AND s.status = 'active' AND ($2::uuid IS NULL OR s.agent_id = $2)
-         ORDER BY s.invested_at, s.id LIMIT $3"
-    ))
-    .bind(caller.user_id)
-    .bind(caller.agent_id)
-    .bind(ACTIVE_LISTED_MAX)
-    .fetch_all(&state.pool)
+    Ok(savings::active(
+        &state.pool,
+        caller.user_id,
+        caller.agent_id,
+        ACTIVE_LISTED_MAX,
+    )
     .await?)
 }
 
@@ -144,16 +116,12 @@ pub async fn deposit(
     };
     // A late retry of a deposit that took effect: answered from the read
     // model (the processor's dedupe window is bounded).
-    if headers.contains_key("idempotency-key") {
-        let exists: Option<Uuid> =
-            sqlx::query_scalar("SELECT id FROM savings WHERE id = $1 AND user_id = $2")
-                .bind(id)
-                .bind(caller.user_id)
-                .fetch_optional(&state.pool)
-                .await?;
-        if exists.is_some() {
-            return Ok(answer());
-        }
+    if headers.contains_key("idempotency-key")
+        && savings::agent_of(&state.pool, caller.user_id, id)
+            .await?
+            .is_some()
+    {
+        return Ok(answer());
     }
     let payload = CommandPayload::DepositSavings(DepositSavings {
         investment_id: id.to_string(),
@@ -185,13 +153,8 @@ pub async fn withdraw(
     )?;
     let not_found = || ApiError::NotFound("Investment not found".into());
     let investment = ids::parse(Kind::Investment, &text).map_err(|_| not_found())?;
-    let agent: Option<Uuid> =
-        sqlx::query_scalar("SELECT agent_id FROM savings WHERE id = $1 AND user_id = $2")
-            .bind(investment)
-            .bind(caller.user_id)
-            .fetch_optional(&state.pool)
-            .await?;
-    let agent = agent
+    let agent = savings::agent_of(&state.pool, caller.user_id, investment)
+        .await?
         .filter(|a| caller.may_act_for(*a))
         .ok_or_else(not_found)?;
     let id = command_id(&headers, caller.user_id, "savings/withdraw")?;
@@ -207,12 +170,13 @@ pub async fn withdraw(
         other => return Err(unexpected(other)),
     }
     // Answered after the read model holds the withdrawal (read your writes).
-    let row: PositionRow = sqlx::query_as(&format!(
-        "SELECT {POSITION_COLUMNS} FROM savings s JOIN agents a ON a.id = s.agent_id WHERE s.id = $1"
-    ))
-    .bind(investment)
-    .fetch_one(&state.pool)
-    .await?;
+    let row = savings::position(&state.pool, investment)
+        .await?
+        .ok_or_else(|| {
+            ApiError::Internal(format!(
+                "position {investment} withdrawn but not in the read model"
+            ))
+        })?;
     let lasted = row.closed_at.unwrap_or_else(Utc::now) - row.invested_at;
     Ok(Json(json!({
         "success": true,
@@ -291,23 +255,11 @@ pub async fn for_agent(
         .ok()
         .filter(|a| caller.may_act_for(*a))
         .ok_or_else(not_found)?;
-    let owned: Option<Uuid> =
-        sqlx::query_scalar("SELECT id FROM agents WHERE id = $1 AND user_id = $2")
-            .bind(agent)
-            .bind(caller.user_id)
-            .fetch_optional(&state.pool)
-            .await?;
-    owned.ok_or_else(not_found)?;
+    if !agents::owned(&state.pool, caller.user_id, agent).await? {
+        return Err(not_found());
+    }
     let (page, limit) = page_bounds(&q)?;
-    let rows: Vec<PositionRow> = sqlx::query_as(&format!(
-        "SELECT {POSITION_COLUMNS} FROM savings s JOIN agents a ON a.id = s.agent_id
-         WHERE s.agent_id = $1 ORDER BY s.invested_at DESC, s.id LIMIT $2 OFFSET $3"
-    ))
-    .bind(agent)
-    .bind(limit)
-    .bind((page - 1) * limit)
-    .fetch_all(&state.pool)
-    .await?;
+    let rows = savings::of_agent(&state.pool, agent, limit, (page - 1) * limit).await?;
     let now = Utc::now();
     let rates = &state.config.interest_rates;
     Ok(Json(json!({

@@ -19,51 +19,15 @@ use crate::auth::Caller;
 use crate::body::number;
 use crate::{ApiError, AppState};
 
-/// The metrics of one user, read from the read model.
+/// The metrics of one tenant, read from the read model.
 async fn snapshot(
     state: &AppState,
     caller: &Caller,
 ) -> Result<Vec<(&'static str, Decimal)>, ApiError> {
-    let (agents, balance): (i64, Decimal) = sqlx::query_as(
-        "SELECT count(*), coalesce(sum(balance), 0) FROM agents
-         WHERE user_id = $1 AND ($2::uuid IS NULL OR id = $2)",
+    Ok(
+        connectors::read_model::metrics::snapshot(&state.pool, caller.user_id, caller.agent_id)
+            .await?,
     )
-    .bind(caller.user_id)
-    .bind(caller.agent_id)
-    .fetch_one(&state.pool)
-    .await?;
-    let (payments, volume): (i64, Decimal) = sqlx::query_as(
-        "SELECT count(*), coalesce(sum(amount), 0) FROM payments
-         WHERE sender_user_id = $1 AND status = 'Confirmed' AND approval_status = 'Approved'
-           AND ($2::uuid IS NULL OR sender_agent_id = $2)",
-    )
-    .bind(caller.user_id)
-    .bind(caller.agent_id)
-    .fetch_one(&state.pool)
-    .await?;
-    let savings: Decimal = sqlx::query_scalar(
-        "SELECT coalesce(sum(principal + interest_posted), 0) FROM savings
-         WHERE user_id = $1 AND status = 'active' AND ($2::uuid IS NULL OR agent_id = $2)",
-    )
-    .bind(caller.user_id)
-    .bind(caller.agent_id)
-    .fetch_one(&state.pool)
-    .await?;
-    // Opportunities belong to the tenant, not to an agent's key.
-    let active = match caller.agent_id {
-        None => {
-            connectors::read_model::opportunities::active_count(&state.pool, caller.user_id).await?
-        }
-        Some(_) => 0,
-    };
-    Ok(vec![
-        ("active_opportunities", Decimal::from(active)),
-        ("agents_total", Decimal::from(agents)),
-        ("balance_total", balance),
-        ("payments_sent_total", Decimal::from(payments)),
-        ("payment_volume_sent", volume),
-        ("savings_total", savings),
-    ])
 }
 
 enum Next {

@@ -17,6 +17,8 @@ use connectors::secrets::new_webhook_secret;
 use connectors::webhooks::{check_url, EVENT_TYPES};
 use schemas::ids::{self, Kind};
 
+use connectors::read_model::webhooks::{self as store, EndpointRow};
+
 use crate::auth::Caller;
 use crate::body::JsonObject;
 use crate::{ApiError, AppState};
@@ -41,22 +43,12 @@ pub fn router() -> Router<AppState> {
         .layer(middleware::from_fn(crate::error::envelope))
 }
 
-#[derive(sqlx::FromRow)]
-struct EndpointRow {
-    id: Uuid,
-    url: String,
-    events: Vec<String>,
-    active: bool,
-    consecutive_failures: i32,
-    disabled_reason: Option<String>,
-    created_at: chrono::DateTime<chrono::Utc>,
-    updated_at: chrono::DateTime<chrono::Utc>,
+/// The API's view of an endpoint.
+trait EndpointView {
+    fn json(&self) -> Value;
 }
 
-const ENDPOINT_COLUMNS: &str =
-    "id, url, events, active, consecutive_failures, disabled_reason, created_at, updated_at";
-
-impl EndpointRow {
+impl EndpointView for EndpointRow {
     fn json(&self) -> Value {
         json!({
             "id": ids::short(Kind::Webhook, self.id),
@@ -128,14 +120,9 @@ fn webhook_id(text: &str) -> Result<Uuid, ApiError> {
 
 async fn owned(state: &AppState, caller: &Caller, text: &str) -> Result<EndpointRow, ApiError> {
     let id = webhook_id(text)?;
-    let row: Option<EndpointRow> = sqlx::query_as(&format!(
-        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1 AND user_id = $2"
-    ))
-    .bind(id)
-    .bind(caller.user_id)
-    .fetch_optional(&state.pool)
-    .await?;
-    row.ok_or_else(|| ApiError::NotFound(format!("Webhook {text} does not exist")))
+    store::endpoint(&state.pool, caller.user_id, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("Webhook {text} does not exist")))
 }
 
 /// `POST /v1/webhooks` — `{url, events, secret?, active?}`; without a secret
@@ -152,28 +139,22 @@ async fn create(
     let events = events(&body)?.ok_or_else(|| bad("events is required"))?;
     let given = secret(&body)?;
     let active = body.opt_bool("active")?.unwrap_or(true);
-    let count: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM webhook_endpoints WHERE user_id = $1")
-            .bind(caller.user_id)
-            .fetch_one(&state.pool)
-            .await?;
-    if count >= ENDPOINTS_MAX {
+    if store::count_endpoints(&state.pool, caller.user_id).await? >= ENDPOINTS_MAX {
         return Err(bad(format!(
             "at most {ENDPOINTS_MAX} webhook endpoints per user"
         )));
     }
     let secret = given.clone().unwrap_or_else(new_webhook_secret);
-    let row: EndpointRow = sqlx::query_as(&format!(
-        "INSERT INTO webhook_endpoints (id, user_id, url, events, secret_sealed, active, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, now(), now()) RETURNING {ENDPOINT_COLUMNS}"
-    ))
-    .bind(Uuid::new_v4())
-    .bind(caller.user_id)
-    .bind(&url)
-    .bind(&events)
-    .bind(state.config.secrets.seal(&secret))
-    .bind(active)
-    .fetch_one(&state.pool)
+    let row = store::insert_endpoint(
+        &state.pool,
+        store::NewEndpoint {
+            user: caller.user_id,
+            url: &url,
+            events: &events,
+            secret_sealed: state.config.secrets.seal(&secret),
+            active,
+        },
+    )
     .await?;
     let mut answer = row.json();
     if given.is_none() {
@@ -183,12 +164,7 @@ async fn create(
 }
 
 async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    let rows: Vec<EndpointRow> = sqlx::query_as(&format!(
-        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE user_id = $1 ORDER BY created_at, id"
-    ))
-    .bind(caller.user_id)
-    .fetch_all(&state.pool)
-    .await?;
+    let rows = store::list_endpoints(&state.pool, caller.user_id).await?;
     Ok(Json(
         json!({"webhooks": rows.iter().map(EndpointRow::json).collect::<Vec<_>>()}),
     ))
@@ -216,20 +192,13 @@ async fn update(
     let events = events(&body)?;
     let secret = secret(&body)?;
     let active = body.opt_bool("active")?;
-    let row: EndpointRow = sqlx::query_as(&format!(
-        "UPDATE webhook_endpoints SET url = coalesce($2, url), events = coalesce($3, events),
-            secret_sealed = coalesce($4, secret_sealed), active = coalesce($5, active),
-            consecutive_failures = CASE WHEN $5 THEN 0 ELSE consecutive_failures END,
-            disabled_reason = CASE WHEN $5 THEN NULL ELSE disabled_reason END, updated_at = now()
-         WHERE id = $1 RETURNING {ENDPOINT_COLUMNS}"
-    ))
-    .bind(current.id)
-    .bind(url)
-    .bind(events)
-    .bind(secret.map(|s| state.config.secrets.seal(&s)))
-    .bind(active)
-    .fetch_one(&state.pool)
-    .await?;
+    let change = store::EndpointChange {
+        url,
+        events,
+        secret_sealed: secret.map(|s| state.config.secrets.seal(&s)),
+        active,
+    };
+    let row = store::update_endpoint(&state.pool, current.id, change).await?;
     Ok(Json(row.json()))
 }
 
@@ -240,10 +209,7 @@ async fn delete(
 ) -> Result<StatusCode, ApiError> {
     caller.require_user_key()?;
     let current = owned(&state, &caller, &id).await?;
-    sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1")
-        .bind(current.id)
-        .execute(&state.pool)
-        .await?;
+    store::delete_endpoint(&state.pool, current.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -262,15 +228,7 @@ async fn send_test(
         "created": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "data": {"webhook_id": ids::short(Kind::Webhook, endpoint.id)},
     });
-    let delivery: Uuid = sqlx::query_scalar(
-        "INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, payload, status, next_attempt_at, created_at)
-         VALUES ($1, $2, 'webhook.test', $3, 'pending', now(), now()) RETURNING id",
-    )
-    .bind(endpoint.id)
-    .bind(event)
-    .bind(payload.to_string())
-    .fetch_one(&state.pool)
-    .await?;
+    let delivery = store::queue_test(&state.pool, endpoint.id, event, &payload.to_string()).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"delivery_id": ids::short(Kind::Delivery, delivery), "event": payload})),
@@ -281,21 +239,6 @@ async fn send_test(
 struct LogQuery {
     status: Option<String>,
     limit: Option<i64>,
-}
-
-#[derive(sqlx::FromRow)]
-struct DeliveryRow {
-    id: Uuid,
-    event_id: Uuid,
-    event_type: String,
-    status: String,
-    attempts: i32,
-    next_attempt_at: chrono::DateTime<chrono::Utc>,
-    last_status: Option<i32>,
-    last_error: Option<String>,
-    replay_of: Option<Uuid>,
-    created_at: chrono::DateTime<chrono::Utc>,
-    delivered_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// `GET /v1/webhooks/{id}/deliveries` — the delivery log, newest first
@@ -316,17 +259,7 @@ async fn deliveries(
     if !(1..=100).contains(&limit) {
         return Err(bad("limit must be from 1 to 100"));
     }
-    let rows: Vec<DeliveryRow> = sqlx::query_as(
-        "SELECT id, event_id, event_type, status, attempts, next_attempt_at, last_status, last_error,
-            replay_of, created_at, delivered_at
-         FROM webhook_deliveries WHERE endpoint_id = $1 AND ($2::text IS NULL OR status = $2)
-         ORDER BY seq DESC LIMIT $3",
-    )
-    .bind(endpoint.id)
-    .bind(&q.status)
-    .bind(limit)
-    .fetch_all(&state.pool)
-    .await?;
+    let rows = store::deliveries(&state.pool, endpoint.id, q.status.as_deref(), limit).await?;
     let list: Vec<Value> = rows
         .iter()
         .map(|d| {
@@ -357,18 +290,9 @@ async fn replay_one(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let not_found = || ApiError::NotFound(format!("Delivery {id} does not exist"));
     let delivery = ids::parse(Kind::Delivery, &id).map_err(|_| not_found())?;
-    let copy: Option<Uuid> = sqlx::query_scalar(
-        "INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, payload, status, next_attempt_at,
-            replay_of, created_at)
-         SELECT d.endpoint_id, d.event_id, d.event_type, d.payload, 'pending', now(), d.id, now()
-         FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
-         WHERE d.id = $1 AND e.user_id = $2 RETURNING id",
-    )
-    .bind(delivery)
-    .bind(caller.user_id)
-    .fetch_optional(&state.pool)
-    .await?;
-    let copy = copy.ok_or_else(not_found)?;
+    let copy = store::replay_delivery(&state.pool, caller.user_id, delivery)
+        .await?
+        .ok_or_else(not_found)?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"delivery_id": ids::short(Kind::Delivery, copy), "replay_of": id})),
@@ -396,20 +320,6 @@ async fn replay_range(
     if to < from {
         return Err(bad("to must not be before from"));
     }
-    let queued = sqlx::query(
-        "INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, payload, status, next_attempt_at,
-            replay_of, created_at)
-         SELECT endpoint_id, event_id, event_type, payload, 'pending', now(), id, now()
-         FROM (SELECT * FROM webhook_deliveries WHERE endpoint_id = $1 AND replay_of IS NULL
-               AND created_at BETWEEN $2 AND $3 ORDER BY seq LIMIT $4) d
-         ORDER BY d.seq",
-    )
-    .bind(endpoint.id)
-    .bind(from)
-    .bind(to)
-    .bind(REPLAY_MAX)
-    .execute(&state.pool)
-    .await?
-    .rows_affected();
+    let queued = store::replay_range(&state.pool, endpoint.id, from, to, REPLAY_MAX).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"queued": queued}))))
 }
