@@ -34,6 +34,26 @@ pub struct ErrorBody {
     pub timestamp: String,
 }
 
+/// The error answers every revenue route may give.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum CommonErrors {
+    #[response(status = 400, description = "Invalid input")]
+    Invalid(ErrorEnvelope),
+    #[response(status = 401, description = "Missing or invalid credentials")]
+    Unauthorized(ErrorEnvelope),
+    #[response(status = 403, description = "Not allowed for these credentials")]
+    Forbidden(ErrorEnvelope),
+    #[response(status = 413, description = "Body over 64 KiB")]
+    TooLarge(ErrorEnvelope),
+    #[response(status = 415, description = "Body is not application/json")]
+    NotJson(ErrorEnvelope),
+    #[response(status = 429, description = "Rate limit exceeded (Retry-After)")]
+    RateLimited(ErrorEnvelope),
+    #[response(status = 503, description = "Temporarily unavailable")]
+    Unavailable(ErrorEnvelope),
+}
+
 #[derive(Deserialize, ToSchema)]
 #[allow(dead_code)]
 pub struct MarketDataInput {

@@ -32,7 +32,8 @@ use crate::commands::{command, command_id, unexpected};
 use crate::error::{ApiError, RequestId};
 #[allow(unused_imports)] // named by the OpenAPI attributes
 use crate::revenue::openapi::{
-    BatchRequest, BatchResponse, CreateOpportunityRequest, ErrorEnvelope, OpportunityList,
+    BatchRequest, BatchResponse, CommonErrors, CreateOpportunityRequest, ErrorEnvelope,
+    OpportunityList,
 };
 use crate::tenant::Mode;
 use crate::AppState;
@@ -439,13 +440,7 @@ pub async fn execute_one(state: &AppState, caller: &Caller, id: &str) -> Result<
     params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key create one opportunity")),
     responses(
         (status = 201, description = "Created and scored", body = OpportunityView),
-        (status = 400, description = "Invalid input", body = ErrorEnvelope),
-        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
-        (status = 403, description = "Not allowed for these credentials", body = ErrorEnvelope),
-        (status = 429, description = "Rate limit exceeded (Retry-After)", body = ErrorEnvelope),
-        (status = 503, description = "Temporarily unavailable", body = ErrorEnvelope),
-        (status = 413, description = "Body over 64 KiB", body = ErrorEnvelope),
-        (status = 415, description = "Body is not application/json", body = ErrorEnvelope),
+        CommonErrors,
         (status = 409, description = "The key was used for another opportunity", body = ErrorEnvelope),
     ))]
 pub async fn create(
@@ -466,13 +461,7 @@ pub async fn create(
     params(("id" = String, Path, description = "`opp_…` (sandbox: test ids)")),
     responses(
         (status = 200, description = "The opportunity", body = OpportunityView),
-        (status = 400, description = "Invalid input", body = ErrorEnvelope),
-        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
-        (status = 403, description = "Not allowed for these credentials", body = ErrorEnvelope),
-        (status = 429, description = "Rate limit exceeded (Retry-After)", body = ErrorEnvelope),
-        (status = 503, description = "Temporarily unavailable", body = ErrorEnvelope),
-        (status = 413, description = "Body over 64 KiB", body = ErrorEnvelope),
-        (status = 415, description = "Body is not application/json", body = ErrorEnvelope),
+        CommonErrors,
         (status = 404, description = "No such opportunity of the caller's", body = ErrorEnvelope),
     ))]
 pub async fn get(
@@ -488,13 +477,7 @@ pub async fn get(
     params(("id" = String, Path, description = "`opp_…` (sandbox: test ids)")),
     responses(
         (status = 200, description = "Executing (active), or as it is when executed before", body = OpportunityView),
-        (status = 400, description = "Invalid input", body = ErrorEnvelope),
-        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
-        (status = 403, description = "Not allowed for these credentials", body = ErrorEnvelope),
-        (status = 429, description = "Rate limit exceeded (Retry-After)", body = ErrorEnvelope),
-        (status = 503, description = "Temporarily unavailable", body = ErrorEnvelope),
-        (status = 413, description = "Body over 64 KiB", body = ErrorEnvelope),
-        (status = 415, description = "Body is not application/json", body = ErrorEnvelope),
+        CommonErrors,
         (status = 404, description = "No such opportunity of the caller's", body = ErrorEnvelope),
     ))]
 pub async fn execute(
@@ -690,13 +673,7 @@ pub fn parse_list(tenant: Uuid, params: &[(String, String)]) -> Result<ListReque
     ),
     responses(
         (status = 200, description = "A page", body = OpportunityList),
-        (status = 400, description = "Invalid input", body = ErrorEnvelope),
-        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
-        (status = 403, description = "Not allowed for these credentials", body = ErrorEnvelope),
-        (status = 429, description = "Rate limit exceeded (Retry-After)", body = ErrorEnvelope),
-        (status = 503, description = "Temporarily unavailable", body = ErrorEnvelope),
-        (status = 413, description = "Body over 64 KiB", body = ErrorEnvelope),
-        (status = 415, description = "Body is not application/json", body = ErrorEnvelope),
+        CommonErrors,
     ))]
 pub async fn list(
     State(state): State<AppState>,
@@ -792,13 +769,7 @@ async fn run_operation(
     request_body = BatchRequest,
     responses(
         (status = 200, description = "One result per operation, in order", body = BatchResponse),
-        (status = 400, description = "Invalid input", body = ErrorEnvelope),
-        (status = 401, description = "Missing or invalid credentials", body = ErrorEnvelope),
-        (status = 403, description = "Not allowed for these credentials", body = ErrorEnvelope),
-        (status = 429, description = "Rate limit exceeded (Retry-After)", body = ErrorEnvelope),
-        (status = 503, description = "Temporarily unavailable", body = ErrorEnvelope),
-        (status = 413, description = "Body over 64 KiB", body = ErrorEnvelope),
-        (status = 415, description = "Body is not application/json", body = ErrorEnvelope),
+        CommonErrors,
     ))]
 pub async fn batch(
     State(state): State<AppState>,
