@@ -50,6 +50,25 @@ pub struct Budget {
     pub burst: Option<(u32, u32)>,
 }
 
+impl Budget {
+    /// `remaining` of `per_minute`; reset is when the minute budget is full
+    /// again at the steady rate.
+    fn new(per_minute: u32, remaining: u32, burst: Option<(u32, u32)>) -> Budget {
+        let per_minute = per_minute.max(1);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let refill_s =
+            u64::from(per_minute - remaining.min(per_minute)) * 60 / u64::from(per_minute);
+        Budget {
+            limit: per_minute,
+            remaining,
+            reset_unix_s: now.as_secs() + refill_s,
+            burst,
+        }
+    }
+}
+
 /// Over the limit: try again after this many seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limited {
@@ -75,17 +94,7 @@ impl RateLimits {
     }
 
     fn budget(&self, remaining: u32) -> Budget {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let refill_s = u64::from(self.per_minute - remaining.min(self.per_minute)) * 60
-            / u64::from(self.per_minute);
-        Budget {
-            limit: self.per_minute,
-            remaining,
-            reset_unix_s: now.as_secs() + refill_s,
-            burst: None,
-        }
+        Budget::new(self.per_minute, remaining, None)
     }
 
     /// Counts one request of `key` against both budgets.
@@ -215,17 +224,7 @@ impl TierLimits {
         };
         let key = key.to_string();
         let budget = |remaining: u32, burst_remaining: u32| {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default();
-            let refill_s = u64::from(l.per_minute - remaining.min(l.per_minute)) * 60
-                / u64::from(l.per_minute);
-            Budget {
-                limit: l.per_minute,
-                remaining,
-                reset_unix_s: now.as_secs() + refill_s,
-                burst: Some((l.burst, burst_remaining)),
-            }
+            Budget::new(l.per_minute, remaining, Some((l.burst, burst_remaining)))
         };
         let refused = |not_until: governor::NotUntil<_>| Limited {
             budget: budget(0, 0),

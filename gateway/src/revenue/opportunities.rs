@@ -172,52 +172,45 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// An exact number (its JSON text, never through `f64`).
-    fn decimal(&self, key: &str, max: i64) -> Result<Option<Decimal>, ApiError> {
+    /// A number read by `read`, which refuses what is out of range.
+    fn number<T>(
+        &self,
+        key: &str,
+        range: &str,
+        read: impl Fn(&serde_json::Number) -> Option<T>,
+    ) -> Result<Option<T>, ApiError> {
         let name = self.name(key);
         match self.get(key) {
             None => Ok(None),
-            Some(Value::Number(n)) => match Decimal::from_str(&n.to_string())
-                .or_else(|_| Decimal::from_scientific(&n.to_string()))
-            {
-                Ok(d) if d >= Decimal::ZERO && d <= Decimal::from(max) => Ok(Some(d)),
-                _ => Err(invalid(
-                    &name,
-                    format!("{name} must be a number from 0 to {max}"),
-                )),
-            },
+            Some(Value::Number(n)) => read(n)
+                .map(Some)
+                .ok_or_else(|| invalid(&name, format!("{name} must be {range}"))),
             Some(_) => Err(invalid(&name, format!("{name} must be a number"))),
         }
+    }
+
+    /// An exact number (its JSON text, never through `f64`).
+    fn decimal(&self, key: &str, max: i64) -> Result<Option<Decimal>, ApiError> {
+        self.number(key, &format!("a number from 0 to {max}"), |n| {
+            let text = n.to_string();
+            Decimal::from_str(&text)
+                .or_else(|_| Decimal::from_scientific(&text))
+                .ok()
+                .filter(|d| *d >= Decimal::ZERO && *d <= Decimal::from(max))
+        })
     }
 
     fn rate(&self, key: &str, lo: f64, hi: f64) -> Result<Option<f64>, ApiError> {
-        let name = self.name(key);
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::Number(n)) => match n.as_f64() {
-                Some(x) if x.is_finite() && (lo..=hi).contains(&x) => Ok(Some(x)),
-                _ => Err(invalid(
-                    &name,
-                    format!("{name} must be a number from {lo} to {hi}"),
-                )),
-            },
-            Some(_) => Err(invalid(&name, format!("{name} must be a number"))),
-        }
+        self.number(key, &format!("a number from {lo} to {hi}"), |n| {
+            n.as_f64()
+                .filter(|x| x.is_finite() && (lo..=hi).contains(x))
+        })
     }
 
     fn int(&self, key: &str, lo: i64, hi: i64) -> Result<Option<i64>, ApiError> {
-        let name = self.name(key);
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::Number(n)) => match n.as_i64() {
-                Some(x) if (lo..=hi).contains(&x) => Ok(Some(x)),
-                _ => Err(invalid(
-                    &name,
-                    format!("{name} must be a whole number from {lo} to {hi}"),
-                )),
-            },
-            Some(_) => Err(invalid(&name, format!("{name} must be a number"))),
-        }
+        self.number(key, &format!("a whole number from {lo} to {hi}"), |n| {
+            n.as_i64().filter(|x| (lo..=hi).contains(x))
+        })
     }
 
     fn object(&self, key: &'a str) -> Result<Option<Fields<'a>>, ApiError> {
@@ -801,4 +794,114 @@ pub async fn batch(
         })
         .collect();
     Ok(Json(json!({ "results": results })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(q: &[(&str, &str)]) -> Vec<(String, String)> {
+        q.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn field_of(e: ApiError) -> Value {
+        e.details()["field"].clone()
+    }
+
+    #[test]
+    fn list_parameters_parse_into_typed_filters() {
+        let t = Uuid::nil();
+        let r = parse_list(
+            t,
+            &params(&[
+                ("filter[score][gte]", "0.8"),
+                ("filter[vertical][in]", "saas, fintech"),
+                ("filter[status]", "active"),
+                ("sort", "-score,created_at"),
+                ("fields", "id,name"),
+                ("per_page", "50"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(r.query.filters.len(), 3);
+        assert_eq!(r.query.filters[0].operand, Operand::Number(vec![0.8]));
+        assert_eq!(
+            r.query.filters[1].operand,
+            Operand::Text(vec!["saas".into(), "fintech".into()])
+        );
+        assert_eq!(r.query.filters[2].op, Op::Eq);
+        assert!(r.query.sort[0].descending && !r.query.sort[1].descending);
+        assert_eq!((r.query.page, r.query.per_page), (1, 50));
+        assert_eq!(r.fields.unwrap(), vec!["id", "name"]);
+        for bad in [
+            ("filter[colour]", "x"),
+            ("filter[score][approx]", "1"),
+            ("filter[score][gt]", "NaN"),
+            ("filter[created_at][lt]", "yesterday"),
+            ("sort", "-colour"),
+            ("fields", "secret"),
+            ("status", "paused"),
+            ("per_page", "101"),
+            ("page", "0"),
+            ("colour", "red"),
+        ] {
+            assert!(parse_list(t, &params(&[bad])).is_err(), "{bad:?}");
+        }
+        let many = vec![("page".to_string(), "1".to_string()); QUERY_PARAMS_MAX + 1];
+        assert!(parse_list(t, &many).is_err());
+    }
+
+    #[test]
+    fn create_bodies_are_checked_field_by_field() {
+        let body = |v: Value| v.as_object().unwrap().clone();
+        let spec = parse_spec(&body(json!({"name": " Gateway ", "vertical": "FinTech",
+            "market_data": {"total_market_size": 1.5e10, "growth_rate": 0.3, "competition_count": 15}})))
+        .unwrap();
+        assert_eq!(
+            (spec.name.as_str(), spec.vertical.as_str()),
+            ("Gateway", "fintech")
+        );
+        assert_eq!(
+            spec.market_data.total_market_size,
+            Decimal::from(15_000_000_000i64)
+        );
+        assert_eq!(spec.technical_requirements.complexity, "medium");
+        let cases = [
+            (json!({"vertical": "saas"}), "name"),
+            (
+                json!({"name": "x", "vertical": "saas", "colour": 1}),
+                "colour",
+            ),
+            (
+                json!({"name": "x", "vertical": "saas", "market_data": {"growth_rate": 99}}),
+                "market_data.growth_rate",
+            ),
+            (
+                json!({"name": "x", "vertical": "saas", "market_data": {"total_market_size": -1}}),
+                "market_data.total_market_size",
+            ),
+            (
+                json!({"name": "x", "vertical": "saas", "market_data": {"competition_count": 1.5}}),
+                "market_data.competition_count",
+            ),
+            (
+                json!({"name": "x", "vertical": "saas", "technical_requirements": {"complexity": "easy"}}),
+                "technical_requirements.complexity",
+            ),
+            (json!({"name": "x".repeat(101), "vertical": "saas"}), "name"),
+            (
+                json!({"name": "x", "vertical": "saas", "target_customers": vec!["a"; 21]}),
+                "target_customers",
+            ),
+        ];
+        for (input, field) in cases {
+            assert_eq!(
+                field_of(parse_spec(&body(input.clone())).unwrap_err()),
+                json!(field),
+                "{input}"
+            );
+        }
+    }
 }
