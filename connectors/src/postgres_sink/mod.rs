@@ -10,6 +10,7 @@
 
 pub mod revenue;
 mod rows;
+mod time;
 pub mod watermark;
 
 use std::collections::HashMap;

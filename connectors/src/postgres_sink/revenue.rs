@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use schemas::revenue::opportunity::Opportunity;
 
-use super::rows::chrono_free::millis_to_timestamp;
+use super::time::millis_to_timestamp;
 use crate::ConnectorError;
 
 /// The latest state of each opportunity seen in a batch.

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use chrono_free::millis_to_timestamp;
+use super::time::millis_to_timestamp;
 use rust_decimal::Decimal;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
@@ -499,11 +499,4 @@ async fn write_savings(
     .execute(&mut **tx)
     .await?;
     Ok(())
-}
-
-pub(super) mod chrono_free {
-    //! Timestamps for binds without pulling chrono into the sink's API.
-    pub fn millis_to_timestamp(ms: i64) -> sqlx::types::chrono::DateTime<sqlx::types::chrono::Utc> {
-        sqlx::types::chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
-    }
 }

@@ -17,7 +17,7 @@ use crate::body::JsonObject;
 use crate::error::ApiError;
 use crate::rate_limit::Tier;
 #[allow(unused_imports)] // named by the OpenAPI attributes
-use crate::revenue::openapi::{
+use crate::revenue::schema::{
     ErrorEnvelope, LoginRequest, Me, RefreshRequest, SandboxKey, SetTierRequest, TierSet, TokenPair,
 };
 use crate::tenant::Mode;

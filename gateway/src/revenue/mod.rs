@@ -7,4 +7,5 @@ pub mod events;
 pub mod metrics_stream;
 pub mod openapi;
 pub mod opportunities;
+pub mod schema;
 pub mod webhooks;

@@ -31,7 +31,7 @@ use crate::body::JsonObject;
 use crate::commands::{command, command_id, unexpected};
 use crate::error::{ApiError, RequestId};
 #[allow(unused_imports)] // named by the OpenAPI attributes
-use crate::revenue::openapi::{
+use crate::revenue::schema::{
     BatchRequest, BatchResponse, CommonErrors, CreateOpportunityRequest, ErrorEnvelope,
     OpportunityList,
 };

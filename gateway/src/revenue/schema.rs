@@ -1,0 +1,189 @@
+//! The revenue API's documented types: request bodies (parsed field by
+//! field by the handlers, for precise errors; documented here and checked
+//! against the parsers in `openapi`'s tests), answers and the common error
+//! answers. The opportunity views themselves are `schemas::revenue::*View`.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use schemas::revenue::opportunity::OpportunityView;
+
+/// The error envelope of every revenue route.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// VALIDATION_ERROR, UNAUTHORIZED, FORBIDDEN, RESOURCE_NOT_FOUND,
+    /// CONFLICT, RATE_LIMIT_EXCEEDED, INTERNAL_ERROR, SERVICE_UNAVAILABLE, …
+    pub code: String,
+    pub message: String,
+    /// E.g. `{resource_type, resource_id}` or `{field, allowed}`.
+    pub details: serde_json::Map<String, serde_json::Value>,
+    /// Equal to the response's `X-Request-Id`.
+    pub request_id: String,
+    pub timestamp: String,
+}
+
+/// The error answers every revenue route may give.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum CommonErrors {
+    #[response(status = 400, description = "Invalid input")]
+    Invalid(ErrorEnvelope),
+    #[response(status = 401, description = "Missing or invalid credentials")]
+    Unauthorized(ErrorEnvelope),
+    #[response(status = 403, description = "Not allowed for these credentials")]
+    Forbidden(ErrorEnvelope),
+    #[response(status = 413, description = "Body over 64 KiB")]
+    TooLarge(ErrorEnvelope),
+    #[response(status = 415, description = "Body is not application/json")]
+    NotJson(ErrorEnvelope),
+    #[response(status = 429, description = "Rate limit exceeded (Retry-After)")]
+    RateLimited(ErrorEnvelope),
+    #[response(status = 503, description = "Temporarily unavailable")]
+    Unavailable(ErrorEnvelope),
+}
+
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct MarketDataInput {
+    /// USD a year, 0 to 1e18.
+    #[schema(minimum = 0)]
+    pub total_market_size: Option<f64>,
+    #[schema(minimum = -1, maximum = 10)]
+    pub growth_rate: Option<f64>,
+    #[schema(minimum = 0, maximum = 100000)]
+    pub competition_count: Option<i64>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct TechnicalRequirementsInput {
+    /// low, medium, high or very_high.
+    pub complexity: Option<String>,
+    /// Days, 1 to 3650.
+    #[schema(minimum = 1, maximum = 3650)]
+    pub time_to_market: Option<i64>,
+    #[schema(max_items = 20)]
+    pub required_expertise: Option<Vec<String>>,
+}
+
+/// `POST /v1/opportunities`.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct CreateOpportunityRequest {
+    #[schema(min_length = 1, max_length = 100)]
+    pub name: String,
+    #[schema(min_length = 1, max_length = 50)]
+    pub vertical: String,
+    pub market_data: Option<MarketDataInput>,
+    pub technical_requirements: Option<TechnicalRequirementsInput>,
+    #[schema(max_items = 20)]
+    pub target_customers: Option<Vec<String>>,
+    #[schema(max_length = 50)]
+    pub pricing_model: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Pagination {
+    pub page: i64,
+    pub per_page: i64,
+    pub total: i64,
+    pub pages: i64,
+    pub prev_page: Option<i64>,
+    pub next_page: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OpportunityList {
+    pub opportunities: Vec<OpportunityView>,
+    pub pagination: Pagination,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct BatchOperation {
+    /// GET or POST.
+    pub method: String,
+    /// `/opportunities`, `/opportunities/{id}` or `/opportunities/{id}/execute`.
+    pub path: String,
+    pub body: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct BatchRequest {
+    #[schema(min_items = 1, max_items = 100)]
+    pub operations: Vec<BatchOperation>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BatchResult {
+    pub status: u16,
+    /// The operation's answer: an opportunity or an error envelope.
+    pub body: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BatchResponse {
+    pub results: Vec<BatchResult>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    /// `bearer`.
+    pub token_type: String,
+    /// Seconds.
+    pub expires_in: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    pub tenant_id: String,
+    pub user_id: String,
+    pub agent_id: Option<String>,
+    /// live or test.
+    pub mode: String,
+    /// api_key, bearer or service_token.
+    pub auth_method: String,
+    /// free, basic, pro or enterprise.
+    pub tier: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SandboxKey {
+    /// `test_sk_…`, shown once.
+    pub api_key: String,
+    pub mode: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct SetTierRequest {
+    /// free, basic, pro or enterprise.
+    pub tier: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TierSet {
+    pub user_id: String,
+    pub tier: String,
+}
