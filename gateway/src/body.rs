@@ -64,6 +64,12 @@ fn bad(msg: String) -> ApiError {
     ApiError::BadRequest(msg)
 }
 
+/// Whether text can be stored: Postgres `text` and `jsonb` hold no NUL
+/// character, so one would fail the write — or, on an event, the sink.
+pub fn storable(text: &str) -> bool {
+    !text.contains('\0')
+}
+
 impl JsonObject {
     fn present(&self, name: &str) -> Option<&Value> {
         self.0.get(name).filter(|v| !v.is_null())
@@ -83,6 +89,9 @@ impl JsonObject {
                     return Err(bad(format!(
                         "{name} must be at most {max_chars} characters"
                     )));
+                }
+                if !storable(s) {
+                    return Err(bad(format!("{name} must not contain NUL characters")));
                 }
                 Ok(Some(s.to_string()))
             }
@@ -137,12 +146,14 @@ impl JsonObject {
                     .iter()
                     .map(|v| match v {
                         Value::String(s)
-                            if !s.trim().is_empty() && s.chars().count() <= max_chars =>
+                            if !s.trim().is_empty()
+                                && s.chars().count() <= max_chars
+                                && storable(s) =>
                         {
                             Ok(s.trim().to_string())
                         }
                         _ => Err(bad(format!(
-                            "{name} must be non-empty strings of at most {max_chars} characters"
+                            "{name} must be non-empty strings of at most {max_chars} characters, without NUL"
                         ))),
                     })
                     .collect()
@@ -153,3 +164,21 @@ impl JsonObject {
 }
 
 pub use schemas::money::json_number as number;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_characters_never_reach_postgres() {
+        let body = JsonObject(
+            serde_json::json!({"name": "a\u{0}b", "tags": ["ok", "x\u{0}"], "fine": "a\nb"})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        assert!(body.opt_str("name", 100).is_err());
+        assert!(body.opt_strings("tags", 5, 50).is_err());
+        assert_eq!(body.opt_str("fine", 100).unwrap().as_deref(), Some("a\nb"));
+    }
+}

@@ -132,10 +132,13 @@ impl<'a> Fields<'a> {
             Some(Value::String(s)) => {
                 let s = s.trim();
                 let n = s.chars().count();
-                if n == 0 || n > max {
+                if n == 0 || n > max || s.chars().any(char::is_control) {
                     return Err(invalid(
                         &self.name(key),
-                        format!("{} must be 1 to {max} characters", self.name(key)),
+                        format!(
+                            "{} must be 1 to {max} characters, without control characters",
+                            self.name(key)
+                        ),
                     ));
                 }
                 Ok(Some(s.to_string()))
@@ -154,7 +157,11 @@ impl<'a> Fields<'a> {
             Some(Value::Array(items)) if items.len() <= LIST_ITEMS_MAX => items
                 .iter()
                 .map(|v| match v.as_str().map(str::trim) {
-                    Some(s) if !s.is_empty() && s.chars().count() <= LABEL_CHARS_MAX => {
+                    Some(s)
+                        if !s.is_empty()
+                            && s.chars().count() <= LABEL_CHARS_MAX
+                            && !s.chars().any(char::is_control) =>
+                    {
                         Ok(s.to_string())
                     }
                     _ => Err(invalid(
@@ -489,9 +496,9 @@ fn operand(field: Field, op: Op, text: &str, param: &str) -> Result<Operand, Api
     };
     if values.is_empty()
         || values.len() > IN_VALUES_MAX
-        || values
-            .iter()
-            .any(|v| v.is_empty() || v.chars().count() > NAME_CHARS_MAX)
+        || values.iter().any(|v| {
+            v.is_empty() || v.chars().count() > NAME_CHARS_MAX || v.chars().any(char::is_control)
+        })
     {
         return Err(invalid(param, format!("{param}: 1 to {IN_VALUES_MAX} non-empty values of at most {NAME_CHARS_MAX} characters")));
     }
@@ -846,6 +853,8 @@ mod tests {
             ("per_page", "101"),
             ("page", "0"),
             ("colour", "red"),
+            ("vertical", "sa\u{0}as"),
+            ("filter[name][in]", "a,b\u{7}"),
         ] {
             assert!(parse_list(t, &params(&[bad])).is_err(), "{bad:?}");
         }
@@ -891,6 +900,11 @@ mod tests {
                 "technical_requirements.complexity",
             ),
             (json!({"name": "x".repeat(101), "vertical": "saas"}), "name"),
+            (json!({"name": "nul\u{0}", "vertical": "saas"}), "name"),
+            (
+                json!({"name": "x", "vertical": "saas", "pricing_model": "a\nb"}),
+                "pricing_model",
+            ),
             (
                 json!({"name": "x", "vertical": "saas", "target_customers": vec!["a"; 21]}),
                 "target_customers",
