@@ -5,6 +5,7 @@
 //!   timestamp), so replaying the commands topic yields the same events.
 //! - [`opportunities`]: the revenue platform's opportunities, scored and
 //!   executed as a keyed machine on the same runtime.
+//! - [`pricing`]: the contextual Thompson-sampling pricing model.
 //! - [`runtime`]: drives the state machines from Kafka — consumes a partition,
 //!   applies, produces outputs with deterministic ids, checkpoints state to the
 //!   compacted changelog after the outputs are acknowledged, restores on
@@ -13,6 +14,7 @@
 
 pub mod agents;
 pub mod opportunities;
+pub mod pricing;
 pub mod runtime;
 pub mod scheduler;
 
