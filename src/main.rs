@@ -86,6 +86,15 @@ struct Common {
         global = true
     )]
     accrual_interval_ms: u64,
+    /// How often unexecuted quotes are checked for expiry (each is closed
+    /// as a non-conversion within about this long of its expiry).
+    #[arg(
+        long,
+        env = "AGENTBANK_QUOTE_EXPIRY_TICK_MS",
+        default_value_t = 1_000,
+        global = true
+    )]
+    quote_expiry_tick_ms: u64,
     /// Kafka bootstrap servers (Tansu locally; any Kafka-protocol broker).
     #[arg(
         long,
@@ -224,6 +233,9 @@ struct HttpArgs {
         hide_env_values = true
     )]
     service_tokens: String,
+    /// How long a pricing quote may be executed (ms; 30 minutes).
+    #[arg(long, env = "AGENTBANK_QUOTE_TTL_MS", default_value_t = 1_800_000)]
+    quote_ttl_ms: u64,
     /// The tier of users without one: free, basic, pro or enterprise.
     #[arg(long, env = "AGENTBANK_DEFAULT_TIER", default_value = "free")]
     default_tier: String,
@@ -284,6 +296,7 @@ impl Common {
                 )
             })?;
         Ok(GatewayConfig {
+            quote_ttl: Duration::from_millis(http.quote_ttl_ms.max(1)),
             jwt,
             service_tokens,
             default_tier,
@@ -524,24 +537,46 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The revenue platform's machines (opportunities), each on the generic
-/// runtime with its own commands and state topics and consumer group.
+/// The revenue platform's machines (opportunities, pricing), each on the
+/// generic runtime with its own commands and state topics and consumer group.
 async fn run_revenue_machines(
     common: &Common,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let base = common.processor()?;
-    let config = ProcessorConfig {
-        topics: base.topics.for_machine(MachineKind::Opportunities),
-        group_id: format!("{}agentbank-opportunities", common.topic_prefix),
-        ..base
+    let config = |kind: MachineKind, name: &str| ProcessorConfig {
+        topics: base.topics.for_machine(kind),
+        group_id: format!("{}agentbank-{name}", common.topic_prefix),
+        ..base.clone()
     };
-    let machine = Arc::new(processors::opportunities::OpportunityMachine);
-    let status = Arc::new(ProcessorStatus::default());
-    supervise("opportunities", shutdown, |s| {
-        processors::runtime::run(config.clone(), machine.clone(), status.clone(), s)
-    })
-    .await;
+    let (opportunities, pricing) = (
+        config(MachineKind::Opportunities, "opportunities"),
+        config(MachineKind::Pricing, "pricing"),
+    );
+    let (opportunity_status, pricing_status) = (
+        Arc::new(ProcessorStatus::default()),
+        Arc::new(ProcessorStatus::default()),
+    );
+    let opportunity_machine = Arc::new(processors::opportunities::OpportunityMachine);
+    let pricing_machine = Arc::new(processors::pricing::PricingMachine);
+    tokio::join!(
+        supervise("opportunities", shutdown.clone(), |s| {
+            processors::runtime::run(
+                opportunities.clone(),
+                opportunity_machine.clone(),
+                opportunity_status.clone(),
+                s,
+            )
+        }),
+        supervise("pricing", shutdown, |s| {
+            processors::runtime::run(
+                pricing.clone(),
+                pricing_machine.clone(),
+                pricing_status.clone(),
+                s,
+            )
+        }),
+    );
     Ok(())
 }
 
@@ -582,11 +617,23 @@ async fn run_scheduler(common: &Common, enabled: bool, shutdown: watch::Receiver
     if !enabled {
         return;
     }
-    let interval = Duration::from_millis(common.accrual_interval_ms.max(1_000));
-    supervise("scheduler", shutdown, |s| {
-        processors::scheduler::run(common.kafka(), common.topics(), interval, s)
-    })
-    .await;
+    use processors::scheduler::Tick;
+    let interest = Duration::from_millis(common.accrual_interval_ms.max(1_000));
+    let expiry = Duration::from_millis(common.quote_expiry_tick_ms.max(50));
+    tokio::join!(
+        supervise("scheduler", shutdown.clone(), |s| {
+            processors::scheduler::run(common.kafka(), common.topics(), Tick::Interest, interest, s)
+        }),
+        supervise("quote-expiry", shutdown, |s| {
+            processors::scheduler::run(
+                common.kafka(),
+                common.topics(),
+                Tick::QuoteExpiry,
+                expiry,
+                s,
+            )
+        }),
+    );
 }
 
 async fn run_sink(common: &Common, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {

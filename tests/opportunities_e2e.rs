@@ -502,7 +502,11 @@ async fn opportunities_end_to_end() {
     // Replaying the machine's input from offset 0 into empty state gives
     // the same records as the read model holds.
     let records = common::read_topic(&d.bootstrap, &d.topics().opportunity_commands);
-    let states = common::replay(&processors::opportunities::OpportunityMachine, &records);
+    let states = common::replay(
+        &processors::opportunities::OpportunityMachine,
+        &d.topics().opportunity_commands,
+        &records,
+    );
     let rows: Vec<(sqlx::types::Json<schemas::revenue::opportunity::Opportunity>,)> =
         sqlx::query_as("SELECT record FROM opportunities")
             .fetch_all(&d.pool().await)

@@ -151,7 +151,11 @@ impl CommandBus {
         });
         let producer = kafka.producer()?;
         let mut batchers = HashMap::new();
-        for machine in [MachineKind::Agents, MachineKind::Opportunities] {
+        for machine in [
+            MachineKind::Agents,
+            MachineKind::Opportunities,
+            MachineKind::Pricing,
+        ] {
             let topic = topics.commands_of(machine).to_string();
             let partitions = kafka.partition_count(&topic)?;
             let queues = (0..partitions)

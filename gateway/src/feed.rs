@@ -39,7 +39,7 @@ pub fn channel_of(event_type: &str) -> &'static str {
         "payment" => "payments",
         "savings" => "savings",
         "opportunity" => "opportunities",
-        "revenue" => "revenue",
+        "revenue" | "quote" => "revenue",
         _ => "agents",
     }
 }

@@ -73,6 +73,8 @@ pub struct GatewayConfig {
     pub service_tokens: auth::service::ServiceTokens,
     /// The tier of users without one set (`AGENTBANK_DEFAULT_TIER`).
     pub default_tier: rate_limit::Tier,
+    /// How long a pricing quote may be executed (`AGENTBANK_QUOTE_TTL_MS`).
+    pub quote_ttl: Duration,
 }
 
 /// What verifies credentials other than API keys.
@@ -179,6 +181,9 @@ fn revenue_api() -> Router<AppState> {
             post(revenue::opportunities::execute),
         )
         .route("/batch/opportunities", post(revenue::opportunities::batch))
+        .route("/monetizer/quote", post(revenue::pricing::quote))
+        .route("/monetizer/execute", post(revenue::pricing::execute))
+        .route("/monetizer/quotes/{id}", get(revenue::pricing::get))
         .route("/openapi.json", get(revenue::openapi::document))
         .layer(middleware::from_fn(error::envelope))
         .layer(axum::Extension(auth::Product::Revenue))

@@ -33,18 +33,20 @@ pub const COMMAND_AVSC: &str = include_str!("../avro/command.avsc");
 /// The event envelope schema, as published.
 pub const EVENT_AVSC: &str = include_str!("../avro/event.avsc");
 /// Earlier versions, oldest first; records written with them still decode.
-pub const COMMAND_HISTORY: [&str; 5] = [
+pub const COMMAND_HISTORY: [&str; 6] = [
     include_str!("../avro/history/command.v1.avsc"),
     include_str!("../avro/history/command.v2.avsc"),
     include_str!("../avro/history/command.v3.avsc"),
     include_str!("../avro/history/command.v4.avsc"),
     include_str!("../avro/history/command.v5.avsc"),
+    include_str!("../avro/history/command.v6.avsc"),
 ];
-pub const EVENT_HISTORY: [&str; 4] = [
+pub const EVENT_HISTORY: [&str; 5] = [
     include_str!("../avro/history/event.v1.avsc"),
     include_str!("../avro/history/event.v2.avsc"),
     include_str!("../avro/history/event.v3.avsc"),
     include_str!("../avro/history/event.v4.avsc"),
+    include_str!("../avro/history/event.v5.avsc"),
 ];
 
 /// Single-object encoding marker.
@@ -270,6 +272,9 @@ impl Command {
             CommandPayload::CreateOpportunity(p) => codec.payload(13, p)?,
             CommandPayload::ExecuteOpportunity(p) => codec.payload(14, p)?,
             CommandPayload::CompleteOpportunity(p) => codec.payload(15, p)?,
+            CommandPayload::RequestQuote(p) => codec.payload(16, p)?,
+            CommandPayload::ExecuteQuote(p) => codec.payload(17, p)?,
+            CommandPayload::ExpireQuotes(p) => codec.payload(18, p)?,
         };
         codec.encode(vec![
             ("id", Value::String(self.id.to_string())),
@@ -302,6 +307,9 @@ impl Command {
             (13, v) => CommandPayload::CreateOpportunity(branch(v)?),
             (14, v) => CommandPayload::ExecuteOpportunity(branch(v)?),
             (15, v) => CommandPayload::CompleteOpportunity(branch(v)?),
+            (16, v) => CommandPayload::RequestQuote(branch(v)?),
+            (17, v) => CommandPayload::ExecuteQuote(branch(v)?),
+            (18, v) => CommandPayload::ExpireQuotes(branch(v)?),
             (i, _) => return Err(SchemaError::Shape(format!("unknown command branch {i}"))),
         };
         check_type(payload.type_name(), type_name)?;
@@ -338,6 +346,9 @@ impl Event {
             EventPayload::OpportunityCreated(p) => codec.payload(14, p)?,
             EventPayload::OpportunityActivated(p) => codec.payload(15, p)?,
             EventPayload::OpportunityExecuted(p) => codec.payload(16, p)?,
+            EventPayload::QuoteIssued(p) => codec.payload(17, p)?,
+            EventPayload::QuoteExecuted(p) => codec.payload(18, p)?,
+            EventPayload::QuoteExpired(p) => codec.payload(19, p)?,
         };
         codec.encode(vec![
             ("id", Value::String(self.id.to_string())),
@@ -373,6 +384,9 @@ impl Event {
             (14, v) => EventPayload::OpportunityCreated(branch(v)?),
             (15, v) => EventPayload::OpportunityActivated(branch(v)?),
             (16, v) => EventPayload::OpportunityExecuted(branch(v)?),
+            (17, v) => EventPayload::QuoteIssued(branch(v)?),
+            (18, v) => EventPayload::QuoteExecuted(branch(v)?),
+            (19, v) => EventPayload::QuoteExpired(branch(v)?),
             (i, _) => return Err(SchemaError::Shape(format!("unknown event branch {i}"))),
         };
         check_type(payload.type_name(), type_name)?;

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::payment::Payment;
 use crate::revenue::opportunity::{CompleteOpportunity, CreateOpportunity, ExecuteOpportunity};
+use crate::revenue::pricing::{ExecuteQuote, ExpireQuotes, RequestQuote};
 use crate::settlement::SettlementResult;
 
 /// The command envelope. `id` is the idempotency key: a processor applies a
@@ -81,6 +82,11 @@ pub enum CommandPayload {
     ExecuteOpportunity(ExecuteOpportunity),
     /// The opportunities machine's own follow-up that completes an execution.
     CompleteOpportunity(CompleteOpportunity),
+    /// Pricing (key: the tenant's product): a quote, its conversion, and the
+    /// expiry tick that closes unexecuted ones.
+    RequestQuote(Box<RequestQuote>),
+    ExecuteQuote(ExecuteQuote),
+    ExpireQuotes(ExpireQuotes),
 }
 
 impl CommandPayload {
@@ -90,6 +96,9 @@ impl CommandPayload {
             CommandPayload::CreateOpportunity(_)
             | CommandPayload::ExecuteOpportunity(_)
             | CommandPayload::CompleteOpportunity(_) => crate::topics::MachineKind::Opportunities,
+            CommandPayload::RequestQuote(_)
+            | CommandPayload::ExecuteQuote(_)
+            | CommandPayload::ExpireQuotes(_) => crate::topics::MachineKind::Pricing,
             _ => crate::topics::MachineKind::Agents,
         }
     }
@@ -113,6 +122,9 @@ impl CommandPayload {
             CommandPayload::CreateOpportunity(_) => "CreateOpportunity",
             CommandPayload::ExecuteOpportunity(_) => "ExecuteOpportunity",
             CommandPayload::CompleteOpportunity(_) => "CompleteOpportunity",
+            CommandPayload::RequestQuote(_) => "RequestQuote",
+            CommandPayload::ExecuteQuote(_) => "ExecuteQuote",
+            CommandPayload::ExpireQuotes(_) => "ExpireQuotes",
         }
     }
 }

@@ -43,6 +43,10 @@ pub enum EventPayload {
     OpportunityCreated(OpportunityChange),
     OpportunityActivated(OpportunityChange),
     OpportunityExecuted(OpportunityChange),
+    /// Pricing: a quote as it is after the event.
+    QuoteIssued(crate::revenue::pricing::QuoteChange),
+    QuoteExecuted(crate::revenue::pricing::QuoteChange),
+    QuoteExpired(crate::revenue::pricing::QuoteChange),
 }
 
 /// An opportunity event's payload: the whole record after it.
@@ -71,6 +75,9 @@ impl EventPayload {
             EventPayload::OpportunityCreated(_) => "OpportunityCreated",
             EventPayload::OpportunityActivated(_) => "OpportunityActivated",
             EventPayload::OpportunityExecuted(_) => "OpportunityExecuted",
+            EventPayload::QuoteIssued(_) => "QuoteIssued",
+            EventPayload::QuoteExecuted(_) => "QuoteExecuted",
+            EventPayload::QuoteExpired(_) => "QuoteExpired",
         }
     }
 

@@ -23,6 +23,8 @@ pub enum Kind {
     Delivery,
     /// A revenue-platform opportunity.
     Opportunity,
+    /// A pricing quote.
+    Quote,
 }
 
 impl Kind {
@@ -36,6 +38,7 @@ impl Kind {
             Kind::Webhook => "wh_",
             Kind::Delivery => "dlv_",
             Kind::Opportunity => "opp_",
+            Kind::Quote => "quote_",
         }
     }
 }

@@ -51,6 +51,8 @@ pub enum Outcome {
     },
     /// An opportunity as its machine holds it after the command.
     Opportunity(Box<crate::revenue::opportunity::Opportunity>),
+    /// A quote as the pricing machine holds it after the command.
+    Quote(Box<crate::revenue::pricing::Quote>),
     /// Done; nothing to show (e.g. the sign-up bonus).
     Done,
     Rejected {

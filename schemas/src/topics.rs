@@ -23,6 +23,9 @@ pub struct Topics {
     pub opportunity_commands: String,
     /// Its checkpoints (compacted), as `state` is for the agents.
     pub opportunity_state: String,
+    /// The pricing machine's commands; key = the tenant's product key.
+    pub pricing_commands: String,
+    pub pricing_state: String,
 }
 
 /// Which keyed machine a command is for: each has its own commands and
@@ -31,6 +34,7 @@ pub struct Topics {
 pub enum MachineKind {
     Agents,
     Opportunities,
+    Pricing,
 }
 
 impl Topics {
@@ -45,6 +49,8 @@ impl Topics {
             settlement_results: format!("{prefix}agentbank.settlement.results"),
             opportunity_commands: format!("{prefix}agentbank.opportunities.commands"),
             opportunity_state: format!("{prefix}agentbank.opportunities.state"),
+            pricing_commands: format!("{prefix}agentbank.pricing.commands"),
+            pricing_state: format!("{prefix}agentbank.pricing.state"),
         }
     }
 
@@ -53,6 +59,7 @@ impl Topics {
         match machine {
             MachineKind::Agents => &self.commands,
             MachineKind::Opportunities => &self.opportunity_commands,
+            MachineKind::Pricing => &self.pricing_commands,
         }
     }
 
@@ -66,13 +73,20 @@ impl Topics {
                 state: self.opportunity_state.clone(),
                 ..self.clone()
             },
+            MachineKind::Pricing => Topics {
+                commands: self.pricing_commands.clone(),
+                state: self.pricing_state.clone(),
+                ..self.clone()
+            },
         }
     }
 
     /// Every topic with whether it is compacted. The state topic must have as
     /// many partitions as the commands topic: partition p checkpoints commands p.
-    pub fn all(&self) -> [(&str, bool); 9] {
+    pub fn all(&self) -> [(&str, bool); 11] {
         [
+            (&self.pricing_commands, false),
+            (&self.pricing_state, true),
             (&self.opportunity_commands, false),
             (&self.opportunity_state, true),
             (&self.commands, false),

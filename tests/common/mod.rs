@@ -312,9 +312,15 @@ impl Deployment {
             fetch_wait_ms: connectors::kafka::DEFAULT_FETCH_WAIT_MS,
         };
         let producer = kafka.producer().unwrap();
-        processors::scheduler::tick_all(&kafka, &producer, &self.topics(), through_ms)
-            .await
-            .unwrap();
+        processors::scheduler::tick_all(
+            &kafka,
+            &producer,
+            &self.topics(),
+            processors::scheduler::Tick::Interest,
+            through_ms,
+        )
+        .await
+        .unwrap();
     }
 }
 
@@ -771,10 +777,12 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<Record> {
     out
 }
 
-/// Applies `records` (a machine's whole commands topic) to empty state with
-/// the runtime's own planner; every key's final state.
+/// Applies `records` (a machine's whole commands topic, named `topic`: ids
+/// and random draws derive from it) to empty state with the runtime's own
+/// planner; every key's final state.
 pub fn replay<M: processors::runtime::machine::Machine>(
     machine: &M,
+    topic: &str,
     records: &[Record],
 ) -> std::collections::HashMap<uuid::Uuid, Option<M::State>> {
     use processors::runtime::checkpoint::Epoch;
@@ -795,7 +803,7 @@ pub fn replay<M: processors::runtime::machine::Machine>(
         record_ms: r.timestamp_ms,
         payload: &r.payload,
     });
-    plan(machine, "replay", &mut shards, inputs);
+    plan(machine, topic, &mut shards, inputs);
     shards
         .into_values()
         .flat_map(|s| s.states.into_iter().map(|(k, (state, _))| (k, state)))

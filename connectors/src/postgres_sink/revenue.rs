@@ -1,6 +1,7 @@
-//! The revenue platform's projection: opportunities as of their latest
-//! event, written with one multi-row upsert per batch that only moves a row
-//! forward (by version), so a replayed event never rolls one back.
+//! The revenue platform's projection: opportunities and pricing quotes as of
+//! their latest event, written with one multi-row upsert per table and batch
+//! that only moves a row forward (by version), so a replayed event never
+//! rolls one back.
 
 use std::collections::HashMap;
 
@@ -8,6 +9,7 @@ use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use schemas::revenue::opportunity::Opportunity;
+use schemas::revenue::pricing::Quote;
 
 use super::time::millis_to_timestamp;
 use crate::ConnectorError;
@@ -16,6 +18,7 @@ use crate::ConnectorError;
 #[derive(Default)]
 pub struct RevenueRows {
     opportunities: HashMap<Uuid, Opportunity>,
+    quotes: HashMap<Uuid, Quote>,
 }
 
 impl RevenueRows {
@@ -29,7 +32,18 @@ impl RevenueRows {
         }
     }
 
+    pub fn quote(&mut self, q: &Quote) {
+        let newer = self
+            .quotes
+            .get(&q.quote_id)
+            .is_none_or(|seen| seen.version < q.version);
+        if newer {
+            self.quotes.insert(q.quote_id, q.clone());
+        }
+    }
+
     pub async fn write(self, tx: &mut Transaction<'_, Postgres>) -> Result<(), ConnectorError> {
+        write_quotes(tx, self.quotes).await?;
         if self.opportunities.is_empty() {
             return Ok(());
         }
@@ -81,6 +95,52 @@ impl RevenueRows {
         .await?;
         Ok(())
     }
+}
+
+async fn write_quotes(
+    tx: &mut Transaction<'_, Postgres>,
+    quotes: HashMap<Uuid, Quote>,
+) -> Result<(), ConnectorError> {
+    if quotes.is_empty() {
+        return Ok(());
+    }
+    let (mut id, mut tenant, mut key, mut product, mut segment, mut status) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut created, mut expires, mut version, mut record) = (vec![], vec![], vec![], vec![]);
+    for q in quotes.into_values() {
+        id.push(q.quote_id);
+        tenant.push(q.tenant_id);
+        key.push(q.product_key);
+        product.push(q.product_id.clone());
+        segment.push(q.segment_id.clone());
+        status.push(q.status.clone());
+        created.push(millis_to_timestamp(q.created_ms));
+        expires.push(millis_to_timestamp(q.expires_ms));
+        version.push(q.version);
+        record.push(serde_json::to_value(&q).map_err(schemas::SchemaError::from)?);
+    }
+    sqlx::query(
+        "INSERT INTO quotes (id, tenant_id, product_key, product_id, segment_id, status, created_at, expires_at,
+            version, record)
+         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
+            $7::timestamptz[], $8::timestamptz[], $9::int8[], $10::jsonb[])
+         ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, version = EXCLUDED.version,
+            record = EXCLUDED.record
+         WHERE quotes.version < EXCLUDED.version",
+    )
+    .bind(&id)
+    .bind(&tenant)
+    .bind(&key)
+    .bind(&product)
+    .bind(&segment)
+    .bind(&status)
+    .bind(&created)
+    .bind(&expires)
+    .bind(&version)
+    .bind(&record)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 #[derive(Default)]

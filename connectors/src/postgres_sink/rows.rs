@@ -137,6 +137,9 @@ impl Rows {
             EventPayload::OpportunityCreated(c)
             | EventPayload::OpportunityActivated(c)
             | EventPayload::OpportunityExecuted(c) => self.revenue.opportunity(&c.opportunity),
+            EventPayload::QuoteIssued(c)
+            | EventPayload::QuoteExecuted(c)
+            | EventPayload::QuoteExpired(c) => self.revenue.quote(&c.quote),
             EventPayload::TransferSettled(t) => {
                 self.set_balance(e.agent_id, e.agent_version, t.balance_after, e.timestamp_ms);
                 if let Some(journal) = &t.journal {

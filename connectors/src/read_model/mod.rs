@@ -11,5 +11,6 @@ pub mod ledger;
 pub mod metrics;
 pub mod opportunities;
 pub mod payments;
+pub mod quotes;
 pub mod savings;
 pub mod webhooks;

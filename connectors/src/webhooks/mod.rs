@@ -48,7 +48,7 @@ pub const DEFAULT_SCHEDULE: [Duration; 8] = [
 pub const DISABLE_AFTER_DEAD: i32 = 5;
 
 /// Every event type a webhook can subscribe to (`*` subscribes to all).
-pub const EVENT_TYPES: [&str; 17] = [
+pub const EVENT_TYPES: [&str; 20] = [
     "agent.created",
     "deposit.completed",
     "withdrawal.completed",
@@ -66,6 +66,9 @@ pub const EVENT_TYPES: [&str; 17] = [
     "opportunity.created",
     "opportunity.activated",
     "opportunity.executed",
+    "quote.issued",
+    "quote.executed",
+    "quote.expired",
 ];
 
 /// The webhook type of an event.
@@ -88,6 +91,9 @@ pub fn event_type(p: &EventPayload) -> &'static str {
         EventPayload::OpportunityCreated(_) => "opportunity.created",
         EventPayload::OpportunityActivated(_) => "opportunity.activated",
         EventPayload::OpportunityExecuted(_) => "opportunity.executed",
+        EventPayload::QuoteIssued(_) => "quote.issued",
+        EventPayload::QuoteExecuted(_) => "quote.executed",
+        EventPayload::QuoteExpired(_) => "quote.expired",
     }
 }
 

@@ -4,8 +4,11 @@
 //! resources. Errors answer the envelope `{"error": {code, message, ...}}`.
 
 pub mod events;
+pub mod fields;
 pub mod metrics_stream;
 pub mod openapi;
 pub mod opportunities;
+pub mod pricing;
+pub mod sandbox;
 pub mod schema;
 pub mod webhooks;

@@ -14,6 +14,7 @@ use schemas::revenue::opportunity::{
     Artifact, EconomicView, ExecutionView, MetadataView, OpportunityView, Phase, PlanView,
     Resources,
 };
+use schemas::revenue::pricing::{ConfidenceInterval, OptimizationMetrics, QuoteView};
 
 struct Security;
 
@@ -50,6 +51,9 @@ impl Modify for Security {
         crate::revenue::opportunities::get,
         crate::revenue::opportunities::execute,
         crate::revenue::opportunities::batch,
+        crate::revenue::pricing::quote,
+        crate::revenue::pricing::execute,
+        crate::revenue::pricing::get,
         crate::auth::routes::login,
         crate::auth::routes::refresh,
         crate::auth::routes::logout,
@@ -61,7 +65,8 @@ impl Modify for Security {
         ErrorEnvelope, ErrorBody, OpportunityView, MetadataView, EconomicView, PlanView, Phase, Resources,
         ExecutionView, Artifact, CreateOpportunityRequest, MarketDataInput, TechnicalRequirementsInput,
         OpportunityList, Pagination, BatchRequest, BatchOperation, BatchResponse, BatchResult, LoginRequest,
-        RefreshRequest, TokenPair, Me, SandboxKey, SetTierRequest, TierSet,
+        RefreshRequest, TokenPair, Me, SandboxKey, SetTierRequest, TierSet, QuoteView, ConfidenceInterval,
+        OptimizationMetrics, QuoteRequest, QuoteContext, QuoteAdjustments, ExecuteQuoteRequest,
     )),
     modifiers(&Security),
     security(("api_key" = []), ("bearer" = []), ("service_token" = [])),

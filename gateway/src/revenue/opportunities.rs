@@ -6,8 +6,6 @@
 //! `test_success_*`, `test_fail_*` and `test_error_{status}_*` answer as
 //! `docs/revenue.md` says.
 
-use std::str::FromStr;
-
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
@@ -30,19 +28,18 @@ use crate::auth::Caller;
 use crate::body::JsonObject;
 use crate::commands::{command, command_id, unexpected};
 use crate::error::{ApiError, RequestId};
+use crate::revenue::fields::{invalid, Fields, LABEL_CHARS_MAX};
+use crate::revenue::sandbox::{self, TestId};
 #[allow(unused_imports)] // named by the OpenAPI attributes
 use crate::revenue::schema::{
     BatchRequest, BatchResponse, CommonErrors, CreateOpportunityRequest, ErrorEnvelope,
     OpportunityList,
 };
-use crate::tenant::Mode;
 use crate::AppState;
 #[allow(unused_imports)]
 use schemas::revenue::opportunity::OpportunityView;
 
 pub const NAME_CHARS_MAX: usize = 100;
-pub const LABEL_CHARS_MAX: usize = 50;
-pub const LIST_ITEMS_MAX: usize = 20;
 pub const PER_PAGE_DEFAULT: i64 = 20;
 pub const PER_PAGE_MAX: i64 = 100;
 pub const PAGE_MAX: i64 = 1_000_000;
@@ -84,153 +81,6 @@ pub const VIEW_FIELDS: [&str; 16] = [
     "execution_plan",
     "execution",
 ];
-
-fn invalid(field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::Validation {
-        message: message.into(),
-        details: json!({ "field": field }),
-    }
-}
-
-/// Reads one JSON object's fields, naming each by its path in errors.
-struct Fields<'a> {
-    map: &'a Map<String, Value>,
-    path: &'a str,
-}
-
-impl<'a> Fields<'a> {
-    fn name(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}.{key}", self.path)
-        }
-    }
-
-    fn only(&self, allowed: &[&str]) -> Result<(), ApiError> {
-        let unknown: Vec<&String> = self
-            .map
-            .keys()
-            .filter(|k| !allowed.contains(&k.as_str()))
-            .collect();
-        match unknown.first() {
-            None => Ok(()),
-            Some(k) => Err(ApiError::Validation {
-                message: format!("Unknown field {}", self.name(k)),
-                details: json!({"field": self.name(k), "allowed": allowed}),
-            }),
-        }
-    }
-
-    fn get(&self, key: &str) -> Option<&'a Value> {
-        self.map.get(key).filter(|v| !v.is_null())
-    }
-
-    fn text(&self, key: &str, max: usize) -> Result<Option<String>, ApiError> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::String(s)) => {
-                let s = s.trim();
-                let n = s.chars().count();
-                if n == 0 || n > max || s.chars().any(char::is_control) {
-                    return Err(invalid(
-                        &self.name(key),
-                        format!(
-                            "{} must be 1 to {max} characters, without control characters",
-                            self.name(key)
-                        ),
-                    ));
-                }
-                Ok(Some(s.to_string()))
-            }
-            Some(_) => Err(invalid(
-                &self.name(key),
-                format!("{} must be a string", self.name(key)),
-            )),
-        }
-    }
-
-    fn texts(&self, key: &str) -> Result<Vec<String>, ApiError> {
-        let name = self.name(key);
-        match self.get(key) {
-            None => Ok(vec![]),
-            Some(Value::Array(items)) if items.len() <= LIST_ITEMS_MAX => items
-                .iter()
-                .map(|v| match v.as_str().map(str::trim) {
-                    Some(s)
-                        if !s.is_empty()
-                            && s.chars().count() <= LABEL_CHARS_MAX
-                            && !s.chars().any(char::is_control) =>
-                    {
-                        Ok(s.to_string())
-                    }
-                    _ => Err(invalid(
-                        &name,
-                        format!(
-                            "{name} items must be strings of 1 to {LABEL_CHARS_MAX} characters"
-                        ),
-                    )),
-                })
-                .collect(),
-            Some(_) => Err(invalid(
-                &name,
-                format!("{name} must be an array of at most {LIST_ITEMS_MAX} strings"),
-            )),
-        }
-    }
-
-    /// A number read by `read`, which refuses what is out of range.
-    fn number<T>(
-        &self,
-        key: &str,
-        range: &str,
-        read: impl Fn(&serde_json::Number) -> Option<T>,
-    ) -> Result<Option<T>, ApiError> {
-        let name = self.name(key);
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::Number(n)) => read(n)
-                .map(Some)
-                .ok_or_else(|| invalid(&name, format!("{name} must be {range}"))),
-            Some(_) => Err(invalid(&name, format!("{name} must be a number"))),
-        }
-    }
-
-    /// An exact number (its JSON text, never through `f64`).
-    fn decimal(&self, key: &str, max: i64) -> Result<Option<Decimal>, ApiError> {
-        self.number(key, &format!("a number from 0 to {max}"), |n| {
-            let text = n.to_string();
-            Decimal::from_str(&text)
-                .or_else(|_| Decimal::from_scientific(&text))
-                .ok()
-                .filter(|d| *d >= Decimal::ZERO && *d <= Decimal::from(max))
-        })
-    }
-
-    fn rate(&self, key: &str, lo: f64, hi: f64) -> Result<Option<f64>, ApiError> {
-        self.number(key, &format!("a number from {lo} to {hi}"), |n| {
-            n.as_f64()
-                .filter(|x| x.is_finite() && (lo..=hi).contains(x))
-        })
-    }
-
-    fn int(&self, key: &str, lo: i64, hi: i64) -> Result<Option<i64>, ApiError> {
-        self.number(key, &format!("a whole number from {lo} to {hi}"), |n| {
-            n.as_i64().filter(|x| (lo..=hi).contains(x))
-        })
-    }
-
-    fn object(&self, key: &'a str) -> Result<Option<Fields<'a>>, ApiError> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::Object(map)) => Ok(Some(Fields { map, path: key })),
-            Some(_) => Err(invalid(
-                &self.name(key),
-                format!("{} must be an object", self.name(key)),
-            )),
-        }
-    }
-}
 
 /// Validates a create body into the spec the machine scores. Absent market
 /// data counts as none (size 0, no growth, no competitors); absent technical
@@ -315,39 +165,14 @@ pub fn parse_spec(body: &Map<String, Value>) -> Result<OpportunitySpec, ApiError
 
 /// What a sandbox test id answers, if `id` is one.
 fn test_id(caller: &Caller, id: &str, executing: bool) -> Option<Result<Value, ApiError>> {
-    if caller.mode != Mode::Test {
-        return None;
-    }
-    if let Some(rest) = id.strip_prefix("test_error_") {
-        let status = rest
-            .split('_')
-            .next()
-            .and_then(|s| s.parse::<u16>().ok())
-            .filter(|s| (400..=599).contains(s));
-        return Some(Err(match status {
-            Some(status) => ApiError::Status {
-                status,
-                message: format!("Simulated error {status} for test id {id}"),
-            },
-            None => invalid(
-                "id",
-                "test_error_ ids name a status from 400 to 599: test_error_{status}_…",
-            ),
-        }));
-    }
-    let (state, result) = if id.starts_with("test_success_") {
-        (
-            if executing {
-                status::COMPLETED
-            } else {
-                status::PENDING
-            },
-            "success",
-        )
-    } else if id.starts_with("test_fail_") {
-        ("failed", "failure")
-    } else {
-        return None;
+    let outcome = match sandbox::test_id(caller, id)? {
+        Ok(outcome) => outcome,
+        Err(e) => return Some(Err(e)),
+    };
+    let (state, result) = match outcome {
+        TestId::Success if executing => (status::COMPLETED, "success"),
+        TestId::Success => (status::PENDING, "success"),
+        TestId::Fail => ("failed", "failure"),
     };
     Some(Ok(json!({
         "id": id,

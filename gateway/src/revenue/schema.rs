@@ -187,3 +187,45 @@ pub struct TierSet {
     pub user_id: String,
     pub tier: String,
 }
+
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct QuoteContext {
+    /// 0 to 1 (default 0.5); its third picks the posterior.
+    #[schema(minimum = 0, maximum = 1)]
+    pub user_value_score: Option<f64>,
+    /// Named figures, e.g. `{"api_calls_30d": 15000}` (≤ 20), kept with the quote.
+    pub usage_history: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Named positive prices, e.g. `{"competitor_a": 99.00}` (1 to 20): their
+    /// median is the reference price.
+    pub competitor_pricing: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `POST /v1/monetizer/quote`.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct QuoteRequest {
+    #[schema(min_length = 1, max_length = 100)]
+    pub product_id: String,
+    #[schema(min_length = 1, max_length = 100)]
+    pub segment_id: String,
+    pub context: QuoteContext,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct QuoteAdjustments {
+    /// 0 to 90.
+    #[schema(minimum = 0, maximum = 90)]
+    pub discount_percentage: Option<f64>,
+    #[schema(max_length = 100)]
+    pub reason: Option<String>,
+}
+
+/// `POST /v1/monetizer/execute`.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct ExecuteQuoteRequest {
+    pub quote_id: String,
+    pub adjustments: Option<QuoteAdjustments>,
+}

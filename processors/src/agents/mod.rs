@@ -155,7 +155,9 @@ impl Answer {
             Outcome::Payment(p) => Answer::Payment(p.id()),
             Outcome::PaymentSettled { payment_id } => Answer::Payment(*payment_id),
             // Never an agent's answer (another machine's); kept as "done".
-            Outcome::Done | Outcome::Opportunity(_) => Answer::Balance(Decimal::ZERO),
+            Outcome::Done | Outcome::Opportunity(_) | Outcome::Quote(_) => {
+                Answer::Balance(Decimal::ZERO)
+            }
             Outcome::Rejected { code, message } => Answer::Rejected {
                 code: *code,
                 message: message.clone(),
@@ -291,7 +293,10 @@ pub fn apply(
         // Another machine's command on the agents' topic: refused, not applied.
         CommandPayload::CreateOpportunity(_)
         | CommandPayload::ExecuteOpportunity(_)
-        | CommandPayload::CompleteOpportunity(_) => Err((
+        | CommandPayload::CompleteOpportunity(_)
+        | CommandPayload::RequestQuote(_)
+        | CommandPayload::ExecuteQuote(_)
+        | CommandPayload::ExpireQuotes(_) => Err((
             RejectCode::Invalid,
             "not a command for the agent bank".to_string(),
         )),

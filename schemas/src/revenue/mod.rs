@@ -1,4 +1,5 @@
-//! The revenue platform's messages (API v1): opportunities first; pricing,
+//! The revenue platform's messages (API v1): opportunities, pricing quotes;
 //! the revenue ledger and the portfolio join them here.
 
 pub mod opportunity;
+pub mod pricing;
