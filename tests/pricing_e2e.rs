@@ -276,7 +276,12 @@ async fn quotes_learn_each_segments_price_through_the_api() {
             *counts.entry((m * 100.0).round() as i64).or_default() += 1;
         }
         let (mode, _) = counts.iter().max_by_key(|(_, c)| **c).unwrap();
-        eprintln!("{segment}: regret first 500 {first:.1}, last 500 {last:.1}; last 300 prices {counts:?}");
+        let cumulative = |n: usize| regret[..n].iter().sum::<f64>();
+        eprintln!(
+            "{segment}: cumulative regret after 250/500/1000/1500/2000/2500 quotes: {:.1} {:.1} {:.1} {:.1} {:.1} {:.1}; \
+             last 300 prices {counts:?}",
+            cumulative(250), cumulative(500), cumulative(1_000), cumulative(1_500), cumulative(2_000), cumulative(2_500)
+        );
         assert!(
             ((*mode as f64) - optimum).abs() <= 0.10 * optimum,
             "{segment}: mode {mode}, optimum {optimum}"

@@ -30,10 +30,12 @@ pub enum Op {
     CreateOpportunity,
     /// `GET /v1/opportunities?sort=-score&per_page=20`.
     ListOpportunities,
+    /// `POST /v1/monetizer/quote` (the pricing machine), one product of 16.
+    Quote,
 }
 
 impl Op {
-    pub const ALL: [Op; 8] = [
+    pub const ALL: [Op; 9] = [
         Op::SignUp,
         Op::CreateAgent,
         Op::Deposit,
@@ -42,6 +44,7 @@ impl Op {
         Op::Read,
         Op::CreateOpportunity,
         Op::ListOpportunities,
+        Op::Quote,
     ];
 
     pub fn name(self) -> &'static str {
@@ -54,6 +57,7 @@ impl Op {
             Op::Read => "read",
             Op::CreateOpportunity => "opportunity",
             Op::ListOpportunities => "opportunity_list",
+            Op::Quote => "quote",
         }
     }
 }
@@ -72,11 +76,12 @@ pub struct Mix {
 }
 
 /// Presets by name; anything else is parsed as `op=weight,…`.
-pub const PRESETS: [(&str, &str); 5] = [
+pub const PRESETS: [(&str, &str); 6] = [
     ("deposits", "deposit=1"),
     ("payments", "payment=1"),
     ("opportunities", "opportunity=1"),
     ("opportunity-lists", "opportunity_list=1"),
+    ("quotes", "quote=1"),
     (
         "mixed",
         "signup=1,agent=2,deposit=25,payment=45,approval=10,read=17",
@@ -210,6 +215,20 @@ pub async fn perform(api: &Api, t: &Tenant, op: Op, i: u64) -> anyhow::Result<Do
             });
             done(
                 api.post("/v1/opportunities", Some(&t.key), None, body)
+                    .await?
+                    .0,
+                None,
+            )
+        }
+        Op::Quote => {
+            let segment = ["smb", "enterprise"][(i % 2) as usize];
+            let body = json!({
+                "product_id": format!("prod_{}", i % 16), "segment_id": segment,
+                "context": {"user_value_score": (i % 10) as f64 / 10.0,
+                            "competitor_pricing": {"a": 99.0, "b": 149.0}},
+            });
+            done(
+                api.post("/v1/monetizer/quote", Some(&t.key), None, body)
                     .await?
                     .0,
                 None,
