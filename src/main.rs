@@ -95,6 +95,10 @@ struct Common {
         global = true
     )]
     quote_expiry_tick_ms: u64,
+    /// Price dispersion (std / mean of a product's last 50 quotes) above
+    /// which a `system.alert` goes out.
+    #[arg(long, env = "AGENTBANK_PRICE_DISPERSION_ALERT", default_value_t = processors::pricing::DEFAULT_DISPERSION_ALERT, global = true)]
+    price_dispersion_alert: f64,
     /// Kafka bootstrap servers (Tansu locally; any Kafka-protocol broker).
     #[arg(
         long,
@@ -558,7 +562,9 @@ async fn run_revenue_machines(
         Arc::new(ProcessorStatus::default()),
     );
     let opportunity_machine = Arc::new(processors::opportunities::OpportunityMachine);
-    let pricing_machine = Arc::new(processors::pricing::PricingMachine);
+    let pricing_machine = Arc::new(processors::pricing::PricingMachine {
+        dispersion_alert: common.price_dispersion_alert,
+    });
     tokio::join!(
         supervise("opportunities", shutdown.clone(), |s| {
             processors::runtime::run(

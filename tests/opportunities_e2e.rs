@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{eventually, Deployment};
@@ -15,27 +14,6 @@ use futures::{SinkExt, StreamExt};
 use reqwest::Method;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
-
-async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let seen = got.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |body: String| {
-            let seen = seen.clone();
-            async move {
-                seen.lock()
-                    .unwrap()
-                    .push(serde_json::from_str(&body).unwrap());
-                axum::http::StatusCode::OK
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, got)
-}
 
 fn opportunity(name: &str, vertical: &str, market: i64, growth: f64, competitors: i64) -> Value {
     json!({
@@ -55,7 +33,7 @@ async fn opportunities_end_to_end() {
     d.start_dev().await;
     let (_, key) = d.sign_up("olga").await;
     let auth = [("x-api-key", key.as_str())];
-    let (url, hooks) = receiver().await;
+    let (url, hooks) = common::hook_receiver().await;
     let (s, hook) = d
         .post(
             "/v1/webhooks",

@@ -12,11 +12,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use common::{eventually, Deployment};
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::Method;
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
 
 /// Per segment, (round, quoted multiplier) as answers arrive.
 type Quoted = Arc<Mutex<HashMap<&'static str, Vec<(usize, f64)>>>>;
@@ -52,6 +53,8 @@ async fn quotes_learn_each_segments_price_through_the_api() {
         ("AGENTBANK_QUOTE_TTL_MS", "1000"),
         ("AGENTBANK_QUOTE_EXPIRY_TICK_MS", "100"),
         ("AGENTBANK_DEFAULT_TIER", "enterprise"),
+        ("AGENTBANK_PRICE_DISPERSION_ALERT", "0.2"),
+        ("AGENTBANK_WEBHOOKS_ALLOW_PRIVATE", "true"),
     ]);
     d.start_dev().await;
     let (_, key) = d.sign_up("pia").await;
@@ -220,6 +223,34 @@ async fn quotes_learn_each_segments_price_through_the_api() {
         503
     );
 
+    // Alerts: a webhook for them, and the WebSocket `alerts` channel.
+    let (url, hooks) = common::hook_receiver().await;
+    let (s, h) = d
+        .post(
+            "/v1/webhooks",
+            Some(&key),
+            json!({"url": url, "events": ["system.alert"]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{h}");
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/v1/events", d.http))
+        .await
+        .unwrap();
+    ws.send(Message::Text(
+        json!({"type": "auth", "token": key}).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    ws.next().await.unwrap().unwrap();
+    ws.send(Message::Text(
+        json!({"type": "subscribe", "channels": ["alerts"]})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    ws.next().await.unwrap().unwrap();
+
     // Learning: 2,500 quotes per segment, 24 at a time; customers convert
     // by the segment's true demand (seeded per round).
     const ROUNDS: usize = 2_500;
@@ -292,6 +323,37 @@ async fn quotes_learn_each_segments_price_through_the_api() {
         );
     }
 
+    // Early quotes explore widely: their dispersion raised a system.alert.
+    let alert = loop {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(15), ws.next())
+            .await
+            .expect("an alert on the WebSocket")
+            .unwrap()
+            .unwrap();
+        if let Message::Text(t) = m {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] == "system.alert" {
+                break v;
+            }
+        }
+    };
+    assert_eq!(
+        (&alert["channel"], &alert["data"]["component"]),
+        (&json!("alerts"), &json!("monetizer"))
+    );
+    assert_eq!(alert["data"]["details"]["product_id"], "prod_api");
+    assert!(alert["data"]["details"]["variance"].as_f64().unwrap() >= 0.2, "{alert}");
+    let hook = eventually("the alert's webhook", || async {
+        hooks
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|h| h["type"] == "system.alert")
+            .cloned()
+    })
+    .await;
+    assert_eq!(hook["data"]["message"], "High pricing variance detected");
+
     // Replay: the pricing topic from offset 0 rebuilds the read model's quotes.
     eventually("all quotes closed", || async {
         let open: i64 = sqlx::query_scalar("SELECT count(*) FROM quotes WHERE status = 'open'")
@@ -303,7 +365,9 @@ async fn quotes_learn_each_segments_price_through_the_api() {
     .await;
     let records = common::read_topic(&d.bootstrap, &d.topics().pricing_commands);
     let states = common::replay(
-        &processors::pricing::PricingMachine,
+        &processors::pricing::PricingMachine {
+            dispersion_alert: 0.2,
+        },
         &d.topics().pricing_commands,
         &records,
     );

@@ -40,6 +40,7 @@ pub fn channel_of(event_type: &str) -> &'static str {
         "savings" => "savings",
         "opportunity" => "opportunities",
         "revenue" | "quote" => "revenue",
+        "system" => "alerts",
         _ => "agents",
     }
 }

@@ -349,6 +349,7 @@ impl Event {
             EventPayload::QuoteIssued(p) => codec.payload(17, p)?,
             EventPayload::QuoteExecuted(p) => codec.payload(18, p)?,
             EventPayload::QuoteExpired(p) => codec.payload(19, p)?,
+            EventPayload::SystemAlert(p) => codec.payload(20, p)?,
         };
         codec.encode(vec![
             ("id", Value::String(self.id.to_string())),
@@ -387,6 +388,7 @@ impl Event {
             (17, v) => EventPayload::QuoteIssued(branch(v)?),
             (18, v) => EventPayload::QuoteExecuted(branch(v)?),
             (19, v) => EventPayload::QuoteExpired(branch(v)?),
+            (20, v) => EventPayload::SystemAlert(branch(v)?),
             (i, _) => return Err(SchemaError::Shape(format!("unknown event branch {i}"))),
         };
         check_type(payload.type_name(), type_name)?;

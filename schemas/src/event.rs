@@ -47,6 +47,7 @@ pub enum EventPayload {
     QuoteIssued(crate::revenue::pricing::QuoteChange),
     QuoteExecuted(crate::revenue::pricing::QuoteChange),
     QuoteExpired(crate::revenue::pricing::QuoteChange),
+    SystemAlert(crate::revenue::pricing::SystemAlert),
 }
 
 /// An opportunity event's payload: the whole record after it.
@@ -78,6 +79,7 @@ impl EventPayload {
             EventPayload::QuoteIssued(_) => "QuoteIssued",
             EventPayload::QuoteExecuted(_) => "QuoteExecuted",
             EventPayload::QuoteExpired(_) => "QuoteExpired",
+            EventPayload::SystemAlert(_) => "SystemAlert",
         }
     }
 

@@ -809,3 +809,26 @@ pub fn replay<M: processors::runtime::machine::Machine>(
         .flat_map(|s| s.states.into_iter().map(|(k, (state, _))| (k, state)))
         .collect()
 }
+
+/// A webhook receiver on a free local port: its URL and what it got (each
+/// body as JSON), answering 200.
+pub async fn hook_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    let got: std::sync::Arc<std::sync::Mutex<Vec<Value>>> = Default::default();
+    let seen = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let seen = seen.clone();
+            async move {
+                if let Ok(v) = serde_json::from_str(&body) {
+                    seen.lock().unwrap().push(v);
+                }
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}

@@ -140,6 +140,8 @@ impl Rows {
             EventPayload::QuoteIssued(c)
             | EventPayload::QuoteExecuted(c)
             | EventPayload::QuoteExpired(c) => self.revenue.quote(&c.quote),
+            // Kept in the events table (and delivered); no projection of its own.
+            EventPayload::SystemAlert(_) => {}
             EventPayload::TransferSettled(t) => {
                 self.set_balance(e.agent_id, e.agent_version, t.balance_after, e.timestamp_ms);
                 if let Some(journal) = &t.journal {

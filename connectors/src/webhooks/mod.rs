@@ -48,7 +48,7 @@ pub const DEFAULT_SCHEDULE: [Duration; 8] = [
 pub const DISABLE_AFTER_DEAD: i32 = 5;
 
 /// Every event type a webhook can subscribe to (`*` subscribes to all).
-pub const EVENT_TYPES: [&str; 20] = [
+pub const EVENT_TYPES: [&str; 21] = [
     "agent.created",
     "deposit.completed",
     "withdrawal.completed",
@@ -69,6 +69,7 @@ pub const EVENT_TYPES: [&str; 20] = [
     "quote.issued",
     "quote.executed",
     "quote.expired",
+    "system.alert",
 ];
 
 /// The webhook type of an event.
@@ -94,6 +95,7 @@ pub fn event_type(p: &EventPayload) -> &'static str {
         EventPayload::QuoteIssued(_) => "quote.issued",
         EventPayload::QuoteExecuted(_) => "quote.executed",
         EventPayload::QuoteExpired(_) => "quote.expired",
+        EventPayload::SystemAlert(_) => "system.alert",
     }
 }
 
@@ -115,6 +117,10 @@ pub fn envelope(e: &Event) -> Value {
             return wrap(json!(c.opportunity.view()))
         }
         EventPayload::OpportunityExecuted(c) => return wrap(json!(c.opportunity.execution_view())),
+        EventPayload::QuoteIssued(c)
+        | EventPayload::QuoteExecuted(c)
+        | EventPayload::QuoteExpired(c) => return wrap(json!(c.quote.view())),
+        EventPayload::SystemAlert(a) => return wrap(a.view()),
         _ => {}
     }
     let mut data = match &e.payload {
@@ -224,6 +230,33 @@ pub async fn check_url(url: &str, allow_private: bool) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn revenue_events_carry_their_own_data() {
+        use schemas::revenue::pricing::SystemAlert;
+        let e = Event {
+            id: uuid::Uuid::new_v4(),
+            agent_id: uuid::Uuid::new_v4(),
+            user_id: uuid::Uuid::new_v4(),
+            command_id: uuid::Uuid::new_v4(),
+            correlation_id: None,
+            timestamp_ms: 0,
+            agent_version: 1,
+            payload: EventPayload::SystemAlert(SystemAlert {
+                severity: "warning".into(),
+                component: "monetizer".into(),
+                message: "High pricing variance detected".into(),
+                product_id: Some("prod_1".into()),
+                variance: Some(0.35),
+            }),
+        };
+        let v = envelope(&e);
+        assert_eq!(v["type"], "system.alert");
+        assert_eq!(v["data"]["details"]["variance"], 0.35);
+        assert!(v["data"].get("agent_id").is_none(), "no bank fields on revenue events");
+        // Every type listed for subscription is one an event can have.
+        assert!(EVENT_TYPES.contains(&event_type(&e.payload)));
+    }
 
     #[test]
     fn signatures_match_the_documented_schemes() {

@@ -65,7 +65,7 @@ fn quoted(step: &crate::runtime::machine::Step) -> Quote {
 
 #[test]
 fn quotes_execute_and_expire_once_and_teach_their_arm() {
-    let m = PricingMachine;
+    let m = PricingMachine::default();
     let tenant = Uuid::new_v4();
     let key = product_key(tenant, "prod_1");
     let mut state: Option<PricingState> = None;
@@ -197,4 +197,37 @@ fn quotes_execute_and_expire_once_and_teach_their_arm() {
             ..
         })
     ));
+}
+
+#[test]
+fn dispersed_prices_raise_one_alert_per_crossing() {
+    let m = PricingMachine {
+        dispersion_alert: 0.05,
+    };
+    let tenant = Uuid::new_v4();
+    let key = product_key(tenant, "prod_1");
+    let mut state: Option<PricingState> = None;
+    let mut alerts = vec![];
+    // A fresh posterior explores every arm: prices from 0.5x to 1.3x disperse.
+    for i in 0..60 {
+        let step = m.apply(
+            &mut state,
+            &command(tenant, key, 1_000 + i, request(0.5)),
+            &at(i),
+        );
+        alerts.extend(step.events.into_iter().filter_map(|e| match e.payload {
+            EventPayload::SystemAlert(a) => Some(a),
+            _ => None,
+        }));
+    }
+    assert_eq!(alerts.len(), 1, "once per crossing: {alerts:?}");
+    let a = &alerts[0];
+    assert_eq!(
+        (a.component.as_str(), a.product_id.as_deref()),
+        ("monetizer", Some("prod_1"))
+    );
+    assert!(a.variance.unwrap() > 0.05);
+    assert!(state.unwrap().alerting);
+    // The default threshold is not crossed by the same prices twice over.
+    assert!(super::dispersion(&[Decimal::from(10), Decimal::from(10)].into()) == 0.0);
 }

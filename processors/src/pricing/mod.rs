@@ -3,7 +3,9 @@
 //! randomness of the command's position; `ExecuteQuote` records a
 //! conversion at the quote's arm; the `ExpireQuotes` tick closes every quote
 //! that expired unexecuted as a non-conversion — so the posterior learns
-//! from both outcomes, and replaying the log reproduces every quote.
+//! from both outcomes, and replaying the log reproduces every quote. When a
+//! product's recent quoted prices disperse beyond a threshold, a
+//! `system.alert` goes out (once per crossing).
 
 #[cfg(test)]
 mod machine_tests;
@@ -19,7 +21,9 @@ use uuid::Uuid;
 
 use schemas::reply::{Outcome, RejectCode};
 pub use schemas::revenue::pricing::product_key;
-use schemas::revenue::pricing::{status, ExecuteQuote, Quote, QuoteChange, RequestQuote};
+use schemas::revenue::pricing::{
+    status, ExecuteQuote, Quote, QuoteChange, RequestQuote, SystemAlert,
+};
 use schemas::{Command, CommandPayload, Event, EventPayload};
 
 use crate::runtime::machine::{Ids, Machine, Route, Step};
@@ -31,6 +35,25 @@ pub const OPEN_MAX: usize = 100_000;
 pub const CLOSED_KEPT: usize = 1_000;
 /// Contexts (segment × value third) one product may learn.
 pub const CONTEXTS_MAX: usize = 3_000;
+/// Quotes a product's price dispersion is measured over.
+pub const DISPERSION_WINDOW: usize = 50;
+/// Quotes needed before dispersion is judged at all.
+pub const DISPERSION_MIN: usize = 20;
+/// Default dispersion (std / mean of recent quoted prices) above which a
+/// `system.alert` fires; it re-arms below 80 % of it.
+pub const DEFAULT_DISPERSION_ALERT: f64 = 0.3;
+
+/// Dispersion of `prices`: standard deviation over mean.
+pub fn dispersion(prices: &VecDeque<Decimal>) -> f64 {
+    let xs: Vec<f64> = prices.iter().map(|p| model::to_f64(*p)).collect();
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    if xs.is_empty() || mean <= 0.0 {
+        return 0.0;
+    }
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+    var.sqrt() / mean
+}
 
 /// One product's pricing state.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -43,6 +66,12 @@ pub struct PricingState {
     pub closed: VecDeque<Quote>,
     /// +1 per event of this product.
     pub version: i64,
+    /// The last [`DISPERSION_WINDOW`] quoted prices, and whether their
+    /// dispersion is above the alert threshold (alerts fire on crossing up).
+    #[serde(default)]
+    pub recent_prices: VecDeque<Decimal>,
+    #[serde(default)]
+    pub alerting: bool,
 }
 
 fn context(segment: &str, bucket: i64) -> String {
@@ -77,9 +106,19 @@ impl PricingState {
     }
 }
 
-/// The pricing machine.
-#[derive(Debug, Clone, Default)]
-pub struct PricingMachine;
+/// The pricing machine, with its alert threshold.
+#[derive(Debug, Clone)]
+pub struct PricingMachine {
+    pub dispersion_alert: f64,
+}
+
+impl Default for PricingMachine {
+    fn default() -> Self {
+        PricingMachine {
+            dispersion_alert: DEFAULT_DISPERSION_ALERT,
+        }
+    }
+}
 
 fn rejected(code: RejectCode, message: &str) -> Step {
     Step {
@@ -123,7 +162,40 @@ fn event(
     }
 }
 
-fn quote(s: &mut PricingState, command: &Command, r: &RequestQuote, ids: &Ids<'_>) -> Step {
+/// Tracks the quoted prices' dispersion; a `system.alert` when it crosses
+/// above `threshold`.
+fn watch_dispersion(s: &mut PricingState, price: Decimal, threshold: f64) -> Option<SystemAlert> {
+    s.recent_prices.push_back(price);
+    while s.recent_prices.len() > DISPERSION_WINDOW {
+        s.recent_prices.pop_front();
+    }
+    if s.recent_prices.len() < DISPERSION_MIN {
+        return None;
+    }
+    let d = dispersion(&s.recent_prices);
+    if !s.alerting && d > threshold {
+        s.alerting = true;
+        return Some(SystemAlert {
+            severity: "warning".into(),
+            component: "monetizer".into(),
+            message: "High pricing variance detected".into(),
+            product_id: Some(s.product_id.clone()),
+            variance: Some((d * 1_000.0).round() / 1_000.0),
+        });
+    }
+    if s.alerting && d < 0.8 * threshold {
+        s.alerting = false;
+    }
+    None
+}
+
+fn quote(
+    s: &mut PricingState,
+    command: &Command,
+    r: &RequestQuote,
+    ids: &Ids<'_>,
+    alert_above: f64,
+) -> Step {
     if let Some(q) = s
         .open
         .get(&command.id)
@@ -179,9 +251,22 @@ fn quote(s: &mut PricingState, command: &Command, r: &RequestQuote, ids: &Ids<'_
         version: 1,
     };
     s.open.insert(q.quote_id, q.clone());
-    let e = event(s, command, ids.id(0), &q, EventPayload::QuoteIssued);
+    let mut events = vec![event(s, command, ids.id(0), &q, EventPayload::QuoteIssued)];
+    if let Some(alert) = watch_dispersion(s, q.recommended_price, alert_above) {
+        s.version += 1;
+        events.push(Event {
+            id: ids.id(1),
+            agent_id: q.product_key,
+            user_id: q.tenant_id,
+            command_id: command.id,
+            correlation_id: command.correlation_id.clone(),
+            timestamp_ms: command.timestamp_ms,
+            agent_version: s.version,
+            payload: EventPayload::SystemAlert(alert),
+        });
+    }
     Step {
-        events: vec![e],
+        events,
         ..answer(&q)
     }
 }
@@ -265,7 +350,7 @@ impl Machine for PricingMachine {
                 if s.tenant != command.user_id {
                     return rejected(RejectCode::NotFound, NOT_FOUND);
                 }
-                quote(s, command, r, ids)
+                quote(s, command, r, ids, self.dispersion_alert)
             }
             CommandPayload::ExecuteQuote(x) => {
                 match state.as_mut().filter(|s| s.tenant == command.user_id) {
@@ -290,6 +375,11 @@ impl Machine for PricingMachine {
             EventPayload::QuoteIssued(_) => "issued",
             EventPayload::QuoteExecuted(_) => "executed",
             EventPayload::QuoteExpired(_) => "expired",
+            EventPayload::SystemAlert(_) => {
+                metrics::counter!("agentbank_alerts_total", "component" => "monetizer")
+                    .increment(1);
+                return;
+            }
             _ => return,
         };
         metrics::counter!("agentbank_quotes_total", "event" => outcome).increment(1);

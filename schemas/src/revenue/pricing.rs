@@ -104,6 +104,30 @@ pub struct Quote {
     pub version: i64,
 }
 
+/// `system.alert`: something a tenant's operators should look at, e.g. a
+/// product's quoted prices dispersing (the model still exploring widely, or
+/// a market that moved).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SystemAlert {
+    pub severity: String,
+    pub component: String,
+    pub message: String,
+    pub product_id: Option<String>,
+    pub variance: Option<f64>,
+}
+
+impl SystemAlert {
+    /// The seed's `data`: `{severity, component, message, details{…}}`.
+    pub fn view(&self) -> serde_json::Value {
+        serde_json::json!({
+            "severity": self.severity,
+            "component": self.component,
+            "message": self.message,
+            "details": {"product_id": self.product_id, "variance": self.variance},
+        })
+    }
+}
+
 /// A quote event's payload: the quote after it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QuoteChange {
