@@ -480,7 +480,7 @@ async fn opportunities_end_to_end() {
     // Replaying the machine's input from offset 0 into empty state gives
     // the same records as the read model holds.
     let records = common::read_topic(&d.bootstrap, &d.topics().opportunity_commands);
-    let states = common::replay(
+    let (states, _) = common::replay(
         &processors::opportunities::OpportunityMachine,
         &d.topics().opportunity_commands,
         &records,

@@ -98,7 +98,7 @@ async fn replaying_the_commands_topic_rebuilds_positions_to_the_unit() {
     // Replay every command from offset zero into empty state.
     let rates = RateSchedule::parse(RATES).unwrap();
     let records = common::read_topic(&d.bootstrap, &d.topics().commands);
-    let states = common::replay(&AgentMachine::new(rates), &d.topics().commands, &records);
+    let (states, _) = common::replay(&AgentMachine::new(rates), &d.topics().commands, &records);
 
     let rows: Vec<(Uuid, Uuid, String, Decimal, Decimal, i64, Decimal)> = sqlx::query_as(
         "SELECT id, agent_id, status, principal, rate_ms, accrued_to, interest_posted FROM savings",

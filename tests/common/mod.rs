@@ -777,14 +777,20 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<Record> {
     out
 }
 
+/// What a replay gives: every key's final state, and every event, in order.
+pub type Replayed<S> = (
+    std::collections::HashMap<uuid::Uuid, Option<S>>,
+    Vec<schemas::Event>,
+);
+
 /// Applies `records` (a machine's whole commands topic, named `topic`: ids
 /// and random draws derive from it) to empty state with the runtime's own
-/// planner; every key's final state.
+/// planner.
 pub fn replay<M: processors::runtime::machine::Machine>(
     machine: &M,
     topic: &str,
     records: &[Record],
-) -> std::collections::HashMap<uuid::Uuid, Option<M::State>> {
+) -> Replayed<M::State> {
     use processors::runtime::checkpoint::Epoch;
     use processors::runtime::plan::{plan, Input, Shard};
     let epoch = Epoch {
@@ -803,11 +809,20 @@ pub fn replay<M: processors::runtime::machine::Machine>(
         record_ms: r.timestamp_ms,
         payload: &r.payload,
     });
-    plan(machine, topic, &mut shards, inputs);
-    shards
+    let planned = plan(machine, topic, &mut shards, inputs);
+    let events = planned
+        .outputs
+        .into_iter()
+        .filter_map(|o| match o {
+            processors::runtime::plan::Output::Event(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    let states = shards
         .into_values()
         .flat_map(|s| s.states.into_iter().map(|(k, (state, _))| (k, state)))
-        .collect()
+        .collect();
+    (states, events)
 }
 
 /// A webhook receiver on a free local port: its URL and what it got (each

@@ -253,7 +253,10 @@ mod tests {
         let v = envelope(&e);
         assert_eq!(v["type"], "system.alert");
         assert_eq!(v["data"]["details"]["variance"], 0.35);
-        assert!(v["data"].get("agent_id").is_none(), "no bank fields on revenue events");
+        assert!(
+            v["data"].get("agent_id").is_none(),
+            "no bank fields on revenue events"
+        );
         // Every type listed for subscription is one an event can have.
         assert!(EVENT_TYPES.contains(&event_type(&e.payload)));
     }

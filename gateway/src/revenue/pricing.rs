@@ -146,12 +146,15 @@ pub async fn quote(
     let id = command_id(&headers, caller.user_id, "monetizer/quote")?;
     let key = product_key(caller.user_id, &request.product_id);
     let payload = CommandPayload::RequestQuote(Box::new(request));
-    Ok(Json(view(
-        state
-            .bus
-            .execute(command(id, key, &caller, payload))
-            .await?,
-    )?))
+    match state
+        .bus
+        .execute(command(id, key, &caller, payload))
+        .await?
+    {
+        // A retried request for a quote closed since: read back.
+        Outcome::Done => Ok(Json(json!(read_back(&state, &caller, id).await?.view()))),
+        other => Ok(Json(view(other)?)),
+    }
 }
 
 fn not_found(id: &str) -> ApiError {
@@ -180,6 +183,12 @@ fn test_quote(id: &str, outcome: TestId, executing: bool) -> Value {
         "test": true,
         "error": (outcome == TestId::Fail).then_some("Simulated failure for test id: the quote expired"),
     })
+}
+
+async fn read_back(state: &AppState, caller: &Caller, id: Uuid) -> Result<Quote, ApiError> {
+    quotes::get(&state.pool, caller.user_id, id)
+        .await?
+        .ok_or_else(|| ApiError::Internal(format!("quote {id} answered but not in the read model")))
 }
 
 async fn find(state: &AppState, caller: &Caller, id: &str) -> Result<Quote, ApiError> {
@@ -244,6 +253,9 @@ pub async fn execute(
         };
     }
     let found = find(&state, &caller, &id).await?;
+    if found.status == status::EXECUTED {
+        return Ok(Json(json!(found.view()))); // executed before: the same answer
+    }
     let payload = CommandPayload::ExecuteQuote(ExecuteQuote {
         quote_id: found.quote_id,
         discount_percentage: discount,
@@ -266,6 +278,9 @@ pub async fn execute(
             message,
             details: json!({"field": "quote_id", "expires_at": found.view().expires_at}),
         }),
+        Outcome::Done => Ok(Json(json!(read_back(&state, &caller, found.quote_id)
+            .await?
+            .view()))),
         other => Ok(Json(view(other)?)),
     }
 }

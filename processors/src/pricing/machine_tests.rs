@@ -89,6 +89,8 @@ fn quotes_execute_and_expire_once_and_teach_their_arm() {
     let again = m.apply(&mut state, &q1, &at(1));
     assert!(again.events.is_empty());
     assert_eq!(quoted(&again), quote);
+    let size = serde_json::to_vec(state.as_ref().unwrap()).unwrap().len();
+    assert!(size < 2_000, "one open quote's state: {size} bytes");
 
     let exec = |id: Uuid, ts: i64| {
         command(
@@ -115,6 +117,12 @@ fn quotes_execute_and_expire_once_and_teach_their_arm() {
     // Executing again: the same answer, nothing learned twice.
     let twice = m.apply(&mut state, &exec(quote.quote_id, 10_600), &at(3));
     assert!(twice.events.is_empty());
+    assert_eq!(twice.reply, Some(Outcome::Done));
+    assert_eq!(
+        m.apply(&mut state, &q1, &at(3)).reply,
+        Some(Outcome::Done),
+        "a closed quote's retried request"
+    );
     assert_eq!(
         state.as_ref().unwrap().posteriors["smb|2"].alpha[quote.arm as usize],
         2.0
@@ -230,4 +238,53 @@ fn dispersed_prices_raise_one_alert_per_crossing() {
     assert!(state.unwrap().alerting);
     // The default threshold is not crossed by the same prices twice over.
     assert!(super::dispersion(&[Decimal::from(10), Decimal::from(10)].into()) == 0.0);
+}
+
+#[test]
+fn a_products_state_stays_within_one_record() {
+    let m = PricingMachine::default();
+    let tenant = Uuid::new_v4();
+    let key = product_key(tenant, "prod_1");
+    let mut state: Option<PricingState> = None;
+    for i in 0..(super::OPEN_MAX as i64 + 5) {
+        let step = m.apply(
+            &mut state,
+            &command(tenant, key, 1_000 + i, request(0.5)),
+            &at(i),
+        );
+        if i >= super::OPEN_MAX as i64 {
+            assert!(matches!(
+                step.reply,
+                Some(Outcome::Rejected {
+                    code: RejectCode::Invalid,
+                    ..
+                })
+            ));
+        }
+    }
+    let size = serde_json::to_vec(state.as_ref().unwrap()).unwrap().len();
+    assert!(
+        size < 900_000,
+        "a full product's checkpoint: {size} bytes (the broker's default limit is 1 MB)"
+    );
+    // Close them all, then fill the closed memory and the open set again.
+    let tick = command(
+        Uuid::nil(),
+        Uuid::nil(),
+        1_000_000,
+        CommandPayload::ExpireQuotes(ExpireQuotes { through: 1_000_000 }),
+    );
+    m.apply(&mut state, &tick, &at(5_000));
+    for i in 0..(super::OPEN_MAX as i64) {
+        m.apply(
+            &mut state,
+            &command(tenant, key, 2_000_000 + i, request(0.5)),
+            &at(6_000 + i),
+        );
+    }
+    let size = serde_json::to_vec(state.as_ref().unwrap()).unwrap().len();
+    assert!(
+        size < 900_000,
+        "a full product's checkpoint: {size} bytes (the broker's default limit is 1 MB)"
+    );
 }

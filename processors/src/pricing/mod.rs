@@ -29,10 +29,13 @@ use schemas::{Command, CommandPayload, Event, EventPayload};
 use crate::runtime::machine::{Ids, Machine, Route, Step};
 use model::Posterior;
 
-/// Open quotes one product may have at once.
-pub const OPEN_MAX: usize = 100_000;
-/// Closed quotes remembered (retried executes get their first answer).
-pub const CLOSED_KEPT: usize = 1_000;
+/// Open quotes one product may have at once. A product's state is one
+/// checkpoint record, which must stay well under the broker's record limit
+/// (1 MB by default); an open quote takes about 600 bytes of it.
+pub const OPEN_MAX: usize = 1_000;
+/// Closed quotes remembered (by id and outcome), so a retried request or
+/// execute is answered, not applied again.
+pub const CLOSED_KEPT: usize = 2_000;
 /// Contexts (segment × value third) one product may learn.
 pub const CONTEXTS_MAX: usize = 3_000;
 /// Quotes a product's price dispersion is measured over.
@@ -63,7 +66,7 @@ pub struct PricingState {
     /// Posteriors by `segment|value third`.
     pub posteriors: BTreeMap<String, Posterior>,
     pub open: BTreeMap<Uuid, Quote>,
-    pub closed: VecDeque<Quote>,
+    pub closed: VecDeque<Closed>,
     /// +1 per event of this product.
     pub version: i64,
     /// The last [`DISPERSION_WINDOW`] quoted prices, and whether their
@@ -74,13 +77,21 @@ pub struct PricingState {
     pub alerting: bool,
 }
 
+/// A closed quote as remembered: its id and whether it converted (the
+/// record itself is in the read model).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Closed {
+    pub quote_id: Uuid,
+    pub executed: bool,
+}
+
 fn context(segment: &str, bucket: i64) -> String {
     format!("{segment}|{bucket}")
 }
 
 impl PricingState {
-    fn find_closed(&self, id: Uuid) -> Option<&Quote> {
-        self.closed.iter().find(|q| q.quote_id == id)
+    fn find_closed(&self, id: Uuid) -> Option<Closed> {
+        self.closed.iter().find(|c| c.quote_id == id).copied()
     }
 
     /// Closes `q` as `executed` or `expired` and learns its outcome.
@@ -98,7 +109,10 @@ impl PricingState {
         .into();
         q.closed_ms = Some(at_ms);
         q.version += 1;
-        self.closed.push_back(q.clone());
+        self.closed.push_back(Closed {
+            quote_id: q.quote_id,
+            executed: converted,
+        });
         while self.closed.len() > CLOSED_KEPT {
             self.closed.pop_front();
         }
@@ -126,6 +140,13 @@ fn rejected(code: RejectCode, message: &str) -> Step {
             code,
             message: message.into(),
         }),
+        ..Step::default()
+    }
+}
+
+fn done() -> Step {
+    Step {
+        reply: Some(Outcome::Done),
         ..Step::default()
     }
 }
@@ -196,12 +217,12 @@ fn quote(
     ids: &Ids<'_>,
     alert_above: f64,
 ) -> Step {
-    if let Some(q) = s
-        .open
-        .get(&command.id)
-        .or_else(|| s.find_closed(command.id))
-    {
-        return answer(q); // a retried request: the same quote
+    // A retried request: the same quote (a closed one is read back by the gateway).
+    if let Some(q) = s.open.get(&command.id) {
+        return answer(q);
+    }
+    if s.find_closed(command.id).is_some() {
+        return done();
     }
     let prices: Vec<Decimal> = r.competitor_prices.iter().map(|c| c.price).collect();
     let Some(reference) = model::reference_price(&prices) else {
@@ -274,7 +295,8 @@ fn quote(
 fn execute(s: &mut PricingState, command: &Command, x: &ExecuteQuote, ids: &Ids<'_>) -> Step {
     let Some(open) = s.open.get(&x.quote_id).cloned() else {
         return match s.find_closed(x.quote_id) {
-            Some(q) if q.status == status::EXECUTED => answer(q),
+            // Executed before: the gateway answers the quote from the read model.
+            Some(c) if c.executed => done(),
             Some(_) => rejected(RejectCode::Invalid, EXPIRED),
             None => rejected(RejectCode::NotFound, NOT_FOUND),
         };
