@@ -432,13 +432,27 @@ async fn serve_metrics(addr: Option<SocketAddr>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Libraries that log message contents (which carry API keys and tokens)
+/// at their finest levels: capped whatever `RUST_LOG` asks, so a secret can
+/// never reach the log (`tests/secrets_never_logged.rs`).
+const PAYLOAD_LOGGERS: [&str; 2] = ["tungstenite=debug", "tokio_tungstenite=debug"];
+
+/// `RUST_LOG` (default `info,rdkafka=warn,sqlx=warn`) with [`PAYLOAD_LOGGERS`] capped.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,rdkafka=warn,sqlx=warn".into());
+    for cap in PAYLOAD_LOGGERS {
+        if let Ok(directive) = cap.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
+    filter
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rdkafka=warn,sqlx=warn".into()),
-        )
+        .with_env_filter(log_filter())
         .init();
     let cli = Cli::parse();
     let common = cli.common;
