@@ -237,6 +237,16 @@ struct HttpArgs {
         hide_env_values = true
     )]
     service_tokens: String,
+    /// Open WebSocket sessions per user and per gateway.
+    #[arg(long, env = "AGENTBANK_WS_SESSIONS_PER_USER", default_value_t = 10)]
+    ws_sessions_per_user: usize,
+    #[arg(long, env = "AGENTBANK_WS_SESSIONS_MAX", default_value_t = 10_000)]
+    ws_sessions_max: usize,
+    /// Open SSE metric streams per user and per gateway.
+    #[arg(long, env = "AGENTBANK_SSE_STREAMS_PER_USER", default_value_t = 5)]
+    sse_streams_per_user: usize,
+    #[arg(long, env = "AGENTBANK_SSE_STREAMS_MAX", default_value_t = 5_000)]
+    sse_streams_max: usize,
     /// How long a pricing quote may be executed (ms; 30 minutes).
     #[arg(long, env = "AGENTBANK_QUOTE_TTL_MS", default_value_t = 1_800_000)]
     quote_ttl_ms: u64,
@@ -301,6 +311,10 @@ impl Common {
             })?;
         Ok(GatewayConfig {
             quote_ttl: Duration::from_millis(http.quote_ttl_ms.max(1)),
+            ws_sessions_per_user: http.ws_sessions_per_user,
+            ws_sessions_max: http.ws_sessions_max,
+            sse_streams_per_user: http.sse_streams_per_user,
+            sse_streams_max: http.sse_streams_max,
             jwt,
             service_tokens,
             default_tier,

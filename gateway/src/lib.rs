@@ -22,6 +22,7 @@ pub mod feed;
 pub mod health;
 pub mod rate_limit;
 pub mod revenue;
+pub mod sessions;
 pub mod tenant;
 
 use std::net::SocketAddr;
@@ -75,6 +76,12 @@ pub struct GatewayConfig {
     pub default_tier: rate_limit::Tier,
     /// How long a pricing quote may be executed (`AGENTBANK_QUOTE_TTL_MS`).
     pub quote_ttl: Duration,
+    /// WebSocket sessions per user and per gateway.
+    pub ws_sessions_per_user: usize,
+    pub ws_sessions_max: usize,
+    /// SSE metric streams per user and per gateway.
+    pub sse_streams_per_user: usize,
+    pub sse_streams_max: usize,
 }
 
 /// What verifies credentials other than API keys.
@@ -108,6 +115,9 @@ pub struct AppState {
     pub identity: Arc<Identity>,
     /// The revenue routes' per-tier limits.
     pub tier_limits: Arc<rate_limit::TierLimits>,
+    /// Open WebSocket sessions and SSE streams.
+    pub ws_sessions: Arc<sessions::SessionLimits>,
+    pub sse_streams: Arc<sessions::SessionLimits>,
 }
 
 impl AppState {
@@ -268,6 +278,10 @@ pub async fn serve(
         Some(c) => Some(Arc::new(chain::ChainAccess::new(c)?)),
         None => None,
     };
+    let ws_sessions =
+        sessions::SessionLimits::new("ws", config.ws_sessions_per_user, config.ws_sessions_max);
+    let sse_streams =
+        sessions::SessionLimits::new("sse", config.sse_streams_per_user, config.sse_streams_max);
     let state = AppState {
         feed,
         chain,
@@ -280,6 +294,8 @@ pub async fn serve(
         caches: Arc::default(),
         identity,
         tier_limits,
+        ws_sessions,
+        sse_streams,
     };
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move {

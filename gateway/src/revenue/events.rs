@@ -90,6 +90,11 @@ async fn session(state: AppState, mut socket: WebSocket) {
             .await
         }
     };
+    // Held for the session's life; a user or gateway at its bound is turned away.
+    let _held = match state.ws_sessions.acquire(user) {
+        Ok(held) => held,
+        Err(_) => return close(socket, 1013, "too many open sessions; try again later").await,
+    };
     if !send(&mut socket, text(json!({"type": "auth.ok"}))).await {
         return;
     }

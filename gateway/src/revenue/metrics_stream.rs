@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use crate::auth::Caller;
 use crate::body::number;
+use crate::sessions::{Held, Refused};
 use crate::{ApiError, AppState};
 
 /// The metrics of one tenant, read from the read model.
@@ -36,6 +37,8 @@ enum Next {
 }
 
 struct Cursor {
+    /// The stream's place, freed when the client goes.
+    _held: Held,
     state: AppState,
     caller: Caller,
     id: u64,
@@ -49,7 +52,21 @@ pub async fn stream(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let held = state
+        .sse_streams
+        .acquire(caller.user_id)
+        .map_err(|why| ApiError::Status {
+            status: 429,
+            message: match why {
+                Refused::PerUser(n) => {
+                    format!("Too many open metric streams: at most {n} per user")
+                }
+                Refused::Gateway(_) => {
+                    "Too many open metric streams on this gateway; try again later".into()
+                }
+            },
+        })?;
     let resumed: u64 = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -58,6 +75,7 @@ pub async fn stream(
     let now = Instant::now();
     let heartbeat = state.config.sse_heartbeat;
     let cursor = Cursor {
+        _held: held,
         state,
         caller,
         id: resumed,
@@ -109,5 +127,5 @@ pub async fn stream(
         }
     });
     metrics::counter!("agentbank_sse_streams_total").increment(1);
-    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
