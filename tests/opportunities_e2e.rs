@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::{eventually, Deployment};
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use reqwest::Method;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -42,23 +42,7 @@ async fn opportunities_end_to_end() {
         )
         .await;
     assert_eq!(s, 201, "{hook}");
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/v1/events", d.http))
-        .await
-        .unwrap();
-    ws.send(Message::Text(
-        json!({"type": "auth", "token": key}).to_string().into(),
-    ))
-    .await
-    .unwrap();
-    ws.next().await.unwrap().unwrap();
-    ws.send(Message::Text(
-        json!({"type": "subscribe", "channels": ["opportunities"]})
-            .to_string()
-            .into(),
-    ))
-    .await
-    .unwrap();
-    ws.next().await.unwrap().unwrap();
+    let mut ws = common::ws_subscribed(&d, &key, &["opportunities"]).await;
 
     // Create: scored, 201, the seed's shape; idempotent by key.
     let body = opportunity(

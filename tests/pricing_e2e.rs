@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use common::{eventually, Deployment};
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::Method;
@@ -233,23 +233,7 @@ async fn quotes_learn_each_segments_price_through_the_api() {
         )
         .await;
     assert_eq!(s, 201, "{h}");
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/v1/events", d.http))
-        .await
-        .unwrap();
-    ws.send(Message::Text(
-        json!({"type": "auth", "token": key}).to_string().into(),
-    ))
-    .await
-    .unwrap();
-    ws.next().await.unwrap().unwrap();
-    ws.send(Message::Text(
-        json!({"type": "subscribe", "channels": ["alerts"]})
-            .to_string()
-            .into(),
-    ))
-    .await
-    .unwrap();
-    ws.next().await.unwrap().unwrap();
+    let mut ws = common::ws_subscribed(&d, &key, &["alerts"]).await;
 
     // Learning: 2,500 quotes per segment, 24 at a time; customers convert
     // by the segment's true demand (seeded per round).

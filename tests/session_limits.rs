@@ -13,11 +13,8 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 /// Connects and authenticates; the first answer (`auth.ok` or a close).
-async fn session(d: &Deployment, key: &str) -> (Ws, Message) {
+async fn session(d: &Deployment, key: &str) -> (common::Ws, Message) {
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/v1/events", d.http))
         .await
         .unwrap();

@@ -847,3 +847,32 @@ pub async fn hook_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Val
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, got)
 }
+
+/// A WebSocket session on `/v1/events`.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A session authenticated with `token` (an API key or an access token) and
+/// subscribed to `channels`; panics unless both are acknowledged.
+pub async fn ws_subscribed(d: &Deployment, token: &str, channels: &[&str]) -> Ws {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/v1/events", d.http))
+        .await
+        .unwrap();
+    for m in [
+        json!({"type": "auth", "token": token}),
+        json!({"type": "subscribe", "channels": channels}),
+    ] {
+        ws.send(Message::Text(m.to_string().into())).await.unwrap();
+        let Some(Ok(Message::Text(answer))) = ws.next().await else {
+            panic!("no answer to {m}")
+        };
+        let answer: Value = serde_json::from_str(&answer).unwrap();
+        assert!(
+            answer["type"] == "auth.ok" || answer["type"] == "subscribed",
+            "{answer}"
+        );
+    }
+    ws
+}

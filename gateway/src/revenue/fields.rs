@@ -138,9 +138,11 @@ impl<'a> Fields<'a> {
     }
 
     pub fn rate(&self, key: &str, lo: f64, hi: f64) -> Result<Option<f64>, ApiError> {
+        // `+ 0.0`: a negative zero would not read back from jsonb as given.
         self.number(key, &format!("a number from {lo} to {hi}"), |n| {
             n.as_f64()
                 .filter(|x| x.is_finite() && (lo..=hi).contains(x))
+                .map(|x| x + 0.0)
         })
     }
 

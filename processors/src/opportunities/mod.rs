@@ -37,16 +37,6 @@ pub struct OpportunityState {
 #[derive(Debug, Clone, Default)]
 pub struct OpportunityMachine;
 
-fn rejected(code: RejectCode, message: &str) -> Step {
-    Step {
-        reply: Some(Outcome::Rejected {
-            code,
-            message: message.into(),
-        }),
-        ..Step::default()
-    }
-}
-
 fn answer(o: &Opportunity) -> Option<Outcome> {
     Some(Outcome::Opportunity(Box::new(o.clone())))
 }
@@ -97,7 +87,7 @@ impl Machine for OpportunityMachine {
                             ..Step::default()
                         }
                     } else {
-                        rejected(
+                        Step::rejected(
                             RejectCode::Conflict,
                             "An opportunity with this id already exists",
                         )
@@ -125,7 +115,7 @@ impl Machine for OpportunityMachine {
                     .as_mut()
                     .filter(|s| s.opportunity.tenant_id == command.user_id)
                 else {
-                    return rejected(RejectCode::NotFound, NOT_FOUND);
+                    return Step::rejected(RejectCode::NotFound, NOT_FOUND);
                 };
                 let o = &mut s.opportunity;
                 if o.status != status::PENDING {
@@ -194,7 +184,7 @@ impl Machine for OpportunityMachine {
                     ..Step::default()
                 }
             }
-            _ => rejected(RejectCode::Invalid, "not a command for opportunities"),
+            _ => Step::rejected(RejectCode::Invalid, "not a command for opportunities"),
         }
     }
 

@@ -59,8 +59,10 @@ fn clamp01(x: f64) -> f64 {
     }
 }
 
+/// Rounded to 4 places, never a negative zero (JSON keeps "-0.0", Postgres'
+/// jsonb does not: a record must read back as it was answered).
 fn round4(x: f64) -> f64 {
-    (x * 10_000.0).round() / 10_000.0
+    (x * 10_000.0).round() / 10_000.0 + 0.0
 }
 
 /// 0 at $1M a year or less, 1 at $10B or more, linear in log10 between.

@@ -134,28 +134,12 @@ impl Default for PricingMachine {
     }
 }
 
-fn rejected(code: RejectCode, message: &str) -> Step {
-    Step {
-        reply: Some(Outcome::Rejected {
-            code,
-            message: message.into(),
-        }),
-        ..Step::default()
-    }
-}
-
 fn done() -> Step {
-    Step {
-        reply: Some(Outcome::Done),
-        ..Step::default()
-    }
+    Step::reply(Outcome::Done)
 }
 
 fn answer(q: &Quote) -> Step {
-    Step {
-        reply: Some(Outcome::Quote(Box::new(q.clone()))),
-        ..Step::default()
-    }
+    Step::reply(Outcome::Quote(Box::new(q.clone())))
 }
 
 const NOT_FOUND: &str = "Quote not found";
@@ -226,13 +210,13 @@ fn quote(
     }
     let prices: Vec<Decimal> = r.competitor_prices.iter().map(|c| c.price).collect();
     let Some(reference) = model::reference_price(&prices) else {
-        return rejected(
+        return Step::rejected(
             RejectCode::Invalid,
             "competitor_pricing needs at least one positive price",
         );
     };
     if s.open.len() >= OPEN_MAX {
-        return rejected(
+        return Step::rejected(
             RejectCode::Invalid,
             "Too many open quotes for this product; execute or let some expire",
         );
@@ -240,7 +224,7 @@ fn quote(
     let bucket = i64::from(model::value_bucket(r.user_value_score));
     let key = context(&r.segment_id, bucket);
     if !s.posteriors.contains_key(&key) && s.posteriors.len() >= CONTEXTS_MAX {
-        return rejected(RejectCode::Invalid, "Too many segments for this product");
+        return Step::rejected(RejectCode::Invalid, "Too many segments for this product");
     }
     let choice = s
         .posteriors
@@ -297,12 +281,12 @@ fn execute(s: &mut PricingState, command: &Command, x: &ExecuteQuote, ids: &Ids<
         return match s.find_closed(x.quote_id) {
             // Executed before: the gateway answers the quote from the read model.
             Some(c) if c.executed => done(),
-            Some(_) => rejected(RejectCode::Invalid, EXPIRED),
-            None => rejected(RejectCode::NotFound, NOT_FOUND),
+            Some(_) => Step::rejected(RejectCode::Invalid, EXPIRED),
+            None => Step::rejected(RejectCode::NotFound, NOT_FOUND),
         };
     };
     if command.timestamp_ms > open.expires_ms {
-        return rejected(RejectCode::Invalid, EXPIRED); // the tick closes it
+        return Step::rejected(RejectCode::Invalid, EXPIRED); // the tick closes it
     }
     s.open.remove(&x.quote_id);
     let discount = x
@@ -370,21 +354,21 @@ impl Machine for PricingMachine {
                     ..PricingState::default()
                 });
                 if s.tenant != command.user_id {
-                    return rejected(RejectCode::NotFound, NOT_FOUND);
+                    return Step::rejected(RejectCode::NotFound, NOT_FOUND);
                 }
                 quote(s, command, r, ids, self.dispersion_alert)
             }
             CommandPayload::ExecuteQuote(x) => {
                 match state.as_mut().filter(|s| s.tenant == command.user_id) {
                     Some(s) => execute(s, command, x, ids),
-                    None => rejected(RejectCode::NotFound, NOT_FOUND),
+                    None => Step::rejected(RejectCode::NotFound, NOT_FOUND),
                 }
             }
             CommandPayload::ExpireQuotes(t) => match state.as_mut() {
                 Some(s) => expire(s, command, t.through, ids),
                 None => Step::default(),
             },
-            _ => rejected(RejectCode::Invalid, "not a command for pricing"),
+            _ => Step::rejected(RejectCode::Invalid, "not a command for pricing"),
         }
     }
 

@@ -154,8 +154,10 @@ impl Posterior {
             price: price(reference, arm),
             lower: price(reference, lo),
             upper: price(reference, hi),
-            expected_conversion: (self.mean(arm) * 10_000.0).round() / 10_000.0,
-            price_elasticity: (elasticity * 1_000.0).round() / 1_000.0,
+            // `+ 0.0` turns a negative zero positive: JSON keeps "-0.0",
+            // Postgres' jsonb does not, and a quote must read back as it was answered.
+            expected_conversion: (self.mean(arm) * 10_000.0).round() / 10_000.0 + 0.0,
+            price_elasticity: (elasticity * 1_000.0).round() / 1_000.0 + 0.0,
         }
     }
 

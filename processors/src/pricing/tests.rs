@@ -120,6 +120,7 @@ proptest! {
         prop_assert!(price(reference, 0) <= a.lower && a.upper <= price(reference, MULTIPLIERS.len() - 1));
         prop_assert!((0.0..=1.0).contains(&a.expected_conversion));
         prop_assert!(a.price_elasticity.is_finite());
+        prop_assert!(!(a.price_elasticity == 0.0 && a.price_elasticity.is_sign_negative()), "no negative zero");
         prop_assert_eq!(a.price, price(reference, a.arm));
     }
 

@@ -111,6 +111,24 @@ pub struct Step {
     pub reply: Option<Outcome>,
 }
 
+impl Step {
+    /// Only an answer for the caller.
+    pub fn reply(outcome: Outcome) -> Step {
+        Step {
+            reply: Some(outcome),
+            ..Step::default()
+        }
+    }
+
+    /// Only a refusal for the caller: nothing happened.
+    pub fn rejected(code: schemas::reply::RejectCode, message: &str) -> Step {
+        Step::reply(Outcome::Rejected {
+            code,
+            message: message.into(),
+        })
+    }
+}
+
 /// What a machine's per-key state must be: checkpointed as JSON, moved
 /// between tasks.
 pub trait State: Clone + Debug + Serialize + DeserializeOwned + Send + Sync + 'static {}
