@@ -23,23 +23,11 @@ pub struct RevenueRows {
 
 impl RevenueRows {
     pub fn opportunity(&mut self, o: &Opportunity) {
-        let newer = self
-            .opportunities
-            .get(&o.id)
-            .is_none_or(|seen| seen.version < o.version);
-        if newer {
-            self.opportunities.insert(o.id, o.clone());
-        }
+        keep_latest(&mut self.opportunities, o.id, o, |o| o.version);
     }
 
     pub fn quote(&mut self, q: &Quote) {
-        let newer = self
-            .quotes
-            .get(&q.quote_id)
-            .is_none_or(|seen| seen.version < q.version);
-        if newer {
-            self.quotes.insert(q.quote_id, q.clone());
-        }
+        keep_latest(&mut self.quotes, q.quote_id, q, |q| q.version);
     }
 
     pub async fn write(self, tx: &mut Transaction<'_, Postgres>) -> Result<(), ConnectorError> {
@@ -94,6 +82,16 @@ impl RevenueRows {
         .execute(&mut **tx)
         .await?;
         Ok(())
+    }
+}
+
+/// Keeps `row` for `id` unless the batch already holds a later version.
+fn keep_latest<T: Clone>(rows: &mut HashMap<Uuid, T>, id: Uuid, row: &T, version: fn(&T) -> i64) {
+    if rows
+        .get(&id)
+        .is_none_or(|seen| version(seen) < version(row))
+    {
+        rows.insert(id, row.clone());
     }
 }
 

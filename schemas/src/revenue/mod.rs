@@ -3,3 +3,26 @@
 
 pub mod opportunity;
 pub mod pricing;
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+/// A time in the revenue API's answers: RFC 3339, milliseconds, UTC.
+pub(crate) fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Serde: an amount as an exact JSON number (`#[serde(serialize_with)]`).
+pub(crate) fn json_number<S: serde::Serializer>(d: &Decimal, s: S) -> Result<S::Ok, S::Error> {
+    crate::money::json_number(*d).serialize(s)
+}
+
+/// Serde: an optional amount as an exact JSON number or null.
+pub(crate) fn json_number_option<S: serde::Serializer>(
+    d: &Option<Decimal>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    d.map(crate::money::json_number).serialize(s)
+}

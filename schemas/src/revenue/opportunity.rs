@@ -11,6 +11,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::rfc3339;
+
 /// `status`: pending (scored, not executed) → active (executing) → completed.
 pub mod status {
     pub const PENDING: &str = "pending";
@@ -170,17 +172,6 @@ pub struct CompleteOpportunity {
     pub started_ms: i64,
 }
 
-fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-/// An amount as an exact JSON number.
-fn json_number<S: serde::Serializer>(d: &Decimal, s: S) -> Result<S::Ok, S::Error> {
-    crate::money::json_number(*d).serialize(s)
-}
-
 /// The revenue API's opportunity (`GET /v1/opportunities/{id}`, the seed's
 /// shape): short ids, RFC 3339 times, market figures as exact JSON numbers.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -211,7 +202,7 @@ pub struct OpportunityView {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MetadataView {
-    #[serde(serialize_with = "json_number")]
+    #[serde(serialize_with = "super::json_number")]
     #[cfg_attr(feature = "openapi", schema(value_type = f64))]
     pub market_size: Decimal,
     pub competition_level: String,
@@ -223,19 +214,19 @@ pub struct MetadataView {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EconomicView {
-    #[serde(serialize_with = "json_number")]
+    #[serde(serialize_with = "super::json_number")]
     #[cfg_attr(feature = "openapi", schema(value_type = f64))]
     pub total_addressable_market: Decimal,
-    #[serde(serialize_with = "json_number")]
+    #[serde(serialize_with = "super::json_number")]
     #[cfg_attr(feature = "openapi", schema(value_type = f64))]
     pub serviceable_addressable_market: Decimal,
-    #[serde(serialize_with = "json_number")]
+    #[serde(serialize_with = "super::json_number")]
     #[cfg_attr(feature = "openapi", schema(value_type = f64))]
     pub serviceable_obtainable_market: Decimal,
     pub market_growth_rate: f64,
     /// Months.
     pub competitive_advantage_period: i64,
-    #[serde(serialize_with = "json_number")]
+    #[serde(serialize_with = "super::json_number")]
     #[cfg_attr(feature = "openapi", schema(value_type = f64))]
     pub execution_cost: Decimal,
 }

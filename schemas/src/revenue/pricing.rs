@@ -7,6 +7,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::rfc3339;
+
 /// `status`: open → executed | expired.
 pub mod status {
     pub const OPEN: &str = "open";
@@ -134,20 +136,6 @@ pub struct QuoteChange {
     pub quote: Box<Quote>,
 }
 
-fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-fn json_number<S: serde::Serializer>(d: &Decimal, s: S) -> Result<S::Ok, S::Error> {
-    crate::money::json_number(*d).serialize(s)
-}
-
-fn json_number_option<S: serde::Serializer>(d: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {
-    d.map(crate::money::json_number).serialize(s)
-}
-
 /// The revenue API's quote (`/v1/monetizer/quote`, the seed's shape, with
 /// its status and outcome).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -157,7 +145,7 @@ pub struct QuoteView {
     pub quote_id: String,
     pub product_id: String,
     pub segment_id: String,
-    #[serde(serialize_with = "json_number")]
+    #[serde(serialize_with = "super::json_number")]
     #[cfg_attr(feature = "openapi", schema(value_type = f64))]
     pub recommended_price: Decimal,
     pub confidence_interval: ConfidenceInterval,
@@ -167,7 +155,7 @@ pub struct QuoteView {
     pub expires_at: String,
     /// open, executed or expired.
     pub status: String,
-    #[serde(serialize_with = "json_number_option")]
+    #[serde(serialize_with = "super::json_number_option")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>))]
     pub final_price: Option<Decimal>,
 }
@@ -175,10 +163,10 @@ pub struct QuoteView {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConfidenceInterval {
-    #[serde(serialize_with = "json_number")]
+    #[serde(serialize_with = "super::json_number")]
     #[cfg_attr(feature = "openapi", schema(value_type = f64))]
     pub lower: Decimal,
-    #[serde(serialize_with = "json_number")]
+    #[serde(serialize_with = "super::json_number")]
     #[cfg_attr(feature = "openapi", schema(value_type = f64))]
     pub upper: Decimal,
     pub confidence: f64,
@@ -188,7 +176,7 @@ pub struct ConfidenceInterval {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OptimizationMetrics {
     pub expected_conversion: f64,
-    #[serde(serialize_with = "json_number")]
+    #[serde(serialize_with = "super::json_number")]
     #[cfg_attr(feature = "openapi", schema(value_type = f64))]
     pub expected_ltv: Decimal,
     pub price_elasticity: f64,
