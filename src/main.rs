@@ -581,37 +581,44 @@ async fn run_revenue_machines(
         group_id: format!("{}agentbank-{name}", common.topic_prefix),
         ..base.clone()
     };
-    let (opportunities, pricing) = (
-        config(MachineKind::Opportunities, "opportunities"),
-        config(MachineKind::Pricing, "pricing"),
-    );
-    let (opportunity_status, pricing_status) = (
-        Arc::new(ProcessorStatus::default()),
-        Arc::new(ProcessorStatus::default()),
-    );
-    let opportunity_machine = Arc::new(processors::opportunities::OpportunityMachine);
-    let pricing_machine = Arc::new(processors::pricing::PricingMachine {
-        dispersion_alert: common.price_dispersion_alert,
-    });
     tokio::join!(
-        supervise("opportunities", shutdown.clone(), |s| {
-            processors::runtime::run(
-                opportunities.clone(),
-                opportunity_machine.clone(),
-                opportunity_status.clone(),
-                s,
-            )
-        }),
-        supervise("pricing", shutdown, |s| {
-            processors::runtime::run(
-                pricing.clone(),
-                pricing_machine.clone(),
-                pricing_status.clone(),
-                s,
-            )
-        }),
+        run_machine(
+            "opportunities",
+            config(MachineKind::Opportunities, "opportunities"),
+            processors::opportunities::OpportunityMachine,
+            shutdown.clone(),
+        ),
+        run_machine(
+            "pricing",
+            config(MachineKind::Pricing, "pricing"),
+            processors::pricing::PricingMachine {
+                dispersion_alert: common.price_dispersion_alert,
+            },
+            shutdown.clone(),
+        ),
+        run_machine(
+            "revenue",
+            config(MachineKind::Revenue, "revenue"),
+            processors::revenue::RevenueMachine,
+            shutdown,
+        ),
     );
     Ok(())
+}
+
+/// One machine on the generic runtime, restarted by [`supervise`].
+async fn run_machine<M: processors::runtime::machine::Machine + 'static>(
+    name: &'static str,
+    config: ProcessorConfig,
+    machine: M,
+    shutdown: watch::Receiver<bool>,
+) {
+    let machine = Arc::new(machine);
+    let status = Arc::new(ProcessorStatus::default());
+    supervise(name, shutdown, |s| {
+        processors::runtime::run(config.clone(), machine.clone(), status.clone(), s)
+    })
+    .await;
 }
 
 /// The webhook dispatcher (`connectors::webhooks`).

@@ -155,6 +155,7 @@ impl CommandBus {
             MachineKind::Agents,
             MachineKind::Opportunities,
             MachineKind::Pricing,
+            MachineKind::Revenue,
         ] {
             let topic = topics.commands_of(machine).to_string();
             let partitions = kafka.partition_count(&topic)?;

@@ -194,6 +194,14 @@ fn revenue_api() -> Router<AppState> {
         .route("/monetizer/quote", post(revenue::pricing::quote))
         .route("/monetizer/execute", post(revenue::pricing::execute))
         .route("/monetizer/quotes/{id}", get(revenue::pricing::get))
+        .route("/revenue/events", post(revenue::ledger::record))
+        .route("/revenue/transactions", get(revenue::ledger::transactions))
+        .route("/revenue/analytics", get(revenue::ledger::analytics))
+        .route("/revenue/ledger/verify", get(revenue::ledger::verify))
+        .route(
+            "/revenue/targets",
+            get(revenue::ledger::targets).put(revenue::ledger::set_target),
+        )
         .route("/openapi.json", get(revenue::openapi::document))
         .layer(middleware::from_fn(error::envelope))
         .layer(axum::Extension(auth::Product::Revenue))

@@ -33,20 +33,22 @@ pub const COMMAND_AVSC: &str = include_str!("../avro/command.avsc");
 /// The event envelope schema, as published.
 pub const EVENT_AVSC: &str = include_str!("../avro/event.avsc");
 /// Earlier versions, oldest first; records written with them still decode.
-pub const COMMAND_HISTORY: [&str; 6] = [
+pub const COMMAND_HISTORY: [&str; 7] = [
     include_str!("../avro/history/command.v1.avsc"),
     include_str!("../avro/history/command.v2.avsc"),
     include_str!("../avro/history/command.v3.avsc"),
     include_str!("../avro/history/command.v4.avsc"),
     include_str!("../avro/history/command.v5.avsc"),
     include_str!("../avro/history/command.v6.avsc"),
+    include_str!("../avro/history/command.v7.avsc"),
 ];
-pub const EVENT_HISTORY: [&str; 5] = [
+pub const EVENT_HISTORY: [&str; 6] = [
     include_str!("../avro/history/event.v1.avsc"),
     include_str!("../avro/history/event.v2.avsc"),
     include_str!("../avro/history/event.v3.avsc"),
     include_str!("../avro/history/event.v4.avsc"),
     include_str!("../avro/history/event.v5.avsc"),
+    include_str!("../avro/history/event.v6.avsc"),
 ];
 
 /// Single-object encoding marker.
@@ -275,6 +277,8 @@ impl Command {
             CommandPayload::RequestQuote(p) => codec.payload(16, p)?,
             CommandPayload::ExecuteQuote(p) => codec.payload(17, p)?,
             CommandPayload::ExpireQuotes(p) => codec.payload(18, p)?,
+            CommandPayload::RecordRevenue(p) => codec.payload(19, p)?,
+            CommandPayload::SetRevenueTarget(p) => codec.payload(20, p)?,
         };
         codec.encode(vec![
             ("id", Value::String(self.id.to_string())),
@@ -310,6 +314,8 @@ impl Command {
             (16, v) => CommandPayload::RequestQuote(branch(v)?),
             (17, v) => CommandPayload::ExecuteQuote(branch(v)?),
             (18, v) => CommandPayload::ExpireQuotes(branch(v)?),
+            (19, v) => CommandPayload::RecordRevenue(branch(v)?),
+            (20, v) => CommandPayload::SetRevenueTarget(branch(v)?),
             (i, _) => return Err(SchemaError::Shape(format!("unknown command branch {i}"))),
         };
         check_type(payload.type_name(), type_name)?;
@@ -350,6 +356,9 @@ impl Event {
             EventPayload::QuoteExecuted(p) => codec.payload(18, p)?,
             EventPayload::QuoteExpired(p) => codec.payload(19, p)?,
             EventPayload::SystemAlert(p) => codec.payload(20, p)?,
+            EventPayload::RevenueRecorded(p) => codec.payload(21, p)?,
+            EventPayload::RevenueMilestone(p) => codec.payload(22, p)?,
+            EventPayload::RevenueTargetSet(p) => codec.payload(23, p)?,
         };
         codec.encode(vec![
             ("id", Value::String(self.id.to_string())),
@@ -389,6 +398,9 @@ impl Event {
             (18, v) => EventPayload::QuoteExecuted(branch(v)?),
             (19, v) => EventPayload::QuoteExpired(branch(v)?),
             (20, v) => EventPayload::SystemAlert(branch(v)?),
+            (21, v) => EventPayload::RevenueRecorded(branch(v)?),
+            (22, v) => EventPayload::RevenueMilestone(branch(v)?),
+            (23, v) => EventPayload::RevenueTargetSet(branch(v)?),
             (i, _) => return Err(SchemaError::Shape(format!("unknown event branch {i}"))),
         };
         check_type(payload.type_name(), type_name)?;

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::payment::Payment;
+use crate::revenue::ledger::{RecordRevenue, SetRevenueTarget};
 use crate::revenue::opportunity::{CompleteOpportunity, CreateOpportunity, ExecuteOpportunity};
 use crate::revenue::pricing::{ExecuteQuote, ExpireQuotes, RequestQuote};
 use crate::settlement::SettlementResult;
@@ -87,6 +88,10 @@ pub enum CommandPayload {
     RequestQuote(Box<RequestQuote>),
     ExecuteQuote(ExecuteQuote),
     ExpireQuotes(ExpireQuotes),
+    /// The revenue ledger (key: the tenant's ledger): a revenue event, and
+    /// the tenant's monthly target.
+    RecordRevenue(Box<RecordRevenue>),
+    SetRevenueTarget(SetRevenueTarget),
 }
 
 impl CommandPayload {
@@ -99,6 +104,9 @@ impl CommandPayload {
             CommandPayload::RequestQuote(_)
             | CommandPayload::ExecuteQuote(_)
             | CommandPayload::ExpireQuotes(_) => crate::topics::MachineKind::Pricing,
+            CommandPayload::RecordRevenue(_) | CommandPayload::SetRevenueTarget(_) => {
+                crate::topics::MachineKind::Revenue
+            }
             _ => crate::topics::MachineKind::Agents,
         }
     }
@@ -125,6 +133,8 @@ impl CommandPayload {
             CommandPayload::RequestQuote(_) => "RequestQuote",
             CommandPayload::ExecuteQuote(_) => "ExecuteQuote",
             CommandPayload::ExpireQuotes(_) => "ExpireQuotes",
+            CommandPayload::RecordRevenue(_) => "RecordRevenue",
+            CommandPayload::SetRevenueTarget(_) => "SetRevenueTarget",
         }
     }
 }

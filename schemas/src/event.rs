@@ -48,6 +48,10 @@ pub enum EventPayload {
     QuoteExecuted(crate::revenue::pricing::QuoteChange),
     QuoteExpired(crate::revenue::pricing::QuoteChange),
     SystemAlert(crate::revenue::pricing::SystemAlert),
+    /// The revenue ledger: an entry posted, a target crossed, a target set.
+    RevenueRecorded(crate::revenue::ledger::RevenueRecorded),
+    RevenueMilestone(crate::revenue::ledger::RevenueMilestone),
+    RevenueTargetSet(crate::revenue::ledger::RevenueTargetSet),
 }
 
 /// An opportunity event's payload: the whole record after it.
@@ -80,6 +84,9 @@ impl EventPayload {
             EventPayload::QuoteExecuted(_) => "QuoteExecuted",
             EventPayload::QuoteExpired(_) => "QuoteExpired",
             EventPayload::SystemAlert(_) => "SystemAlert",
+            EventPayload::RevenueRecorded(_) => "RevenueRecorded",
+            EventPayload::RevenueMilestone(_) => "RevenueMilestone",
+            EventPayload::RevenueTargetSet(_) => "RevenueTargetSet",
         }
     }
 

@@ -53,6 +53,8 @@ pub enum Outcome {
     Opportunity(Box<crate::revenue::opportunity::Opportunity>),
     /// A quote as the pricing machine holds it after the command.
     Quote(Box<crate::revenue::pricing::Quote>),
+    /// A revenue event's posted entry.
+    RevenueEntry(Box<crate::revenue::ledger::LedgerEntry>),
     /// Done; nothing to show (e.g. the sign-up bonus).
     Done,
     Rejected {

@@ -26,6 +26,9 @@ pub struct Topics {
     /// The pricing machine's commands; key = the tenant's product key.
     pub pricing_commands: String,
     pub pricing_state: String,
+    /// The revenue ledger's commands; key = the tenant's ledger key.
+    pub revenue_commands: String,
+    pub revenue_state: String,
 }
 
 /// Which keyed machine a command is for: each has its own commands and
@@ -35,6 +38,7 @@ pub enum MachineKind {
     Agents,
     Opportunities,
     Pricing,
+    Revenue,
 }
 
 impl Topics {
@@ -51,6 +55,8 @@ impl Topics {
             opportunity_state: format!("{prefix}agentbank.opportunities.state"),
             pricing_commands: format!("{prefix}agentbank.pricing.commands"),
             pricing_state: format!("{prefix}agentbank.pricing.state"),
+            revenue_commands: format!("{prefix}agentbank.revenue.commands"),
+            revenue_state: format!("{prefix}agentbank.revenue.state"),
         }
     }
 
@@ -60,6 +66,7 @@ impl Topics {
             MachineKind::Agents => &self.commands,
             MachineKind::Opportunities => &self.opportunity_commands,
             MachineKind::Pricing => &self.pricing_commands,
+            MachineKind::Revenue => &self.revenue_commands,
         }
     }
 
@@ -78,13 +85,20 @@ impl Topics {
                 state: self.pricing_state.clone(),
                 ..self.clone()
             },
+            MachineKind::Revenue => Topics {
+                commands: self.revenue_commands.clone(),
+                state: self.revenue_state.clone(),
+                ..self.clone()
+            },
         }
     }
 
     /// Every topic with whether it is compacted. The state topic must have as
     /// many partitions as the commands topic: partition p checkpoints commands p.
-    pub fn all(&self) -> [(&str, bool); 11] {
+    pub fn all(&self) -> [(&str, bool); 13] {
         [
+            (&self.revenue_commands, false),
+            (&self.revenue_state, true),
             (&self.pricing_commands, false),
             (&self.pricing_state, true),
             (&self.opportunity_commands, false),

@@ -30,6 +30,7 @@ pub struct Rows {
     hooks: HookRows,
     /// The revenue platform's projection.
     revenue: super::revenue::RevenueRows,
+    ledger: super::ledger::LedgerRows,
 }
 
 /// Per event: what webhook endpoints subscribed to its type would receive.
@@ -141,7 +142,9 @@ impl Rows {
             | EventPayload::QuoteExecuted(c)
             | EventPayload::QuoteExpired(c) => self.revenue.quote(&c.quote),
             // Kept in the events table (and delivered); no projection of its own.
-            EventPayload::SystemAlert(_) => {}
+            EventPayload::SystemAlert(_) | EventPayload::RevenueMilestone(_) => {}
+            EventPayload::RevenueRecorded(r) => self.ledger.entry(&r.entry),
+            EventPayload::RevenueTargetSet(t) => self.ledger.target(e.user_id, e.agent_version, t),
             EventPayload::TransferSettled(t) => {
                 self.set_balance(e.agent_id, e.agent_version, t.balance_after, e.timestamp_ms);
                 if let Some(journal) = &t.journal {
@@ -310,6 +313,7 @@ impl Rows {
         write_payments(tx, self.payments).await?;
         write_savings(tx, self.savings).await?;
         self.revenue.write(tx).await?;
+        self.ledger.write(tx).await?;
         // Webhook intake, in the read model's transaction: exactly once.
         let h = self.hooks;
         sqlx::query(

@@ -8,6 +8,10 @@ use uuid::Uuid;
 
 use crate::ConnectorError;
 
+/// The currency of `revenue_total` (the revenue API's default currency;
+/// other currencies are in the analytics).
+pub const REVENUE_TOTAL_CURRENCY: &str = "USD";
+
 /// The figures, named as the stream shows them.
 pub async fn snapshot(
     pool: &PgPool,
@@ -40,9 +44,12 @@ pub async fn snapshot(
     .fetch_one(pool)
     .await?;
     // Opportunities belong to the tenant, not to an agent's key.
-    let active = match agent {
-        None => super::opportunities::active_count(pool, user).await?,
-        Some(_) => 0,
+    let (active, revenue) = match agent {
+        None => (
+            super::opportunities::active_count(pool, user).await?,
+            super::revenue::total(pool, user, REVENUE_TOTAL_CURRENCY).await?,
+        ),
+        Some(_) => (0, Decimal::ZERO),
     };
     Ok(vec![
         ("active_opportunities", Decimal::from(active)),
@@ -50,6 +57,7 @@ pub async fn snapshot(
         ("balance_total", balance),
         ("payments_sent_total", Decimal::from(payments)),
         ("payment_volume_sent", volume),
+        ("revenue_total", revenue),
         ("savings_total", savings),
     ])
 }

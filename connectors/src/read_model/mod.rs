@@ -12,5 +12,6 @@ pub mod metrics;
 pub mod opportunities;
 pub mod payments;
 pub mod quotes;
+pub mod revenue;
 pub mod savings;
 pub mod webhooks;

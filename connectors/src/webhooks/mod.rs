@@ -48,7 +48,7 @@ pub const DEFAULT_SCHEDULE: [Duration; 8] = [
 pub const DISABLE_AFTER_DEAD: i32 = 5;
 
 /// Every event type a webhook can subscribe to (`*` subscribes to all).
-pub const EVENT_TYPES: [&str; 21] = [
+pub const EVENT_TYPES: [&str; 24] = [
     "agent.created",
     "deposit.completed",
     "withdrawal.completed",
@@ -70,6 +70,9 @@ pub const EVENT_TYPES: [&str; 21] = [
     "quote.executed",
     "quote.expired",
     "system.alert",
+    "revenue.received",
+    "revenue.milestone",
+    "revenue.target_set",
 ];
 
 /// The webhook type of an event.
@@ -96,6 +99,9 @@ pub fn event_type(p: &EventPayload) -> &'static str {
         EventPayload::QuoteExecuted(_) => "quote.executed",
         EventPayload::QuoteExpired(_) => "quote.expired",
         EventPayload::SystemAlert(_) => "system.alert",
+        EventPayload::RevenueRecorded(_) => "revenue.received",
+        EventPayload::RevenueMilestone(_) => "revenue.milestone",
+        EventPayload::RevenueTargetSet(_) => "revenue.target_set",
     }
 }
 
@@ -121,6 +127,14 @@ pub fn envelope(e: &Event) -> Value {
         | EventPayload::QuoteExecuted(c)
         | EventPayload::QuoteExpired(c) => return wrap(json!(c.quote.view())),
         EventPayload::SystemAlert(a) => return wrap(a.view()),
+        EventPayload::RevenueRecorded(r) => return wrap(json!(r.entry.transaction_view())),
+        EventPayload::RevenueMilestone(m) => return wrap(m.view()),
+        EventPayload::RevenueTargetSet(t) => {
+            return wrap(json!({
+                "currency": t.currency,
+                "monthly_target": schemas::money::json_number(t.monthly_target),
+            }))
+        }
         _ => {}
     }
     let mut data = match &e.payload {

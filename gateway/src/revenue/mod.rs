@@ -5,6 +5,7 @@
 
 pub mod events;
 pub mod fields;
+pub mod ledger;
 pub mod metrics_stream;
 pub mod openapi;
 pub mod opportunities;

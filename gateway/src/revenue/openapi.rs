@@ -10,6 +10,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use super::schema::*;
+use schemas::revenue::analytics::{AnalyticsView, Breakdown, SeriesPoint, Share, Summary};
+use schemas::revenue::ledger::{LedgerEntryView, PostingView, RecordedView, TransactionView};
 use schemas::revenue::opportunity::{
     Artifact, EconomicView, ExecutionView, MetadataView, OpportunityView, Phase, PlanView,
     Resources,
@@ -44,7 +46,7 @@ impl Modify for Security {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "agentbank revenue platform API", version = "1.0.0",
-         description = "Opportunities, identity and sandbox of the revenue platform API v1. Errors answer `{\"error\": {code, message, details, request_id, timestamp}}`. See docs/revenue.md."),
+         description = "Opportunities, pricing quotes, the revenue ledger and analytics, identity and sandbox of the revenue platform API v1. Errors answer `{\"error\": {code, message, details, request_id, timestamp}}`. See docs/revenue.md."),
     paths(
         crate::revenue::opportunities::create,
         crate::revenue::opportunities::list,
@@ -54,6 +56,12 @@ impl Modify for Security {
         crate::revenue::pricing::quote,
         crate::revenue::pricing::execute,
         crate::revenue::pricing::get,
+        crate::revenue::ledger::record,
+        crate::revenue::ledger::transactions,
+        crate::revenue::ledger::analytics,
+        crate::revenue::ledger::verify,
+        crate::revenue::ledger::set_target,
+        crate::revenue::ledger::targets,
         crate::auth::routes::login,
         crate::auth::routes::refresh,
         crate::auth::routes::logout,
@@ -67,6 +75,9 @@ impl Modify for Security {
         OpportunityList, Pagination, BatchRequest, BatchOperation, BatchResponse, BatchResult, LoginRequest,
         RefreshRequest, TokenPair, Me, SandboxKey, SetTierRequest, TierSet, QuoteView, ConfidenceInterval,
         OptimizationMetrics, QuoteRequest, QuoteContext, QuoteAdjustments, ExecuteQuoteRequest,
+        RevenueEventRequest, RecordedView, LedgerEntryView, PostingView, TransactionView, TransactionPage,
+        CursorPagination, AnalyticsView, Summary, SeriesPoint, Breakdown, Share, Verification, TargetRequest,
+        Targets,
     )),
     modifiers(&Security),
     security(("api_key" = []), ("bearer" = []), ("service_token" = [])),
@@ -103,6 +114,11 @@ mod tests {
             .to_vec();
         parsed.sort();
         assert_eq!(properties("CreateOpportunityRequest"), parsed);
+        let mut parsed = crate::revenue::ledger::EVENT_FIELDS
+            .map(String::from)
+            .to_vec();
+        parsed.sort();
+        assert_eq!(properties("RevenueEventRequest"), parsed);
         let doc = serde_json::to_value(RevenueApi::openapi()).unwrap();
         assert_eq!(doc["openapi"], "3.1.0");
         assert!(doc["paths"]["/opportunities/{id}/execute"]["post"].is_object());

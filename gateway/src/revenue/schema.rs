@@ -229,3 +229,73 @@ pub struct ExecuteQuoteRequest {
     pub quote_id: String,
     pub adjustments: Option<QuoteAdjustments>,
 }
+
+/// `POST /v1/revenue/events`.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct RevenueEventRequest {
+    /// payment_received, refund, subscription_started, subscription_renewed,
+    /// subscription_upgraded, subscription_downgraded, subscription_cancelled.
+    pub event_type: String,
+    /// At most the currency's decimals; positive (0 only to cancel).
+    #[schema(minimum = 0, maximum = 1000000000000_i64)]
+    pub amount: f64,
+    /// ISO 4217 with minor units, e.g. USD, EUR, JPY.
+    #[schema(min_length = 3, max_length = 3)]
+    pub currency: String,
+    #[schema(min_length = 1, max_length = 100)]
+    pub product_id: String,
+    #[schema(min_length = 1, max_length = 100)]
+    pub customer_id: String,
+    /// Letters, digits, `_` (general): names the revenue account.
+    #[schema(max_length = 50)]
+    pub vertical: Option<String>,
+    /// Letters, digits, `_` (default).
+    #[schema(max_length = 50)]
+    pub customer_segment: Option<String>,
+    /// RFC 3339, not in the future (now).
+    pub occurred_at: Option<String>,
+    /// Up to 4 KiB; `invoice_id` is the natural key (with `event_type`).
+    #[schema(value_type = Object)]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// `PUT /v1/revenue/targets`, and its answer.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct TargetRequest {
+    pub currency: String,
+    /// 0 clears the target.
+    #[schema(minimum = 0)]
+    pub monthly_target: f64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Targets {
+    pub targets: Vec<TargetRequest>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CursorPagination {
+    /// Pass as `cursor` for the next page; null on the last.
+    pub cursor: Option<String>,
+    pub has_more: bool,
+    pub total_count: i64,
+}
+
+/// `GET /v1/revenue/transactions`.
+#[derive(Serialize, ToSchema)]
+pub struct TransactionPage {
+    pub data: Vec<schemas::revenue::ledger::TransactionView>,
+    pub pagination: CursorPagination,
+}
+
+/// `GET /v1/revenue/ledger/verify`.
+#[derive(Serialize, ToSchema)]
+pub struct Verification {
+    pub valid: bool,
+    pub entries_checked: i64,
+    /// The last verified entry's hash.
+    pub head_hash: String,
+    pub first_invalid_sequence: Option<i64>,
+    pub reason: Option<String>,
+}

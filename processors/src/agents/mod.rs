@@ -155,9 +155,10 @@ impl Answer {
             Outcome::Payment(p) => Answer::Payment(p.id()),
             Outcome::PaymentSettled { payment_id } => Answer::Payment(*payment_id),
             // Never an agent's answer (another machine's); kept as "done".
-            Outcome::Done | Outcome::Opportunity(_) | Outcome::Quote(_) => {
-                Answer::Balance(Decimal::ZERO)
-            }
+            Outcome::Done
+            | Outcome::Opportunity(_)
+            | Outcome::Quote(_)
+            | Outcome::RevenueEntry(_) => Answer::Balance(Decimal::ZERO),
             Outcome::Rejected { code, message } => Answer::Rejected {
                 code: *code,
                 message: message.clone(),
@@ -296,7 +297,9 @@ pub fn apply(
         | CommandPayload::CompleteOpportunity(_)
         | CommandPayload::RequestQuote(_)
         | CommandPayload::ExecuteQuote(_)
-        | CommandPayload::ExpireQuotes(_) => Err((
+        | CommandPayload::ExpireQuotes(_)
+        | CommandPayload::RecordRevenue(_)
+        | CommandPayload::SetRevenueTarget(_) => Err((
             RejectCode::Invalid,
             "not a command for the agent bank".to_string(),
         )),

@@ -1,11 +1,19 @@
-//! The revenue platform's messages (API v1): opportunities, pricing quotes;
-//! the revenue ledger and the portfolio join them here.
+//! The revenue platform's messages (API v1): opportunities, pricing quotes,
+//! the revenue ledger and its analytics; the portfolio joins them here.
 
+pub mod analytics;
+pub mod ledger;
 pub mod opportunity;
 pub mod pricing;
 
 use rust_decimal::Decimal;
 use serde::Serialize;
+use uuid::Uuid;
+
+/// The revenue machine's key of a tenant's ledger.
+pub fn ledger_key(tenant: Uuid) -> Uuid {
+    Uuid::new_v5(&tenant, b"revenue-ledger")
+}
 
 /// A time in the revenue API's answers: RFC 3339, milliseconds, UTC.
 pub(crate) fn rfc3339(ms: i64) -> String {
