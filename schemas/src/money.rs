@@ -26,6 +26,17 @@ pub fn currency_scale(currency: &str) -> Option<u32> {
         .map(|(_, s)| *s)
 }
 
+/// The revenue ledger's currencies: the scale (minor-unit digits) of an
+/// ISO 4217 currency with minor units; `None` for unknown codes and for
+/// funds, metals and test codes. (The bank's own are [`currency_scale`].)
+pub fn iso_4217_scale(code: &str) -> Option<u32> {
+    let c = iso_currency::Currency::from_code(code)?;
+    if c.is_fund() || c.is_special() {
+        return None;
+    }
+    c.exponent().map(u32::from)
+}
+
 /// The rounding rule: toward zero, to the currency's scale.
 pub fn round_to_scale(amount: Decimal, scale: u32) -> Decimal {
     amount.round_dp_with_strategy(scale, RoundingStrategy::ToZero)

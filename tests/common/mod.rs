@@ -876,3 +876,66 @@ pub async fn ws_subscribed(d: &Deployment, token: &str, channels: &[&str]) -> Ws
     }
     ws
 }
+
+/// One SSE frame: (event, id, data).
+pub type Frame = (String, u64, Value);
+
+/// Reads frames until `enough` holds for what was read (10 s at most).
+pub async fn read_until(
+    d: &Deployment,
+    key: &str,
+    last_event_id: Option<u64>,
+    enough: impl Fn(&[Frame]) -> bool,
+) -> Vec<Frame> {
+    let mut req = d
+        .client
+        .get(d.url("/v1/metrics/stream"))
+        .header("x-api-key", key);
+    if let Some(id) = last_event_id {
+        req = req.header("last-event-id", id.to_string());
+    }
+    let mut r = req.send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let (mut buf, mut frames) = (String::new(), vec![]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !enough(&frames) {
+        assert!(Instant::now() < deadline, "not enough frames: {frames:?}");
+        let chunk = tokio::time::timeout(Duration::from_secs(5), r.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("stream open");
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name}:")))
+                    .map(|v| v.trim().to_string())
+            };
+            if let (Some(event), Some(id), Some(data)) =
+                (field("event"), field("id"), field("data"))
+            {
+                frames.push((
+                    event,
+                    id.parse().unwrap(),
+                    serde_json::from_str(&data).unwrap(),
+                ));
+            }
+        }
+    }
+    frames
+}
+
+pub fn metric(frames: &[Frame], name: &str) -> Option<Value> {
+    frames
+        .iter()
+        .rev()
+        .find(|(e, _, d)| e == "metric" && d["name"] == name)
+        .map(|(_, _, d)| d["value"].clone())
+}

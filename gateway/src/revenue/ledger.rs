@@ -10,16 +10,17 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use base64::Engine;
-use chrono::{NaiveDate, Utc};
+use chrono::{Datelike, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use connectors::read_model::revenue::{self as model, TransactionFilter};
+use schemas::money::iso_4217_scale;
 use schemas::reply::{Outcome, RejectCode};
 use schemas::revenue::analytics::{self, AnalyticsQuery, Granularity, GroupBy, RANGE_DAYS_MAX};
 use schemas::revenue::ledger::{
-    currency_scale, ChainVerifier, LedgerEntry, RecordRevenue, RevenueKind, SetRevenueTarget,
+    ChainVerifier, LedgerEntry, RecordRevenue, RevenueKind, SetRevenueTarget,
 };
 use schemas::revenue::ledger_key;
 use schemas::CommandPayload;
@@ -75,7 +76,7 @@ fn currency(f: &Fields<'_>) -> Result<String, ApiError> {
         .text("currency", 3)?
         .ok_or_else(|| invalid("currency", "currency is required (ISO 4217, e.g. USD)"))?
         .to_ascii_uppercase();
-    currency_scale(&code).ok_or_else(|| {
+    iso_4217_scale(&code).ok_or_else(|| {
         invalid(
             "currency",
             format!("{code} is not an ISO 4217 currency with minor units"),
@@ -146,7 +147,7 @@ pub fn parse_event(body: &Map<String, Value>, now_ms: i64) -> Result<RecordReven
     let amount = f
         .decimal("amount", AMOUNT_MAX)?
         .ok_or_else(|| invalid("amount", "amount is required"))?;
-    let scale = currency_scale(&currency).unwrap_or(0);
+    let scale = iso_4217_scale(&currency).unwrap_or(0);
     if amount.normalize().scale() > scale {
         return Err(invalid(
             "amount",
@@ -282,9 +283,17 @@ fn parse_cursor(text: &str) -> Option<i64> {
         .filter(|s| *s > 0)
 }
 
+/// A date of the API: `YYYY-MM-DD` from 2000 to 2100.
 fn date(field: &str, text: &str) -> Result<NaiveDate, ApiError> {
     NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map_err(|_| invalid(field, format!("{field} must be a date, YYYY-MM-DD")))
+        .ok()
+        .filter(|d| (2000..=2100).contains(&d.year()))
+        .ok_or_else(|| {
+            invalid(
+                field,
+                format!("{field} must be a date from 2000 to 2100, YYYY-MM-DD"),
+            )
+        })
 }
 
 fn day_start_ms(d: NaiveDate) -> i64 {
@@ -454,7 +463,7 @@ pub async fn analytics(
         .copied()
         .unwrap_or("USD")
         .to_ascii_uppercase();
-    if currency_scale(&currency).is_none() {
+    if iso_4217_scale(&currency).is_none() {
         return Err(invalid(
             "currency",
             format!("{currency} is not an ISO 4217 currency"),

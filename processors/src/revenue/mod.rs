@@ -19,10 +19,11 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use schemas::money::iso_4217_scale;
 use schemas::reply::{Outcome, RejectCode};
 use schemas::revenue::ledger::{
-    currency_scale, LedgerEntry, Movement, RecordRevenue, RevenueKind, RevenueMilestone,
-    RevenueRecorded, RevenueTargetSet, SetRevenueTarget, GENESIS,
+    LedgerEntry, Movement, RecordRevenue, RevenueKind, RevenueMilestone, RevenueRecorded,
+    RevenueTargetSet, SetRevenueTarget, GENESIS,
 };
 use schemas::{Command, CommandPayload, Event, EventPayload};
 
@@ -175,7 +176,7 @@ fn forget_one_churned(subscribers: &mut BTreeMap<String, Subscriber>) -> bool {
 /// minor units, an amount at its scale, positive (zero only to cancel).
 pub fn validate(r: &RecordRevenue) -> Result<RevenueKind, &'static str> {
     let kind = RevenueKind::parse(&r.event_type).ok_or("Unknown event_type")?;
-    let scale = currency_scale(&r.currency).ok_or("Unknown currency")?;
+    let scale = iso_4217_scale(&r.currency).ok_or("Unknown currency")?;
     if r.amount.normalize().scale() > scale {
         return Err("amount has more decimals than the currency allows");
     }
@@ -314,7 +315,7 @@ fn set_target(
     t: &SetRevenueTarget,
     ids: &Ids<'_>,
 ) -> Step {
-    if currency_scale(&t.currency).is_none() || t.monthly_target < Decimal::ZERO {
+    if iso_4217_scale(&t.currency).is_none() || t.monthly_target < Decimal::ZERO {
         return Step::rejected(RejectCode::Invalid, "Invalid target");
     }
     if t.monthly_target.is_zero() {

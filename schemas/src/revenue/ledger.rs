@@ -78,16 +78,6 @@ impl RevenueKind {
 /// The receivables account every entry touches.
 pub const RECEIVABLES: &str = "accounts_receivable";
 
-/// The scale (minor-unit digits) of an ISO 4217 currency with minor units;
-/// `None` for unknown codes and for funds, metals and test codes.
-pub fn currency_scale(code: &str) -> Option<u32> {
-    let c = iso_currency::Currency::from_code(code)?;
-    if c.is_fund() || c.is_special() {
-        return None;
-    }
-    c.exponent().map(u32::from)
-}
-
 /// `RecordRevenue` (key: the tenant's ledger): the command's id is the
 /// event's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
