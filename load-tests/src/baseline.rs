@@ -404,6 +404,82 @@ async fn list_opportunities(
     ))
 }
 
+/// The baseline's own table: each tenant's ledger state (the revenue
+/// machine's state, as JSON), locked per event.
+pub async fn prepare(pool: &PgPool) -> Result<(), ApiError> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS baseline_revenue_state (tenant_id uuid PRIMARY KEY, state jsonb NOT NULL)",
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// `POST /v1/revenue/events`: the gateway's parser and the revenue
+/// machine's pure logic (the same entry, chain and movement), in one SQL
+/// transaction that locks the tenant's ledger state row, inserts the entry
+/// and moves the daily aggregates with the sink's own statements, and
+/// writes the state back — what a plain service with the same model would do.
+async fn record_revenue(
+    State(pool): State<PgPool>,
+    headers: HeaderMap,
+    body: JsonObject,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    use processors::runtime::machine::{Ids, Machine, Position};
+    use schemas::reply::Outcome;
+    let user = user_of(&pool, &headers).await?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let request = gateway::revenue::ledger::parse_event(&body.0, now)?;
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO baseline_revenue_state (tenant_id, state) VALUES ($1, 'null')
+         ON CONFLICT (tenant_id) DO NOTHING",
+    )
+    .bind(user)
+    .execute(&mut *tx)
+    .await?;
+    let stored: sqlx::types::Json<Option<processors::revenue::RevenueState>> =
+        sqlx::query_scalar("SELECT state FROM baseline_revenue_state WHERE tenant_id = $1 FOR UPDATE")
+            .bind(user)
+            .fetch_one(&mut *tx)
+            .await?;
+    let mut state = stored.0;
+    let sequence = state.as_ref().map_or(0, |s| s.sequence);
+    let command = schemas::Command {
+        id: Uuid::new_v4(),
+        agent_id: schemas::revenue::ledger_key(user),
+        user_id: user,
+        correlation_id: None,
+        timestamp_ms: now,
+        payload: schemas::CommandPayload::RecordRevenue(Box::new(request)),
+    };
+    let at = Position {
+        partition: 0,
+        offset: sequence,
+        sub: 0,
+    };
+    let step = processors::revenue::RevenueMachine.apply(
+        &mut state,
+        &command,
+        &Ids::new("baseline", at, Some(user)),
+    );
+    let entry = match step.reply {
+        Some(Outcome::RevenueEntry(e)) => e,
+        Some(Outcome::Rejected { message, .. }) => return Err(ApiError::BadRequest(message)),
+        other => return Err(ApiError::Internal(format!("{other:?}"))),
+    };
+    let mut rows = connectors::postgres_sink::ledger::LedgerRows::default();
+    rows.entry(&entry);
+    rows.write(&mut tx).await?;
+    sqlx::query("UPDATE baseline_revenue_state SET state = $2 WHERE tenant_id = $1")
+        .bind(user)
+        .bind(sqlx::types::Json(&state))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(json!(entry.recorded_view()))))
+}
+
 /// The baseline's routes over `pool` (already migrated).
 pub fn router(pool: PgPool) -> Router {
     Router::new()
@@ -417,6 +493,7 @@ pub fn router(pool: PgPool) -> Router {
             "/v1/opportunities",
             post(create_opportunity).get(list_opportunities),
         )
+        .route("/v1/revenue/events", post(record_revenue))
         .route("/health", get(|| async { "ok" }))
         .with_state(pool)
 }

@@ -32,10 +32,13 @@ pub enum Op {
     ListOpportunities,
     /// `POST /v1/monetizer/quote` (the pricing machine), one product of 16.
     Quote,
+    /// `POST /v1/revenue/events` (the revenue ledger): payments and
+    /// subscription charges of 200 customers over 8 products.
+    RevenueEvent,
 }
 
 impl Op {
-    pub const ALL: [Op; 9] = [
+    pub const ALL: [Op; 10] = [
         Op::SignUp,
         Op::CreateAgent,
         Op::Deposit,
@@ -45,6 +48,7 @@ impl Op {
         Op::CreateOpportunity,
         Op::ListOpportunities,
         Op::Quote,
+        Op::RevenueEvent,
     ];
 
     pub fn name(self) -> &'static str {
@@ -58,6 +62,7 @@ impl Op {
             Op::CreateOpportunity => "opportunity",
             Op::ListOpportunities => "opportunity_list",
             Op::Quote => "quote",
+            Op::RevenueEvent => "revenue_event",
         }
     }
 }
@@ -76,12 +81,13 @@ pub struct Mix {
 }
 
 /// Presets by name; anything else is parsed as `op=weight,…`.
-pub const PRESETS: [(&str, &str); 6] = [
+pub const PRESETS: [(&str, &str); 7] = [
     ("deposits", "deposit=1"),
     ("payments", "payment=1"),
     ("opportunities", "opportunity=1"),
     ("opportunity-lists", "opportunity_list=1"),
     ("quotes", "quote=1"),
+    ("revenue-events", "revenue_event=1"),
     (
         "mixed",
         "signup=1,agent=2,deposit=25,payment=45,approval=10,read=17",
@@ -229,6 +235,21 @@ pub async fn perform(api: &Api, t: &Tenant, op: Op, i: u64) -> anyhow::Result<Do
             });
             done(
                 api.post("/v1/monetizer/quote", Some(&t.key), None, body)
+                    .await?
+                    .0,
+                None,
+            )
+        }
+        Op::RevenueEvent => {
+            let kind = ["payment_received", "subscription_renewed", "subscription_upgraded"]
+                [(i % 3) as usize];
+            let body = json!({
+                "event_type": kind, "amount": 10 + (i % 90), "currency": "USD",
+                "product_id": format!("prod_{}", i % 8), "customer_id": format!("cust_{}", i % 200),
+                "vertical": "saas", "metadata": {"invoice_id": format!("inv_{i}")},
+            });
+            done(
+                api.post("/v1/revenue/events", Some(&t.key), None, body)
                     .await?
                     .0,
                 None,

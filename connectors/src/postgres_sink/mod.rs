@@ -8,7 +8,7 @@
 //! `agent_version`, so a duplicate changes nothing. After each commit the sink
 //! `NOTIFY`s its new offsets, which [`watermark`] turns into read-your-writes.
 
-mod ledger;
+pub mod ledger;
 pub mod revenue;
 mod rows;
 mod time;

@@ -32,6 +32,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("connecting to the baseline database")?;
     connectors::db::migrate(&pool).await?;
+    load_tests::baseline::prepare(&pool).await?;
     let listener = tokio::net::TcpListener::bind(args.http_addr).await?;
     eprintln!("baseline listening on {}", args.http_addr);
     axum::serve(listener, load_tests::baseline::router(pool)).await?;
