@@ -404,47 +404,73 @@ async fn list_opportunities(
     ))
 }
 
-/// The baseline's own table: each tenant's ledger state (the revenue
-/// machine's state, as JSON), locked per event.
+/// The baseline's own tables: each tenant's chain head, and each
+/// subscriber's recurring revenue — one row each, locked or read per event.
 pub async fn prepare(pool: &PgPool) -> Result<(), ApiError> {
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS baseline_revenue_state (tenant_id uuid PRIMARY KEY, state jsonb NOT NULL)",
-    )
-    .execute(pool)
-    .await?;
+    for ddl in [
+        "CREATE TABLE IF NOT EXISTS baseline_ledger_heads (tenant_id uuid PRIMARY KEY,
+            sequence bigint NOT NULL, head text NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS baseline_subscribers (tenant_id uuid NOT NULL, key text NOT NULL,
+            subscriber jsonb NOT NULL, PRIMARY KEY (tenant_id, key))",
+    ] {
+        sqlx::query(ddl).execute(pool).await?;
+    }
     Ok(())
 }
 
 /// `POST /v1/revenue/events`: the gateway's parser and the revenue
-/// machine's pure logic (the same entry, chain and movement), in one SQL
-/// transaction that locks the tenant's ledger state row, inserts the entry
-/// and moves the daily aggregates with the sink's own statements, and
-/// writes the state back — what a plain service with the same model would do.
+/// machine's pure logic (the same entry, chain and movement) in one SQL
+/// transaction — lock the tenant's chain head row, look up the natural key
+/// and the one subscriber the event touches, insert the entry and move the
+/// daily aggregates with the sink's own statements, write head and
+/// subscriber back. What a plain service with the same model would do
+/// (monthly targets and milestones left out, in its favour).
 async fn record_revenue(
     State(pool): State<PgPool>,
     headers: HeaderMap,
     body: JsonObject,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    use processors::revenue::{RevenueMachine, RevenueState, Subscriber};
     use processors::runtime::machine::{Ids, Machine, Position};
     use schemas::reply::Outcome;
     let user = user_of(&pool, &headers).await?;
     let now = chrono::Utc::now().timestamp_millis();
     let request = gateway::revenue::ledger::parse_event(&body.0, now)?;
+    if let Some(k) = &request.natural_key {
+        if let Some(e) = connectors::read_model::revenue::by_natural_key(&pool, user, k).await? {
+            return Ok((StatusCode::CREATED, Json(json!(e.recorded_view()))));
+        }
+    }
+    let key = format!("{}|{}", request.currency, request.customer_id);
     let mut tx = pool.begin().await?;
     sqlx::query(
-        "INSERT INTO baseline_revenue_state (tenant_id, state) VALUES ($1, 'null')
+        "INSERT INTO baseline_ledger_heads (tenant_id, sequence, head) VALUES ($1, 0, $2)
          ON CONFLICT (tenant_id) DO NOTHING",
     )
     .bind(user)
+    .bind(schemas::revenue::ledger::GENESIS)
     .execute(&mut *tx)
     .await?;
-    let stored: sqlx::types::Json<Option<processors::revenue::RevenueState>> =
-        sqlx::query_scalar("SELECT state FROM baseline_revenue_state WHERE tenant_id = $1 FOR UPDATE")
-            .bind(user)
-            .fetch_one(&mut *tx)
-            .await?;
-    let mut state = stored.0;
-    let sequence = state.as_ref().map_or(0, |s| s.sequence);
+    let (sequence, head): (i64, String) = sqlx::query_as(
+        "SELECT sequence, head FROM baseline_ledger_heads WHERE tenant_id = $1 FOR UPDATE",
+    )
+    .bind(user)
+    .fetch_one(&mut *tx)
+    .await?;
+    let subscriber: Option<sqlx::types::Json<Subscriber>> = sqlx::query_scalar(
+        "SELECT subscriber FROM baseline_subscribers WHERE tenant_id = $1 AND key = $2",
+    )
+    .bind(user)
+    .bind(&key)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let mut state = Some(RevenueState {
+        tenant: user,
+        sequence,
+        head,
+        subscribers: subscriber.map(|s| (key.clone(), s.0)).into_iter().collect(),
+        ..RevenueState::default()
+    });
     let command = schemas::Command {
         id: Uuid::new_v4(),
         agent_id: schemas::revenue::ledger_key(user),
@@ -458,11 +484,7 @@ async fn record_revenue(
         offset: sequence,
         sub: 0,
     };
-    let step = processors::revenue::RevenueMachine.apply(
-        &mut state,
-        &command,
-        &Ids::new("baseline", at, Some(user)),
-    );
+    let step = RevenueMachine.apply(&mut state, &command, &Ids::new("baseline", at, Some(user)));
     let entry = match step.reply {
         Some(Outcome::RevenueEntry(e)) => e,
         Some(Outcome::Rejected { message, .. }) => return Err(ApiError::BadRequest(message)),
@@ -471,11 +493,23 @@ async fn record_revenue(
     let mut rows = connectors::postgres_sink::ledger::LedgerRows::default();
     rows.entry(&entry);
     rows.write(&mut tx).await?;
-    sqlx::query("UPDATE baseline_revenue_state SET state = $2 WHERE tenant_id = $1")
+    sqlx::query("UPDATE baseline_ledger_heads SET sequence = $2, head = $3 WHERE tenant_id = $1")
         .bind(user)
-        .bind(sqlx::types::Json(&state))
+        .bind(entry.sequence)
+        .bind(&entry.transaction_hash)
         .execute(&mut *tx)
         .await?;
+    if let Some(s) = state.as_ref().and_then(|s| s.subscribers.get(&key)) {
+        sqlx::query(
+            "INSERT INTO baseline_subscribers (tenant_id, key, subscriber) VALUES ($1, $2, $3)
+             ON CONFLICT (tenant_id, key) DO UPDATE SET subscriber = EXCLUDED.subscriber",
+        )
+        .bind(user)
+        .bind(&key)
+        .bind(sqlx::types::Json(s))
+        .execute(&mut *tx)
+        .await?;
+    }
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(json!(entry.recorded_view()))))
 }
