@@ -10,6 +10,20 @@ use serde_json::json;
 
 use crate::client::{payment_id, Api, Tenant};
 
+/// An invoice id no other request of any run has used (a repeat would be
+/// answered as a duplicate, cheaply, and flatter the figures).
+fn invoice_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    static RUN: std::sync::LazyLock<u128> = std::sync::LazyLock::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos()
+    });
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("inv_{}_{n}", *RUN)
+}
+
 /// One kind of request in a mix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Op {
@@ -246,7 +260,7 @@ pub async fn perform(api: &Api, t: &Tenant, op: Op, i: u64) -> anyhow::Result<Do
             let body = json!({
                 "event_type": kind, "amount": 10 + (i % 90), "currency": "USD",
                 "product_id": format!("prod_{}", i % 8), "customer_id": format!("cust_{}", i % 200),
-                "vertical": "saas", "metadata": {"invoice_id": format!("inv_{i}")},
+                "vertical": "saas", "metadata": {"invoice_id": invoice_id()},
             });
             done(
                 api.post("/v1/revenue/events", Some(&t.key), None, body)
