@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use common::{eventually, Deployment};
 use futures::StreamExt;
@@ -19,8 +19,8 @@ use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-use schemas::revenue::analytics::DailyRow;
-use schemas::revenue::ledger::{LedgerEntry, Movement};
+use schemas::revenue::analytics;
+use schemas::revenue::ledger::LedgerEntry;
 
 fn event(ty: &str, amount: Value, product: &str, customer: &str, at: Option<&str>) -> Value {
     let mut e = json!({"event_type": ty, "amount": amount, "currency": "USD",
@@ -539,35 +539,15 @@ async fn the_revenue_ledger_through_the_api() {
             .await
             .unwrap();
     assert_eq!(rows.len(), replayed.len());
-    let mut days: BTreeMap<(uuid::Uuid, String), BTreeMap<_, Movement>> = BTreeMap::new();
     for (row,) in &rows {
         assert_eq!(replayed.get(&row.0.event_id), Some(&row.0));
-        let e = &row.0;
-        let day = sqlx::types::chrono::DateTime::from_timestamp_millis(e.occurred_ms)
-            .unwrap()
-            .date_naive();
-        days.entry((e.tenant_id, e.currency.clone()))
-            .or_default()
-            .entry((
-                day,
-                e.product_id.clone(),
-                e.vertical.clone(),
-                e.customer_segment.clone(),
-            ))
-            .or_default()
-            .add(&e.movement);
     }
-    for ((tenant, currency), rows) in days {
-        let expected: Vec<DailyRow> = rows
-            .into_iter()
-            .map(|((day, p, v, s), movement)| DailyRow {
-                day,
-                product_id: p,
-                vertical: v,
-                customer_segment: s,
-                movement,
-            })
-            .collect();
+    // The replayed entries' aggregates are the stored ones.
+    let days = analytics::aggregate(replayed.values());
+    let ledgers: std::collections::BTreeSet<(uuid::Uuid, String)> =
+        days.keys().map(|k| (k.0, k.1.clone())).collect();
+    for (tenant, currency) in ledgers {
+        let expected = analytics::rows_of(&days, tenant, &currency);
         let stored = connectors::read_model::revenue::all_daily(&pool, tenant, &currency)
             .await
             .unwrap();

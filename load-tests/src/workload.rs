@@ -255,8 +255,11 @@ pub async fn perform(api: &Api, t: &Tenant, op: Op, i: u64) -> anyhow::Result<Do
             )
         }
         Op::RevenueEvent => {
-            let kind = ["payment_received", "subscription_renewed", "subscription_upgraded"]
-                [(i % 3) as usize];
+            let kind = [
+                "payment_received",
+                "subscription_renewed",
+                "subscription_upgraded",
+            ][(i % 3) as usize];
             let body = json!({
                 "event_type": kind, "amount": 10 + (i % 90), "currency": "USD",
                 "product_id": format!("prod_{}", i % 8), "customer_id": format!("cust_{}", i % 200),

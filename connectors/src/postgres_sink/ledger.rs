@@ -9,6 +9,7 @@ use rust_decimal::Decimal;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
+use schemas::revenue::analytics::{aggregate, DayKey};
 use schemas::revenue::ledger::{LedgerEntry, Movement, RevenueTargetSet};
 
 use super::time::millis_to_timestamp;
@@ -22,9 +23,6 @@ pub struct LedgerRows {
     /// Latest (version, target) per (tenant, currency).
     targets: HashMap<(Uuid, String), (i64, Decimal)>,
 }
-
-/// A daily aggregate's key: tenant, currency, day, product, vertical, segment.
-type DayKey = (Uuid, String, chrono::NaiveDate, String, String, String);
 
 impl LedgerRows {
     pub fn entry(&mut self, e: &LedgerEntry) {
@@ -87,19 +85,7 @@ impl LedgerRows {
         .fetch_all(&mut **tx)
         .await?;
         let fresh: HashSet<Uuid> = fresh.into_iter().collect();
-        let mut days: BTreeMap<DayKey, Movement> = BTreeMap::new();
-        for e in self.entries.iter().filter(|e| fresh.contains(&e.event_id)) {
-            let day = millis_to_timestamp(e.occurred_ms).date_naive();
-            let key = (
-                e.tenant_id,
-                e.currency.clone(),
-                day,
-                e.product_id.clone(),
-                e.vertical.clone(),
-                e.customer_segment.clone(),
-            );
-            days.entry(key).or_default().add(&e.movement);
-        }
+        let days = aggregate(self.entries.iter().filter(|e| fresh.contains(&e.event_id)));
         write_days(tx, days).await
     }
 }

@@ -72,32 +72,34 @@ pub async fn transactions(
         AND ($4::text IS NULL OR event_type = $4)
         AND ($5::int8 IS NULL OR occurred_at >= to_timestamp($5 / 1000.0))
         AND ($6::int8 IS NULL OR occurred_at < to_timestamp($6 / 1000.0))";
-    let page: Vec<Json<LedgerEntry>> = sqlx::query_scalar(&format!(
+    let page_sql = format!(
         "SELECT record FROM revenue_entries WHERE {WHERE} AND ($7::int8 IS NULL OR sequence < $7)
          ORDER BY sequence DESC LIMIT $8"
-    ))
-    .bind(tenant)
-    .bind(&f.product_id)
-    .bind(&f.customer_id)
-    .bind(&f.event_type)
-    .bind(f.from_ms)
-    .bind(f.before_ms)
-    .bind(before_sequence)
-    .bind(limit + 1)
-    .fetch_all(pool)
-    .await?;
-    let total: i64 = sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM revenue_entries WHERE {WHERE}"
-    ))
-    .bind(tenant)
-    .bind(&f.product_id)
-    .bind(&f.customer_id)
-    .bind(&f.event_type)
-    .bind(f.from_ms)
-    .bind(f.before_ms)
-    .fetch_one(pool)
-    .await?;
+    );
+    let count_sql = format!("SELECT count(*) FROM revenue_entries WHERE {WHERE}");
+    let page: Vec<Json<LedgerEntry>> = filtered(sqlx::query_scalar(&page_sql), tenant, f)
+        .bind(before_sequence)
+        .bind(limit + 1)
+        .fetch_all(pool)
+        .await?;
+    let total: i64 = filtered(sqlx::query_scalar(&count_sql), tenant, f)
+        .fetch_one(pool)
+        .await?;
     Ok((page.into_iter().map(|r| r.0).collect(), total))
+}
+
+/// Binds the tenant and the filter as `$1`…`$6`.
+fn filtered<'q, O>(
+    q: sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    tenant: Uuid,
+    f: &'q TransactionFilter,
+) -> sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    q.bind(tenant)
+        .bind(&f.product_id)
+        .bind(&f.customer_id)
+        .bind(&f.event_type)
+        .bind(f.from_ms)
+        .bind(f.before_ms)
 }
 
 /// Up to `limit` entries of the chain after `after_sequence`, in order.

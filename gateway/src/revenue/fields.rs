@@ -29,6 +29,11 @@ pub struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
+    /// A body's top-level fields.
+    pub fn root(map: &'a Map<String, Value>) -> Self {
+        Fields { map, path: "" }
+    }
+
     pub fn name(&self, key: &str) -> String {
         if self.path.is_empty() {
             key.to_string()

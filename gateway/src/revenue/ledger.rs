@@ -130,10 +130,7 @@ fn occurred(f: &Fields<'_>, now_ms: i64) -> Result<i64, ApiError> {
 
 /// Validates a revenue event's body.
 pub fn parse_event(body: &Map<String, Value>, now_ms: i64) -> Result<RecordRevenue, ApiError> {
-    let f = Fields {
-        map: body,
-        path: "",
-    };
+    let f = Fields::root(body);
     f.only(&EVENT_FIELDS)?;
     let kinds: Vec<&str> = RevenueKind::ALL.iter().map(|k| k.as_str()).collect();
     let kind = f
@@ -542,10 +539,7 @@ pub async fn set_target(
     body: JsonObject,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_user_key()?;
-    let f = Fields {
-        map: &body.0,
-        path: "",
-    };
+    let f = Fields::root(&body.0);
     f.only(&["currency", "monthly_target"])?;
     let currency = currency(&f)?;
     let target = f

@@ -86,10 +86,7 @@ pub const VIEW_FIELDS: [&str; 16] = [
 /// data counts as none (size 0, no growth, no competitors); absent technical
 /// requirements as medium complexity, 180 days, no named expertise.
 pub fn parse_spec(body: &Map<String, Value>) -> Result<OpportunitySpec, ApiError> {
-    let f = Fields {
-        map: body,
-        path: "",
-    };
+    let f = Fields::root(body);
     f.only(&[
         "name",
         "vertical",
@@ -602,11 +599,7 @@ pub async fn batch(
     Extension(request_id): Extension<RequestId>,
     body: JsonObject,
 ) -> Result<Json<Value>, ApiError> {
-    Fields {
-        map: &body.0,
-        path: "",
-    }
-    .only(&["operations"])?;
+    Fields::root(&body.0).only(&["operations"])?;
     let ops = match body.0.get("operations") {
         Some(Value::Array(ops)) if !ops.is_empty() && ops.len() <= BATCH_OPERATIONS_MAX => ops,
         _ => {

@@ -40,10 +40,7 @@ pub const DISCOUNT_MAX: i64 = 90;
 
 /// Validates a quote request's body.
 pub fn parse_request(body: &Map<String, Value>, ttl_ms: i64) -> Result<RequestQuote, ApiError> {
-    let f = Fields {
-        map: body,
-        path: "",
-    };
+    let f = Fields::root(body);
     f.only(&["product_id", "segment_id", "context"])?;
     let product_id = f
         .text("product_id", ID_CHARS_MAX)?
@@ -227,10 +224,7 @@ pub async fn execute(
     body: JsonObject,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_user_key()?;
-    let f = Fields {
-        map: &body.0,
-        path: "",
-    };
+    let f = Fields::root(&body.0);
     f.only(&["quote_id", "adjustments"])?;
     let id = f
         .text("quote_id", ids::ID_TEXT_MAX)?

@@ -17,7 +17,7 @@ use schemas::revenue::analytics::{
     SeriesPoint, Share, Summary,
 };
 use schemas::revenue::ledger::{
-    ChainVerifier, LedgerEntry, Movement, RecordRevenue, RevenueKind, SetRevenueTarget, RECEIVABLES,
+    ChainVerifier, LedgerEntry, RecordRevenue, RevenueKind, SetRevenueTarget, RECEIVABLES,
 };
 use schemas::revenue::ledger_key;
 use schemas::{Command, CommandPayload, EventPayload};
@@ -93,6 +93,30 @@ impl Raw {
     }
 }
 
+impl Raw {
+    /// An event of customer `c` of product `p` (saas, smb) on `day`.
+    fn of(kind: RevenueKind, amount: Decimal, currency: &'static str, day: i64) -> Raw {
+        Raw {
+            kind,
+            amount,
+            currency,
+            product: "p".into(),
+            customer: "c".into(),
+            vertical: "saas".into(),
+            segment: "smb".into(),
+            day,
+            invoice: None,
+        }
+    }
+
+    fn command(&self, id: u128) -> Command {
+        command(
+            Uuid::from_u128(id),
+            CommandPayload::RecordRevenue(Box::new(self.record())),
+        )
+    }
+}
+
 fn arb_raw() -> impl Strategy<Value = Raw> {
     (
         0usize..7,
@@ -146,32 +170,9 @@ fn post(raws: &[Raw]) -> Vec<LedgerEntry> {
     entries
 }
 
-/// The sink's daily aggregate: entries summed by currency, day, product,
-/// vertical and segment.
+/// The sink's daily aggregates of one currency.
 fn daily_rows(entries: &[LedgerEntry], currency: &str) -> Vec<DailyRow> {
-    let mut rows: BTreeMap<(NaiveDate, String, String, String), Movement> = BTreeMap::new();
-    for e in entries.iter().filter(|e| e.currency == currency) {
-        let day = chrono::DateTime::from_timestamp_millis(e.occurred_ms)
-            .unwrap()
-            .date_naive();
-        rows.entry((
-            day,
-            e.product_id.clone(),
-            e.vertical.clone(),
-            e.customer_segment.clone(),
-        ))
-        .or_default()
-        .add(&e.movement);
-    }
-    rows.into_iter()
-        .map(|((day, p, v, s), m)| DailyRow {
-            day,
-            product_id: p,
-            vertical: v,
-            customer_segment: s,
-            movement: m,
-        })
-        .collect()
+    analytics::rows_of(&analytics::aggregate(entries), tenant(), currency)
 }
 
 fn opening_of(rows: &[DailyRow], q: &AnalyticsQuery) -> Opening {
@@ -531,20 +532,15 @@ fn a_repeat_by_id_or_natural_key_posts_nothing() {
     let machine = RevenueMachine;
     let mut state = None;
     let raw = Raw {
-        kind: RevenueKind::PaymentReceived,
-        amount: Decimal::new(7900, 2),
-        currency: "USD",
-        product: "prod_1".into(),
-        customer: "cust_1".into(),
-        vertical: "saas".into(),
-        segment: "smb".into(),
-        day: 3,
         invoice: Some("inv_1".into()),
+        ..Raw::of(
+            RevenueKind::PaymentReceived,
+            Decimal::new(7900, 2),
+            "USD",
+            3,
+        )
     };
-    let c = command(
-        Uuid::from_u128(1),
-        CommandPayload::RecordRevenue(Box::new(raw.record())),
-    );
+    let c = raw.command(1);
     let first = machine.apply(&mut state, &c, &at(0));
     let Some(Outcome::RevenueEntry(e)) = first.reply else {
         panic!("expected an entry, got {:?}", first.reply)
@@ -556,11 +552,7 @@ fn a_repeat_by_id_or_natural_key_posts_nothing() {
     let again = machine.apply(&mut state, &c, &at(1));
     assert!(again.events.is_empty());
     assert_eq!(again.reply, Some(Outcome::Done));
-    let other = command(
-        Uuid::from_u128(2),
-        CommandPayload::RecordRevenue(Box::new(raw.record())),
-    );
-    let dup = machine.apply(&mut state, &other, &at(2));
+    let dup = machine.apply(&mut state, &raw.command(2), &at(2));
     assert!(dup.events.is_empty());
     assert_eq!(state.as_ref().unwrap().sequence, 1);
     // A refund of the same invoice is another event.
@@ -568,11 +560,7 @@ fn a_repeat_by_id_or_natural_key_posts_nothing() {
         kind: RevenueKind::Refund,
         ..raw
     };
-    let r = command(
-        Uuid::from_u128(3),
-        CommandPayload::RecordRevenue(Box::new(refund.record())),
-    );
-    let step = machine.apply(&mut state, &r, &at(3));
+    let step = machine.apply(&mut state, &refund.command(3), &at(3));
     let Some(Outcome::RevenueEntry(e)) = step.reply else {
         panic!("expected the refund's entry")
     };
@@ -600,22 +588,16 @@ fn a_milestone_fires_once_per_month_and_currency() {
         .into_iter()
         .enumerate()
     {
-        let raw = Raw {
-            kind: RevenueKind::PaymentReceived,
-            amount: Decimal::new(cents, 2),
-            currency: "USD",
-            product: "p".into(),
-            customer: "c".into(),
-            vertical: "saas".into(),
-            segment: "smb".into(),
+        let raw = Raw::of(
+            RevenueKind::PaymentReceived,
+            Decimal::new(cents, 2),
+            "USD",
             day,
-            invoice: None,
-        };
-        let c = command(
-            Uuid::from_u128(10 + i as u128),
-            CommandPayload::RecordRevenue(Box::new(raw.record())),
         );
-        for e in machine.apply(&mut state, &c, &at(1 + i as i64)).events {
+        for e in machine
+            .apply(&mut state, &raw.command(10 + i as u128), &at(1 + i as i64))
+            .events
+        {
             if let EventPayload::RevenueMilestone(m) = e.payload {
                 milestones.push((m.month, m.achieved));
             }
@@ -634,48 +616,29 @@ fn a_milestone_fires_once_per_month_and_currency() {
 fn invalid_amounts_and_currencies_are_refused_by_the_machine() {
     let machine = RevenueMachine;
     let mut state = None;
-    for (amount, currency, kind) in [
+    for (i, (amount, currency, kind)) in [
         (Decimal::new(1, 3), "USD", RevenueKind::PaymentReceived),
         (Decimal::new(5, 1), "JPY", RevenueKind::PaymentReceived),
         (Decimal::ZERO, "USD", RevenueKind::PaymentReceived),
         (Decimal::from(-1), "USD", RevenueKind::Refund),
         (Decimal::ONE, "XAU", RevenueKind::PaymentReceived),
         (Decimal::ONE, "ZZZ", RevenueKind::PaymentReceived),
-    ] {
-        let raw = Raw {
-            kind,
-            amount,
-            currency,
-            product: "p".into(),
-            customer: "c".into(),
-            vertical: "saas".into(),
-            segment: "smb".into(),
-            day: 0,
-            invoice: None,
-        };
-        let c = command(
-            Uuid::new_v4(),
-            CommandPayload::RecordRevenue(Box::new(raw.record())),
-        );
-        let step = machine.apply(&mut state, &c, &at(0));
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let raw = Raw::of(kind, amount, currency, 0);
+        let step = machine.apply(&mut state, &raw.command(i as u128), &at(0));
         assert!(step.events.is_empty(), "{amount} {currency} was posted");
         assert!(matches!(step.reply, Some(Outcome::Rejected { .. })));
     }
     // Zero is a valid final charge of a cancellation.
-    let raw = Raw {
-        kind: RevenueKind::SubscriptionCancelled,
-        amount: Decimal::ZERO,
-        currency: "USD",
-        product: "p".into(),
-        customer: "c".into(),
-        vertical: "saas".into(),
-        segment: "smb".into(),
-        day: 0,
-        invoice: None,
-    };
-    let c = command(
-        Uuid::new_v4(),
-        CommandPayload::RecordRevenue(Box::new(raw.record())),
+    let raw = Raw::of(RevenueKind::SubscriptionCancelled, Decimal::ZERO, "USD", 0);
+    assert_eq!(
+        machine
+            .apply(&mut state, &raw.command(99), &at(9))
+            .events
+            .len(),
+        1
     );
-    assert_eq!(machine.apply(&mut state, &c, &at(9)).events.len(), 1);
 }

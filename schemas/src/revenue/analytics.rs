@@ -11,12 +11,60 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-use super::ledger::Movement;
+use super::ledger::{LedgerEntry, Movement};
 
 /// Longest range one query may span (days).
 pub const RANGE_DAYS_MAX: i64 = 1_100;
 /// Most `time_series` points one answer may hold.
 pub const POINTS_MAX: usize = 10_000;
+
+/// A daily aggregate's key: tenant, currency, day (UTC), product, vertical,
+/// customer segment.
+pub type DayKey = (uuid::Uuid, String, NaiveDate, String, String, String);
+
+/// The UTC day of a time in ms: the day an entry counts on.
+pub fn day_of(ms: i64) -> NaiveDate {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .date_naive()
+}
+
+/// Entries summed into daily aggregates (what the sink keeps).
+pub fn aggregate<'a>(
+    entries: impl IntoIterator<Item = &'a LedgerEntry>,
+) -> BTreeMap<DayKey, Movement> {
+    let mut days: BTreeMap<DayKey, Movement> = BTreeMap::new();
+    for e in entries {
+        let key = (
+            e.tenant_id,
+            e.currency.clone(),
+            day_of(e.occurred_ms),
+            e.product_id.clone(),
+            e.vertical.clone(),
+            e.customer_segment.clone(),
+        );
+        days.entry(key).or_default().add(&e.movement);
+    }
+    days
+}
+
+/// One tenant's rows in one currency, in key order.
+pub fn rows_of(
+    days: &BTreeMap<DayKey, Movement>,
+    tenant: uuid::Uuid,
+    currency: &str,
+) -> Vec<DailyRow> {
+    days.iter()
+        .filter(|(k, _)| k.0 == tenant && k.1 == currency)
+        .map(|(k, m)| DailyRow {
+            day: k.2,
+            product_id: k.3.clone(),
+            vertical: k.4.clone(),
+            customer_segment: k.5.clone(),
+            movement: m.clone(),
+        })
+        .collect()
+}
 
 /// One daily aggregate row.
 #[derive(Debug, Clone, PartialEq)]
