@@ -247,6 +247,9 @@ struct HttpArgs {
     sse_streams_per_user: usize,
     #[arg(long, env = "AGENTBANK_SSE_STREAMS_MAX", default_value_t = 5_000)]
     sse_streams_max: usize,
+    /// The annual risk-free rate of the portfolio's Sharpe ratio.
+    #[arg(long, env = "AGENTBANK_RISK_FREE_RATE", default_value_t = 0.04)]
+    risk_free_rate: f64,
     /// How long a pricing quote may be executed (ms; 30 minutes).
     #[arg(long, env = "AGENTBANK_QUOTE_TTL_MS", default_value_t = 1_800_000)]
     quote_ttl_ms: u64,
@@ -311,6 +314,7 @@ impl Common {
             })?;
         Ok(GatewayConfig {
             quote_ttl: Duration::from_millis(http.quote_ttl_ms.max(1)),
+            risk_free_rate: http.risk_free_rate,
             ws_sessions_per_user: http.ws_sessions_per_user,
             ws_sessions_max: http.ws_sessions_max,
             sse_streams_per_user: http.sse_streams_per_user,
@@ -600,6 +604,12 @@ async fn run_revenue_machines(
             "revenue",
             config(MachineKind::Revenue, "revenue"),
             processors::revenue::RevenueMachine,
+            shutdown.clone(),
+        ),
+        run_machine(
+            "portfolio",
+            config(MachineKind::Portfolio, "portfolio"),
+            processors::portfolio::PortfolioMachine,
             shutdown,
         ),
     );

@@ -60,6 +60,29 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
     }
 }
 
+/// A JSON object body that may be absent altogether (no body, no
+/// Content-Type); present, it is read as [`JsonObject`].
+pub struct MaybeJsonObject(pub Option<JsonObject>);
+
+impl<S: Send + Sync> FromRequest<S> for MaybeJsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let h = req.headers();
+        let empty = !h.contains_key(header::CONTENT_TYPE)
+            && h.get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .is_none_or(|v| v.trim() == "0")
+            && !h.contains_key(header::TRANSFER_ENCODING);
+        if empty {
+            return Ok(MaybeJsonObject(None));
+        }
+        Ok(MaybeJsonObject(Some(
+            JsonObject::from_request(req, state).await?,
+        )))
+    }
+}
+
 fn bad(msg: String) -> ApiError {
     ApiError::BadRequest(msg)
 }

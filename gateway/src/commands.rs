@@ -156,6 +156,7 @@ impl CommandBus {
             MachineKind::Opportunities,
             MachineKind::Pricing,
             MachineKind::Revenue,
+            MachineKind::Portfolio,
         ] {
             let topic = topics.commands_of(machine).to_string();
             let partitions = kafka.partition_count(&topic)?;

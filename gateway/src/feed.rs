@@ -40,19 +40,21 @@ pub fn channel_of(event_type: &str) -> &'static str {
         "savings" => "savings",
         "opportunity" => "opportunities",
         "revenue" | "quote" => "revenue",
+        "position" | "portfolio" => "portfolio",
         "system" => "alerts",
         _ => "agents",
     }
 }
 
 /// Every channel a client may subscribe to.
-pub const CHANNELS: [&str; 6] = [
+pub const CHANNELS: [&str; 7] = [
     "payments",
     "agents",
     "savings",
     "opportunities",
     "revenue",
     "alerts",
+    "portfolio",
 ];
 
 fn to_event(r: EventRow) -> Option<FeedEvent> {

@@ -74,6 +74,9 @@ pub struct GatewayConfig {
     pub service_tokens: auth::service::ServiceTokens,
     /// The tier of users without one set (`AGENTBANK_DEFAULT_TIER`).
     pub default_tier: rate_limit::Tier,
+    /// The annual risk-free rate of the portfolio's Sharpe ratio
+    /// (`AGENTBANK_RISK_FREE_RATE`).
+    pub risk_free_rate: f64,
     /// How long a pricing quote may be executed (`AGENTBANK_QUOTE_TTL_MS`).
     pub quote_ttl: Duration,
     /// WebSocket sessions per user and per gateway.
@@ -194,6 +197,9 @@ fn revenue_api() -> Router<AppState> {
         .route("/monetizer/quote", post(revenue::pricing::quote))
         .route("/monetizer/execute", post(revenue::pricing::execute))
         .route("/monetizer/quotes/{id}", get(revenue::pricing::get))
+        .route("/portfolio/status", get(revenue::portfolio::status))
+        .route("/portfolio/history", get(revenue::portfolio::history))
+        .route("/portfolio/rebalance", post(revenue::portfolio::rebalance))
         .route("/revenue/events", post(revenue::ledger::record))
         .route("/revenue/transactions", get(revenue::ledger::transactions))
         .route("/revenue/analytics", get(revenue::ledger::analytics))

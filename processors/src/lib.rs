@@ -6,6 +6,7 @@
 //! - [`opportunities`]: the revenue platform's opportunities, scored and
 //!   executed as a keyed machine on the same runtime.
 //! - [`pricing`]: the contextual Thompson-sampling pricing model.
+//! - [`portfolio`]: positions and rebalances (valuation is the read model's).
 //! - [`revenue`]: the revenue ledger (double entry, hash chain, aggregates).
 //! - [`runtime`]: drives the state machines from Kafka — consumes a partition,
 //!   applies, produces outputs with deterministic ids, checkpoints state to the
@@ -15,6 +16,7 @@
 
 pub mod agents;
 pub mod opportunities;
+pub mod portfolio;
 pub mod pricing;
 pub mod revenue;
 pub mod runtime;

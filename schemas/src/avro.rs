@@ -33,7 +33,7 @@ pub const COMMAND_AVSC: &str = include_str!("../avro/command.avsc");
 /// The event envelope schema, as published.
 pub const EVENT_AVSC: &str = include_str!("../avro/event.avsc");
 /// Earlier versions, oldest first; records written with them still decode.
-pub const COMMAND_HISTORY: [&str; 7] = [
+pub const COMMAND_HISTORY: [&str; 8] = [
     include_str!("../avro/history/command.v1.avsc"),
     include_str!("../avro/history/command.v2.avsc"),
     include_str!("../avro/history/command.v3.avsc"),
@@ -41,14 +41,16 @@ pub const COMMAND_HISTORY: [&str; 7] = [
     include_str!("../avro/history/command.v5.avsc"),
     include_str!("../avro/history/command.v6.avsc"),
     include_str!("../avro/history/command.v7.avsc"),
+    include_str!("../avro/history/command.v8.avsc"),
 ];
-pub const EVENT_HISTORY: [&str; 6] = [
+pub const EVENT_HISTORY: [&str; 7] = [
     include_str!("../avro/history/event.v1.avsc"),
     include_str!("../avro/history/event.v2.avsc"),
     include_str!("../avro/history/event.v3.avsc"),
     include_str!("../avro/history/event.v4.avsc"),
     include_str!("../avro/history/event.v5.avsc"),
     include_str!("../avro/history/event.v6.avsc"),
+    include_str!("../avro/history/event.v7.avsc"),
 ];
 
 /// Single-object encoding marker.
@@ -279,6 +281,8 @@ impl Command {
             CommandPayload::ExpireQuotes(p) => codec.payload(18, p)?,
             CommandPayload::RecordRevenue(p) => codec.payload(19, p)?,
             CommandPayload::SetRevenueTarget(p) => codec.payload(20, p)?,
+            CommandPayload::OpenPosition(p) => codec.payload(21, p)?,
+            CommandPayload::ApplyRebalance(p) => codec.payload(22, p)?,
         };
         codec.encode(vec![
             ("id", Value::String(self.id.to_string())),
@@ -316,6 +320,8 @@ impl Command {
             (18, v) => CommandPayload::ExpireQuotes(branch(v)?),
             (19, v) => CommandPayload::RecordRevenue(branch(v)?),
             (20, v) => CommandPayload::SetRevenueTarget(branch(v)?),
+            (21, v) => CommandPayload::OpenPosition(branch(v)?),
+            (22, v) => CommandPayload::ApplyRebalance(branch(v)?),
             (i, _) => return Err(SchemaError::Shape(format!("unknown command branch {i}"))),
         };
         check_type(payload.type_name(), type_name)?;
@@ -359,6 +365,8 @@ impl Event {
             EventPayload::RevenueRecorded(p) => codec.payload(21, p)?,
             EventPayload::RevenueMilestone(p) => codec.payload(22, p)?,
             EventPayload::RevenueTargetSet(p) => codec.payload(23, p)?,
+            EventPayload::PositionOpened(p) => codec.payload(24, p)?,
+            EventPayload::PortfolioRebalanced(p) => codec.payload(25, p)?,
         };
         codec.encode(vec![
             ("id", Value::String(self.id.to_string())),
@@ -401,6 +409,8 @@ impl Event {
             (21, v) => EventPayload::RevenueRecorded(branch(v)?),
             (22, v) => EventPayload::RevenueMilestone(branch(v)?),
             (23, v) => EventPayload::RevenueTargetSet(branch(v)?),
+            (24, v) => EventPayload::PositionOpened(branch(v)?),
+            (25, v) => EventPayload::PortfolioRebalanced(branch(v)?),
             (i, _) => return Err(SchemaError::Shape(format!("unknown event branch {i}"))),
         };
         check_type(payload.type_name(), type_name)?;

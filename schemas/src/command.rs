@@ -17,6 +17,7 @@ use uuid::Uuid;
 use crate::payment::Payment;
 use crate::revenue::ledger::{RecordRevenue, SetRevenueTarget};
 use crate::revenue::opportunity::{CompleteOpportunity, CreateOpportunity, ExecuteOpportunity};
+use crate::revenue::portfolio::{ApplyRebalance, OpenPosition};
 use crate::revenue::pricing::{ExecuteQuote, ExpireQuotes, RequestQuote};
 use crate::settlement::SettlementResult;
 
@@ -92,6 +93,10 @@ pub enum CommandPayload {
     /// the tenant's monthly target.
     RecordRevenue(Box<RecordRevenue>),
     SetRevenueTarget(SetRevenueTarget),
+    /// The portfolio (key: the tenant's portfolio): a position opened by an
+    /// execution, and a rebalance's trades.
+    OpenPosition(OpenPosition),
+    ApplyRebalance(ApplyRebalance),
 }
 
 impl CommandPayload {
@@ -106,6 +111,9 @@ impl CommandPayload {
             | CommandPayload::ExpireQuotes(_) => crate::topics::MachineKind::Pricing,
             CommandPayload::RecordRevenue(_) | CommandPayload::SetRevenueTarget(_) => {
                 crate::topics::MachineKind::Revenue
+            }
+            CommandPayload::OpenPosition(_) | CommandPayload::ApplyRebalance(_) => {
+                crate::topics::MachineKind::Portfolio
             }
             _ => crate::topics::MachineKind::Agents,
         }
@@ -135,6 +143,8 @@ impl CommandPayload {
             CommandPayload::ExpireQuotes(_) => "ExpireQuotes",
             CommandPayload::RecordRevenue(_) => "RecordRevenue",
             CommandPayload::SetRevenueTarget(_) => "SetRevenueTarget",
+            CommandPayload::OpenPosition(_) => "OpenPosition",
+            CommandPayload::ApplyRebalance(_) => "ApplyRebalance",
         }
     }
 }

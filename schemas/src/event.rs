@@ -52,6 +52,9 @@ pub enum EventPayload {
     RevenueRecorded(crate::revenue::ledger::RevenueRecorded),
     RevenueMilestone(crate::revenue::ledger::RevenueMilestone),
     RevenueTargetSet(crate::revenue::ledger::RevenueTargetSet),
+    /// The portfolio: a position opened, a rebalance applied.
+    PositionOpened(crate::revenue::portfolio::PositionOpened),
+    PortfolioRebalanced(crate::revenue::portfolio::PortfolioRebalanced),
 }
 
 /// An opportunity event's payload: the whole record after it.
@@ -87,6 +90,8 @@ impl EventPayload {
             EventPayload::RevenueRecorded(_) => "RevenueRecorded",
             EventPayload::RevenueMilestone(_) => "RevenueMilestone",
             EventPayload::RevenueTargetSet(_) => "RevenueTargetSet",
+            EventPayload::PositionOpened(_) => "PositionOpened",
+            EventPayload::PortfolioRebalanced(_) => "PortfolioRebalanced",
         }
     }
 

@@ -29,6 +29,9 @@ pub struct Topics {
     /// The revenue ledger's commands; key = the tenant's ledger key.
     pub revenue_commands: String,
     pub revenue_state: String,
+    /// The portfolio machine's commands; key = the tenant's portfolio key.
+    pub portfolio_commands: String,
+    pub portfolio_state: String,
 }
 
 /// Which keyed machine a command is for: each has its own commands and
@@ -39,6 +42,7 @@ pub enum MachineKind {
     Opportunities,
     Pricing,
     Revenue,
+    Portfolio,
 }
 
 impl Topics {
@@ -57,6 +61,8 @@ impl Topics {
             pricing_state: format!("{prefix}agentbank.pricing.state"),
             revenue_commands: format!("{prefix}agentbank.revenue.commands"),
             revenue_state: format!("{prefix}agentbank.revenue.state"),
+            portfolio_commands: format!("{prefix}agentbank.portfolio.commands"),
+            portfolio_state: format!("{prefix}agentbank.portfolio.state"),
         }
     }
 
@@ -67,6 +73,7 @@ impl Topics {
             MachineKind::Opportunities => &self.opportunity_commands,
             MachineKind::Pricing => &self.pricing_commands,
             MachineKind::Revenue => &self.revenue_commands,
+            MachineKind::Portfolio => &self.portfolio_commands,
         }
     }
 
@@ -90,13 +97,20 @@ impl Topics {
                 state: self.revenue_state.clone(),
                 ..self.clone()
             },
+            MachineKind::Portfolio => Topics {
+                commands: self.portfolio_commands.clone(),
+                state: self.portfolio_state.clone(),
+                ..self.clone()
+            },
         }
     }
 
     /// Every topic with whether it is compacted. The state topic must have as
     /// many partitions as the commands topic: partition p checkpoints commands p.
-    pub fn all(&self) -> [(&str, bool); 13] {
+    pub fn all(&self) -> [(&str, bool); 15] {
         [
+            (&self.portfolio_commands, false),
+            (&self.portfolio_state, true),
             (&self.revenue_commands, false),
             (&self.revenue_state, true),
             (&self.pricing_commands, false),

@@ -9,6 +9,7 @@
 //! `NOTIFY`s its new offsets, which [`watermark`] turns into read-your-writes.
 
 pub mod ledger;
+mod portfolio;
 pub mod revenue;
 mod rows;
 mod time;

@@ -31,6 +31,7 @@ pub struct Rows {
     /// The revenue platform's projection.
     revenue: super::revenue::RevenueRows,
     ledger: super::ledger::LedgerRows,
+    portfolio: super::portfolio::PortfolioRows,
 }
 
 /// Per event: what webhook endpoints subscribed to its type would receive.
@@ -145,6 +146,8 @@ impl Rows {
             EventPayload::SystemAlert(_) | EventPayload::RevenueMilestone(_) => {}
             EventPayload::RevenueRecorded(r) => self.ledger.entry(&r.entry),
             EventPayload::RevenueTargetSet(t) => self.ledger.target(e.user_id, e.agent_version, t),
+            EventPayload::PositionOpened(p) => self.portfolio.opened(e, &p.position),
+            EventPayload::PortfolioRebalanced(r) => self.portfolio.rebalanced(e, r),
             EventPayload::TransferSettled(t) => {
                 self.set_balance(e.agent_id, e.agent_version, t.balance_after, e.timestamp_ms);
                 if let Some(journal) = &t.journal {
@@ -314,6 +317,7 @@ impl Rows {
         write_savings(tx, self.savings).await?;
         self.revenue.write(tx).await?;
         self.ledger.write(tx).await?;
+        self.portfolio.write(tx).await?;
         // Webhook intake, in the read model's transaction: exactly once.
         let h = self.hooks;
         sqlx::query(

@@ -11,6 +11,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod opportunities;
 pub mod payments;
+pub mod portfolio;
 pub mod quotes;
 pub mod revenue;
 pub mod savings;

@@ -48,7 +48,7 @@ pub const DEFAULT_SCHEDULE: [Duration; 8] = [
 pub const DISABLE_AFTER_DEAD: i32 = 5;
 
 /// Every event type a webhook can subscribe to (`*` subscribes to all).
-pub const EVENT_TYPES: [&str; 24] = [
+pub const EVENT_TYPES: [&str; 26] = [
     "agent.created",
     "deposit.completed",
     "withdrawal.completed",
@@ -73,6 +73,8 @@ pub const EVENT_TYPES: [&str; 24] = [
     "revenue.received",
     "revenue.milestone",
     "revenue.target_set",
+    "position.opened",
+    "portfolio.rebalanced",
 ];
 
 /// The webhook type of an event.
@@ -102,6 +104,8 @@ pub fn event_type(p: &EventPayload) -> &'static str {
         EventPayload::RevenueRecorded(_) => "revenue.received",
         EventPayload::RevenueMilestone(_) => "revenue.milestone",
         EventPayload::RevenueTargetSet(_) => "revenue.target_set",
+        EventPayload::PositionOpened(_) => "position.opened",
+        EventPayload::PortfolioRebalanced(_) => "portfolio.rebalanced",
     }
 }
 
@@ -129,6 +133,8 @@ pub fn envelope(e: &Event) -> Value {
         EventPayload::SystemAlert(a) => return wrap(a.view()),
         EventPayload::RevenueRecorded(r) => return wrap(json!(r.entry.transaction_view())),
         EventPayload::RevenueMilestone(m) => return wrap(m.view()),
+        EventPayload::PositionOpened(p) => return wrap(p.position.view()),
+        EventPayload::PortfolioRebalanced(r) => return wrap(r.view()),
         EventPayload::RevenueTargetSet(t) => {
             return wrap(json!({
                 "currency": t.currency,

@@ -9,6 +9,7 @@ pub mod ledger;
 pub mod metrics_stream;
 pub mod openapi;
 pub mod opportunities;
+pub mod portfolio;
 pub mod pricing;
 pub mod sandbox;
 pub mod schema;

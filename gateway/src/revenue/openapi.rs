@@ -16,6 +16,7 @@ use schemas::revenue::opportunity::{
     Artifact, EconomicView, ExecutionView, MetadataView, OpportunityView, Phase, PlanView,
     Resources,
 };
+use schemas::revenue::portfolio::{PerformanceMetrics, PositionView, RiskMetrics, StatusView};
 use schemas::revenue::pricing::{ConfidenceInterval, OptimizationMetrics, QuoteView};
 
 struct Security;
@@ -56,6 +57,9 @@ impl Modify for Security {
         crate::revenue::pricing::quote,
         crate::revenue::pricing::execute,
         crate::revenue::pricing::get,
+        crate::revenue::portfolio::status,
+        crate::revenue::portfolio::history,
+        crate::revenue::portfolio::rebalance,
         crate::revenue::ledger::record,
         crate::revenue::ledger::transactions,
         crate::revenue::ledger::analytics,
@@ -77,7 +81,9 @@ impl Modify for Security {
         OptimizationMetrics, QuoteRequest, QuoteContext, QuoteAdjustments, ExecuteQuoteRequest,
         RevenueEventRequest, RecordedView, LedgerEntryView, PostingView, TransactionView, TransactionPage,
         CursorPagination, AnalyticsView, Summary, SeriesPoint, Breakdown, Share, Verification, TargetRequest,
-        Targets,
+        Targets, ExecuteOpportunityRequest, RebalanceConstraints, RebalanceRequest, RebalancePosition,
+        RebalanceAnswer, SeriesOut, PositionSeries, PortfolioHistory, StatusView, PerformanceMetrics, RiskMetrics,
+        PositionView,
     )),
     modifiers(&Security),
     security(("api_key" = []), ("bearer" = []), ("service_token" = [])),

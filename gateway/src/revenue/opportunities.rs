@@ -33,7 +33,7 @@ use crate::revenue::sandbox::{self, TestId};
 #[allow(unused_imports)] // named by the OpenAPI attributes
 use crate::revenue::schema::{
     BatchRequest, BatchResponse, CommonErrors, CreateOpportunityRequest, ErrorEnvelope,
-    OpportunityList,
+    ExecuteOpportunityRequest, OpportunityList,
 };
 use crate::AppState;
 #[allow(unused_imports)]
@@ -230,7 +230,14 @@ pub async fn get_one(state: &AppState, caller: &Caller, id: &str) -> Result<Valu
         })
 }
 
-pub async fn execute_one(state: &AppState, caller: &Caller, id: &str) -> Result<Value, ApiError> {
+/// Executes an opportunity and opens its position in the portfolio
+/// (`allocation`: see `portfolio::parse_allocation`).
+pub async fn execute_one(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    allocation: &crate::revenue::portfolio::Allocation,
+) -> Result<Value, ApiError> {
     caller.require_user_key()?;
     if let Some(answer) = test_id(caller, id, true) {
         return answer;
@@ -252,7 +259,11 @@ pub async fn execute_one(state: &AppState, caller: &Caller, id: &str) -> Result<
             resource_type: "opportunity",
             resource_id: id.to_string(),
         }),
-        other => opportunity(other),
+        Outcome::Opportunity(o) => {
+            crate::revenue::portfolio::open_position(state, caller, &o, allocation).await?;
+            Ok(json!(o.view()))
+        }
+        other => Err(unexpected(other)),
     }
 }
 
@@ -297,6 +308,7 @@ pub async fn get(
 /// `POST /v1/opportunities/{id}/execute`.
 #[utoipa::path(post, path = "/opportunities/{id}/execute", tag = "opportunities",
     params(("id" = String, Path, description = "`opp_…` (sandbox: test ids)")),
+    request_body(content = Option<ExecuteOpportunityRequest>, description = "Optional: the position it opens"),
     responses(
         (status = 200, description = "Executing (active), or as it is when executed before", body = OpportunityView),
         CommonErrors,
@@ -306,8 +318,10 @@ pub async fn execute(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    body: crate::body::MaybeJsonObject,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(execute_one(&state, &caller, &id).await?))
+    let allocation = crate::revenue::portfolio::parse_allocation(body.0.as_ref())?;
+    Ok(Json(execute_one(&state, &caller, &id, &allocation).await?))
 }
 
 fn operand(field: Field, op: Op, text: &str, param: &str) -> Result<Operand, ApiError> {
@@ -575,7 +589,11 @@ async fn run_operation(
         }
         ("GET", ["opportunities", id]) => Ok((StatusCode::OK, get_one(state, caller, id).await?)),
         ("POST", ["opportunities", id, "execute"]) => {
-            Ok((StatusCode::OK, execute_one(state, caller, id).await?))
+            let allocation = crate::revenue::portfolio::parse_allocation(None)?;
+            Ok((
+                StatusCode::OK,
+                execute_one(state, caller, id, &allocation).await?,
+            ))
         }
         _ => Err(ApiError::Validation {
             message: format!("Unsupported operation {method} {path}"),

@@ -299,3 +299,96 @@ pub struct Verification {
     pub first_invalid_sequence: Option<i64>,
     pub reason: Option<String>,
 }
+
+/// `POST /v1/opportunities/{id}/execute` (optional body).
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct ExecuteOpportunityRequest {
+    /// Capital put into the position, USD (the plan's execution cost).
+    #[schema(minimum = 0)]
+    pub allocation: Option<f64>,
+    /// The product whose revenue values the position (the opportunity's id).
+    #[schema(max_length = 100)]
+    pub product_id: Option<String>,
+    /// RFC 3339, not in the future (now).
+    pub opened_at: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct RebalanceConstraints {
+    #[schema(minimum = 0, maximum = 1)]
+    pub max_position_size: Option<f64>,
+    #[schema(minimum = 0, maximum = 1)]
+    pub min_position_size: Option<f64>,
+    /// Annualised volatility at most.
+    #[schema(minimum = 0, maximum = 100)]
+    pub target_risk: Option<f64>,
+    /// ½ Σ |target − current weight| at most.
+    #[schema(minimum = 0, maximum = 1)]
+    pub turnover_limit: Option<f64>,
+}
+
+/// `POST /v1/portfolio/rebalance`.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct RebalanceRequest {
+    /// risk_parity, equal_weight or min_variance.
+    pub strategy: String,
+    pub constraints: Option<RebalanceConstraints>,
+    /// Solve and answer without applying.
+    pub dry_run: Option<bool>,
+    #[schema(max_length = 200)]
+    pub reason: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RebalancePosition {
+    pub opportunity_id: String,
+    pub current_weight: f64,
+    pub target_weight: f64,
+    pub trade_amount: f64,
+    pub risk_contribution_before: f64,
+    pub risk_contribution_after: f64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RebalanceAnswer {
+    pub strategy: String,
+    pub dry_run: bool,
+    pub applied: bool,
+    pub portfolio_value: f64,
+    pub turnover: f64,
+    pub volatility_before: f64,
+    pub volatility_after: f64,
+    pub solve_ms: f64,
+    pub positions: Vec<RebalancePosition>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SeriesOut {
+    pub values: Vec<f64>,
+    pub flows: Vec<f64>,
+    /// Null on a position's first day held.
+    pub returns: Vec<Option<f64>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PositionSeries {
+    pub opportunity_id: String,
+    pub product_id: String,
+    pub capital: f64,
+    pub values: Vec<f64>,
+    pub flows: Vec<f64>,
+    pub returns: Vec<Option<f64>>,
+}
+
+/// `GET /v1/portfolio/history`.
+#[derive(Serialize, ToSchema)]
+pub struct PortfolioHistory {
+    pub currency: String,
+    pub risk_free_rate: f64,
+    pub dates: Vec<String>,
+    pub portfolio: SeriesOut,
+    pub positions: Vec<PositionSeries>,
+}

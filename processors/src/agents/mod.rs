@@ -299,7 +299,9 @@ pub fn apply(
         | CommandPayload::ExecuteQuote(_)
         | CommandPayload::ExpireQuotes(_)
         | CommandPayload::RecordRevenue(_)
-        | CommandPayload::SetRevenueTarget(_) => Err((
+        | CommandPayload::SetRevenueTarget(_)
+        | CommandPayload::OpenPosition(_)
+        | CommandPayload::ApplyRebalance(_) => Err((
             RejectCode::Invalid,
             "not a command for the agent bank".to_string(),
         )),

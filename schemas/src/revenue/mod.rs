@@ -1,9 +1,10 @@
 //! The revenue platform's messages (API v1): opportunities, pricing quotes,
-//! the revenue ledger and its analytics; the portfolio joins them here.
+//! the revenue ledger and its analytics, the portfolio.
 
 pub mod analytics;
 pub mod ledger;
 pub mod opportunity;
+pub mod portfolio;
 pub mod pricing;
 
 use rust_decimal::Decimal;
