@@ -381,7 +381,12 @@ fn cholesky_solve(mut a: Vec<Vec<f64>>, b: &[f64]) -> Option<Vec<f64>> {
         let d = d.sqrt();
         a[j][j] = d;
         for i in j + 1..n {
-            let s = a[i][j] - a[i][..j].iter().zip(&a[j][..j]).map(|(x, y)| x * y).sum::<f64>();
+            let s = a[i][j]
+                - a[i][..j]
+                    .iter()
+                    .zip(&a[j][..j])
+                    .map(|(x, y)| x * y)
+                    .sum::<f64>();
             a[i][j] = s / d;
         }
     }
