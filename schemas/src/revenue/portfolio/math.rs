@@ -231,19 +231,28 @@ pub fn project(v: &[f64], lo: f64, hi: f64) -> Vec<f64> {
 }
 
 /// Minimum variance under the box and budget constraints: accelerated
-/// projected gradient (FISTA) with step 1/L, L a bound on Σ's largest
-/// eigenvalue (the largest absolute row sum).
+/// projected gradient (FISTA, restarted whenever the objective rises) with
+/// step 1/L, L the largest eigenvalue of 2Σ by power iteration.
 pub fn min_variance(cov: &[Vec<f64>], lo: f64, hi: f64) -> Vec<f64> {
     let n = cov.len();
-    let lipschitz = cov
-        .iter()
-        .map(|r| r.iter().map(|x| x.abs()).sum::<f64>())
-        .fold(0.0, f64::max)
-        .max(1e-300);
-    let step = 1.0 / (2.0 * lipschitz);
+    let mut v = vec![1.0 / (n as f64).sqrt(); n];
+    let mut eigen = 0.0f64;
+    for _ in 0..50 {
+        let next = mat_vec(cov, &v);
+        let norm = next.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if norm <= 0.0 {
+            break;
+        }
+        eigen = norm;
+        v = next.into_iter().map(|x| x / norm).collect();
+    }
+    // A little over the estimate: power iteration approaches from below.
+    let step = 1.0 / (2.0 * 1.1 * eigen).max(1e-300);
     let mut w = project(&vec![1.0 / n as f64; n], lo, hi);
     let mut y = w.clone();
     let mut t = 1.0f64;
+    let mut last = variance(cov, &w);
+    let mut restarted = false;
     for _ in 0..5_000 {
         let g = mat_vec(cov, &y);
         let next = project(
@@ -254,8 +263,20 @@ pub fn min_variance(cov: &[Vec<f64>], lo: f64, hi: f64) -> Vec<f64> {
             lo,
             hi,
         );
-        let t_next = (1.0 + (1.0 + 4.0 * t * t).sqrt()) / 2.0;
+        let value = variance(cov, &next);
         let moved: f64 = next.iter().zip(&w).map(|(a, b)| (a - b).abs()).sum();
+        if value > last {
+            if restarted {
+                break; // not even a plain step helps: converged to rounding
+            }
+            // Momentum overshot: restart from the last iterate.
+            restarted = true;
+            t = 1.0;
+            y = w.clone();
+            continue;
+        }
+        restarted = false;
+        let t_next = (1.0 + (1.0 + 4.0 * t * t).sqrt()) / 2.0;
         y = next
             .iter()
             .zip(&w)
@@ -263,7 +284,8 @@ pub fn min_variance(cov: &[Vec<f64>], lo: f64, hi: f64) -> Vec<f64> {
             .collect();
         w = next;
         t = t_next;
-        if moved < 1e-12 {
+        last = value;
+        if moved < 1e-10 {
             break;
         }
     }
