@@ -305,6 +305,12 @@ impl Common {
             Duration::from_secs(http.refresh_token_ttl_s.max(1)),
         )?;
         let service_tokens = gateway::auth::service::ServiceTokens::parse(&http.service_tokens)?;
+        if !(-1.0..=1.0).contains(&http.risk_free_rate) {
+            anyhow::bail!(
+                "AGENTBANK_RISK_FREE_RATE must be an annual rate from -1 to 1 (e.g. 0.04), not {}",
+                http.risk_free_rate
+            );
+        }
         let default_tier =
             gateway::rate_limit::Tier::parse(&http.default_tier).ok_or_else(|| {
                 anyhow::anyhow!(
