@@ -336,7 +336,7 @@ impl Common {
             rate_limit_per_minute: http.rate_limit_per_minute,
             rate_limit_per_day: http.rate_limit_per_day,
             interest_rates: self.interest_rates.clone(),
-            secrets: self.secrets(),
+            secrets: self.secrets()?,
             webhooks_allow_private: self.webhooks_allow_private,
             sse_metrics_every: Duration::from_millis(http.sse_metrics_ms.max(100)),
             sse_heartbeat: Duration::from_millis(http.sse_heartbeat_ms.max(100)),
@@ -344,16 +344,17 @@ impl Common {
         })
     }
 
-    fn secrets(&self) -> connectors::secrets::SecretBox {
+    fn secrets(&self) -> anyhow::Result<connectors::secrets::SecretBox> {
         let key = self.secrets_key.clone().unwrap_or_else(|| {
             tracing::warn!("AGENTBANK_SECRETS_KEY unset: sealing secrets with the development key");
             connectors::secrets::DEV_KEY_HEX.to_string()
         });
-        connectors::secrets::SecretBox::from_hex(&key)
-            .expect("AGENTBANK_SECRETS_KEY: 64 hex digits")
+        connectors::secrets::SecretBox::from_hex(&key).map_err(|_| {
+            anyhow::anyhow!("AGENTBANK_SECRETS_KEY must be 64 hex digits (a 256-bit key)")
+        })
     }
 
-    fn dispatcher(&self) -> connectors::webhooks::DispatcherConfig {
+    fn dispatcher(&self) -> anyhow::Result<connectors::webhooks::DispatcherConfig> {
         let schedule = if self.webhook_schedule_ms.is_empty() {
             connectors::webhooks::DEFAULT_SCHEDULE.to_vec()
         } else {
@@ -362,15 +363,15 @@ impl Common {
                 .map(|ms| Duration::from_millis(*ms))
                 .collect()
         };
-        connectors::webhooks::DispatcherConfig {
+        Ok(connectors::webhooks::DispatcherConfig {
             schedule,
             timeout: Duration::from_millis(self.webhook_timeout_ms),
             concurrency: 64,
             allow_private: self.webhooks_allow_private,
-            secrets: self.secrets(),
+            secrets: self.secrets()?,
             kafka: self.kafka(),
             dead_letter_topic: self.topics().webhooks_dead_letter,
-        }
+        })
     }
 
     async fn pool(&self, max: u32) -> anyhow::Result<sqlx::PgPool> {
@@ -640,7 +641,7 @@ async fn run_machine<M: processors::runtime::machine::Machine + 'static>(
 /// The webhook dispatcher (`connectors::webhooks`).
 async fn run_dispatcher(common: &Common, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let pool = common.pool(8).await?;
-    let config = common.dispatcher();
+    let config = common.dispatcher()?;
     supervise("dispatcher", shutdown, |s| {
         connectors::webhooks::run(config.clone(), pool.clone(), s)
     })

@@ -865,8 +865,13 @@ pub async fn ws_subscribed(d: &Deployment, token: &str, channels: &[&str]) -> Ws
         json!({"type": "subscribe", "channels": channels}),
     ] {
         ws.send(Message::Text(m.to_string().into())).await.unwrap();
-        let Some(Ok(Message::Text(answer))) = ws.next().await else {
-            panic!("no answer to {m}")
+        // The answer is the next text message (pings may come first).
+        let answer = loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(answer))) => break answer,
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("no answer to {m}: {other:?}"),
+            }
         };
         let answer: Value = serde_json::from_str(&answer).unwrap();
         assert!(
