@@ -247,6 +247,22 @@ struct HttpArgs {
     sse_streams_per_user: usize,
     #[arg(long, env = "AGENTBANK_SSE_STREAMS_MAX", default_value_t = 5_000)]
     sse_streams_max: usize,
+    /// Open connections per gateway; the one beyond gets a 503 and is closed.
+    #[arg(long, env = "AGENTBANK_CONNECTIONS_MAX", default_value_t = 10_000)]
+    connections_max: usize,
+    /// Time a client has to send a request's headers (ms).
+    #[arg(
+        long,
+        env = "AGENTBANK_HEADER_READ_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    header_read_timeout_ms: u64,
+    /// Time a request may take, its body read included (ms); 503 beyond.
+    #[arg(long, env = "AGENTBANK_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    request_timeout_ms: u64,
+    /// Requests one credential may have in flight; 429 beyond.
+    #[arg(long, env = "AGENTBANK_IN_FLIGHT_PER_KEY", default_value_t = 1_024)]
+    in_flight_per_key: usize,
     /// The annual risk-free rate of the portfolio's Sharpe ratio.
     #[arg(long, env = "AGENTBANK_RISK_FREE_RATE", default_value_t = 0.04)]
     risk_free_rate: f64,
@@ -305,6 +321,19 @@ impl Common {
             Duration::from_secs(http.refresh_token_ttl_s.max(1)),
         )?;
         let service_tokens = gateway::auth::service::ServiceTokens::parse(&http.service_tokens)?;
+        for (name, value) in [
+            ("AGENTBANK_CONNECTIONS_MAX", http.connections_max as u64),
+            (
+                "AGENTBANK_HEADER_READ_TIMEOUT_MS",
+                http.header_read_timeout_ms,
+            ),
+            ("AGENTBANK_REQUEST_TIMEOUT_MS", http.request_timeout_ms),
+            ("AGENTBANK_IN_FLIGHT_PER_KEY", http.in_flight_per_key as u64),
+        ] {
+            if value == 0 {
+                anyhow::bail!("{name} must be positive");
+            }
+        }
         if !(-1.0..=1.0).contains(&http.risk_free_rate) {
             anyhow::bail!(
                 "AGENTBANK_RISK_FREE_RATE must be an annual rate from -1 to 1 (e.g. 0.04), not {}",
@@ -321,6 +350,12 @@ impl Common {
         Ok(GatewayConfig {
             quote_ttl: Duration::from_millis(http.quote_ttl_ms.max(1)),
             risk_free_rate: http.risk_free_rate,
+            bounds: gateway::bounds::Bounds {
+                connections_max: http.connections_max,
+                header_read: Duration::from_millis(http.header_read_timeout_ms),
+                request: Duration::from_millis(http.request_timeout_ms),
+                in_flight_per_key: http.in_flight_per_key,
+            },
             ws_sessions_per_user: http.ws_sessions_per_user,
             ws_sessions_max: http.ws_sessions_max,
             sse_streams_per_user: http.sse_streams_per_user,

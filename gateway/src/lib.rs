@@ -2,6 +2,8 @@
 //!
 //! - [`auth`]: `x-api-key` authentication, key minting, password hashing.
 //! - [`body`]: bounded, exact JSON body parsing (amounts never via `f64`).
+//! - [`bounds`]: connections, header and request time, requests in flight
+//!   per credential — what one client may hold.
 //! - [`commands`]: writes as Kafka commands, replies by correlation id,
 //!   read-your-writes by waiting on the sink's watermark.
 //! - [`error`]: the one error type and its `{"error": "..."}` responses.
@@ -14,6 +16,7 @@
 pub mod auth;
 pub mod bank;
 pub mod body;
+pub mod bounds;
 pub mod cache;
 pub mod chain;
 pub mod commands;
@@ -74,6 +77,9 @@ pub struct GatewayConfig {
     pub service_tokens: auth::service::ServiceTokens,
     /// The tier of users without one set (`AGENTBANK_DEFAULT_TIER`).
     pub default_tier: rate_limit::Tier,
+    /// What one client may hold: connections, header and request time,
+    /// requests in flight per credential.
+    pub bounds: bounds::Bounds,
     /// The annual risk-free rate of the portfolio's Sharpe ratio
     /// (`AGENTBANK_RISK_FREE_RATE`).
     pub risk_free_rate: f64,
@@ -171,6 +177,7 @@ fn api() -> Router<AppState> {
         .route("/health", get(health::health))
         .route("/events", get(revenue::events::upgrade))
         .route("/metrics/stream", get(revenue::metrics_stream::stream))
+        .layer(middleware::from_fn(bounds::guard))
         .merge(revenue::webhooks::router())
 }
 
@@ -209,6 +216,7 @@ fn revenue_api() -> Router<AppState> {
             get(revenue::ledger::targets).put(revenue::ledger::set_target),
         )
         .route("/openapi.json", get(revenue::openapi::document))
+        .layer(middleware::from_fn(bounds::guard))
         .layer(middleware::from_fn(error::envelope))
         .layer(axum::Extension(auth::Product::Revenue))
 }
@@ -226,6 +234,10 @@ pub fn router(state: AppState) -> Router {
             }
         })
         .layer(DefaultBodyLimit::max(body::BODY_BYTES_MAX))
+        .layer(axum::Extension(state.config.bounds))
+        .layer(axum::Extension(Arc::new(std::sync::Mutex::new(
+            bounds::InFlight::default(),
+        ))))
         .layer(middleware::from_fn(rate_limit::headers))
         .layer(middleware::from_fn(record_http))
         .layer(middleware::from_fn(error::request_id))
@@ -256,7 +268,7 @@ pub async fn serve(
     pool: PgPool,
     metrics: Option<PrometheusHandle>,
     processor_probe: Option<ProcessorProbe>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<(), ApiError> {
     let watermarks = Watermarks::follow(pool.clone(), config.topics.events.clone()).await?;
     let bus = commands::CommandBus::start(
@@ -311,10 +323,6 @@ pub async fn serve(
         ws_sessions,
         sse_streams,
     };
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        })
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))
+    let limits = state.config.bounds;
+    bounds::serve(listener, router(state), limits, shutdown).await
 }

@@ -40,6 +40,7 @@ pub fn router() -> Router<AppState> {
         .route("/webhooks/deliveries/{id}/replay", post(replay_one))
         // The revenue API's error envelope; the per-key limits of the bank's
         // routes (webhooks serve both products' events).
+        .layer(middleware::from_fn(crate::bounds::guard))
         .layer(middleware::from_fn(crate::error::envelope))
 }
 

@@ -1,9 +1,13 @@
 //! Pricing as a keyed machine (key: a tenant's product). `RequestQuote`
 //! draws a price by contextual Thompson sampling ([`model`]) with the
 //! randomness of the command's position; `ExecuteQuote` records a
-//! conversion at the quote's arm; the `ExpireQuotes` tick closes every quote
-//! that expired unexecuted as a non-conversion — so the posterior learns
-//! from both outcomes, and replaying the log reproduces every quote. When a
+//! conversion; the `ExpireQuotes` tick closes every quote that expired
+//! unexecuted as a non-conversion. The model learns each quote's outcome at
+//! its expiry, converted or not: conversions are known at once and
+//! non-conversions only at expiry, and learning the first early would
+//! inflate the conversion of whatever was quoted most recently — the
+//! model would drift to cheap, often-converting prices while their
+//! failures were still pending. Replaying the log reproduces every quote. When a
 //! product's recent quoted prices disperse beyond a threshold, a
 //! `system.alert` goes out (once per crossing).
 
@@ -94,21 +98,13 @@ impl PricingState {
         self.closed.iter().find(|c| c.quote_id == id).copied()
     }
 
-    /// Closes `q` as `executed` or `expired` and learns its outcome.
-    fn close(&mut self, mut q: Quote, converted: bool, at_ms: i64) -> Quote {
-        let post = self
-            .posteriors
+    /// Learns a quote's outcome (at its expiry) and remembers it closed.
+    fn learn(&mut self, q: &Quote) {
+        let converted = q.status == status::EXECUTED;
+        self.posteriors
             .entry(context(&q.segment_id, q.value_bucket))
-            .or_default();
-        post.learn(q.arm as usize, converted);
-        q.status = if converted {
-            status::EXECUTED
-        } else {
-            status::EXPIRED
-        }
-        .into();
-        q.closed_ms = Some(at_ms);
-        q.version += 1;
+            .or_default()
+            .learn(q.arm as usize, converted);
         self.closed.push_back(Closed {
             quote_id: q.quote_id,
             executed: converted,
@@ -116,7 +112,6 @@ impl PricingState {
         while self.closed.len() > CLOSED_KEPT {
             self.closed.pop_front();
         }
-        q
     }
 }
 
@@ -203,7 +198,11 @@ fn quote(
 ) -> Step {
     // A retried request: the same quote (a closed one is read back by the gateway).
     if let Some(q) = s.open.get(&command.id) {
-        return answer(q);
+        return if q.status == status::OPEN {
+            answer(q)
+        } else {
+            done()
+        };
     }
     if s.find_closed(command.id).is_some() {
         return done();
@@ -277,7 +276,15 @@ fn quote(
 }
 
 fn execute(s: &mut PricingState, command: &Command, x: &ExecuteQuote, ids: &Ids<'_>) -> Step {
-    let Some(open) = s.open.get(&x.quote_id).cloned() else {
+    let Some(open) = s
+        .open
+        .get(&x.quote_id)
+        .filter(|q| q.status == status::OPEN)
+        .cloned()
+    else {
+        if s.open.contains_key(&x.quote_id) {
+            return done(); // executed before, not yet learned from
+        }
         return match s.find_closed(x.quote_id) {
             // Executed before: the gateway answers the quote from the read model.
             Some(c) if c.executed => done(),
@@ -288,7 +295,6 @@ fn execute(s: &mut PricingState, command: &Command, x: &ExecuteQuote, ids: &Ids<
     if command.timestamp_ms > open.expires_ms {
         return Step::rejected(RejectCode::Invalid, EXPIRED); // the tick closes it
     }
-    s.open.remove(&x.quote_id);
     let discount = x
         .discount_percentage
         .clamp(Decimal::ZERO, Decimal::ONE_HUNDRED);
@@ -299,7 +305,11 @@ fn execute(s: &mut PricingState, command: &Command, x: &ExecuteQuote, ids: &Ids<
     );
     q.discount_percentage = Some(discount);
     q.reason = Some(x.reason.clone()).filter(|r| !r.is_empty());
-    let q = s.close(q, true, command.timestamp_ms);
+    q.status = status::EXECUTED.into();
+    q.closed_ms = Some(command.timestamp_ms);
+    q.version += 1;
+    // Learned at its expiry, with the quotes that did not convert.
+    s.open.insert(q.quote_id, q.clone());
     let e = event(s, command, ids.id(0), &q, EventPayload::QuoteExecuted);
     Step {
         events: vec![e],
@@ -316,18 +326,22 @@ fn expire(s: &mut PricingState, command: &Command, through: i64, ids: &Ids<'_>) 
         .collect();
     let mut events = Vec::with_capacity(due.len());
     for (i, id) in due.into_iter().enumerate() {
-        let Some(q) = s.open.remove(&id) else {
+        let Some(mut q) = s.open.remove(&id) else {
             continue;
         };
-        let at = q.expires_ms;
-        let q = s.close(q, false, at);
-        events.push(event(
-            s,
-            command,
-            ids.id(i as u32),
-            &q,
-            EventPayload::QuoteExpired,
-        ));
+        if q.status == status::OPEN {
+            q.status = status::EXPIRED.into();
+            q.closed_ms = Some(q.expires_ms);
+            q.version += 1;
+            events.push(event(
+                s,
+                command,
+                ids.id(i as u32),
+                &q,
+                EventPayload::QuoteExpired,
+            ));
+        }
+        s.learn(&q);
     }
     Step {
         events,
