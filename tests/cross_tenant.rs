@@ -1,0 +1,507 @@
+//! Cross-tenant attacks, generated from the route table: two users with
+//! agents, payments, a savings position, a webhook, an opportunity and its
+//! position, a quote and revenue. For every operation of both OpenAPI
+//! documents that takes an id (in its path or body), the other user's id —
+//! with the user's key, an agent's key for another agent, and the sandbox
+//! key — is a 4xx that carries none of the victim's data, and the victim's
+//! state is unchanged afterwards. An operation that takes an id and is
+//! missing from the table below fails the test, so a new route cannot be
+//! forgotten. Lists without ids never show the victim's ids, and the
+//! attacker's WebSocket session carries none of the victim's events.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::Deployment;
+use futures::StreamExt;
+use reqwest::Method;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+/// The victim's ids, by what they name.
+struct Victim {
+    user: String,
+    agent: String,
+    other_agent: String,
+    payment: String,
+    investment: String,
+    webhook: String,
+    opportunity: String,
+    quote: String,
+}
+
+impl Victim {
+    /// Every text of the victim's that must never reach the attacker.
+    fn secrets(&self) -> Vec<&str> {
+        vec![
+            &self.user,
+            &self.agent,
+            &self.other_agent,
+            &self.payment,
+            &self.investment,
+            &self.webhook,
+            &self.opportunity,
+            &self.quote,
+            "victim-secret-memo",
+        ]
+    }
+}
+
+/// Operations that take an id: (method, path template) → the request the
+/// attacker sends (path, body) with the victim's ids.
+fn attacks(v: &Victim) -> BTreeMap<(&'static str, &'static str), (String, Value)> {
+    let usdc = |extra: Value| {
+        let mut b = json!({"amount": 1, "currency": "USDC"});
+        b.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        b
+    };
+    let mut t = BTreeMap::new();
+    let mut add = |m: &'static str, p: &'static str, path: String, body: Value| {
+        t.insert((m, p), (path, body));
+    };
+    // The agent bank (mounted at / and /v1).
+    add(
+        "GET",
+        "/agentsWith/{id}",
+        format!("/agentsWith/{}", v.agent),
+        Value::Null,
+    );
+    add(
+        "GET",
+        "/agents/{id}",
+        format!("/agents/{}", v.user),
+        Value::Null,
+    );
+    add(
+        "POST",
+        "/agents/create",
+        "/agents/create".into(),
+        json!({"userid": v.user, "name": "intruder"}),
+    );
+    add(
+        "POST",
+        "/agents/deposit",
+        "/agents/deposit".into(),
+        usdc(json!({"userid": v.user, "agentid": v.agent})),
+    );
+    add(
+        "POST",
+        "/agents/withdraw",
+        "/agents/withdraw".into(),
+        usdc(json!({"userid": v.user, "agentid": v.agent})),
+    );
+    add(
+        "POST",
+        "/payments/setApprove",
+        "/payments/setApprove".into(),
+        json!({"paymentId": v.payment}),
+    );
+    add(
+        "POST",
+        "/payments/setDecline",
+        "/payments/setDecline".into(),
+        json!({"paymentId": v.payment}),
+    );
+    add(
+        "GET",
+        "/payments/{id}",
+        format!("/payments/{}", v.payment),
+        Value::Null,
+    );
+    add(
+        "POST",
+        "/savings/deposit",
+        "/savings/deposit".into(),
+        json!({"agentId": v.agent, "amount": 1}),
+    );
+    add(
+        "POST",
+        "/savings/withdraw",
+        "/savings/withdraw".into(),
+        json!({"investmentId": v.investment}),
+    );
+    add(
+        "GET",
+        "/savings/{agentId}",
+        format!("/savings/{}", v.agent),
+        Value::Null,
+    );
+    // The revenue platform (/v1).
+    add(
+        "GET",
+        "/v1/opportunities/{id}",
+        format!("/v1/opportunities/{}", v.opportunity),
+        Value::Null,
+    );
+    add(
+        "POST",
+        "/v1/opportunities/{id}/execute",
+        format!("/v1/opportunities/{}/execute", v.opportunity),
+        json!({}),
+    );
+    add(
+        "GET",
+        "/v1/monetizer/quotes/{id}",
+        format!("/v1/monetizer/quotes/{}", v.quote),
+        Value::Null,
+    );
+    add(
+        "POST",
+        "/v1/monetizer/execute",
+        "/v1/monetizer/execute".into(),
+        json!({"quote_id": v.quote}),
+    );
+    add(
+        "GET",
+        "/v1/webhooks/{id}",
+        format!("/v1/webhooks/{}", v.webhook),
+        Value::Null,
+    );
+    add(
+        "PATCH",
+        "/v1/webhooks/{id}",
+        format!("/v1/webhooks/{}", v.webhook),
+        json!({"active": false}),
+    );
+    add(
+        "DELETE",
+        "/v1/webhooks/{id}",
+        format!("/v1/webhooks/{}", v.webhook),
+        Value::Null,
+    );
+    add(
+        "POST",
+        "/v1/webhooks/{id}/test",
+        format!("/v1/webhooks/{}/test", v.webhook),
+        json!({}),
+    );
+    add(
+        "GET",
+        "/v1/webhooks/{id}/deliveries",
+        format!("/v1/webhooks/{}/deliveries", v.webhook),
+        Value::Null,
+    );
+    add(
+        "POST",
+        "/v1/webhooks/{id}/replay",
+        format!("/v1/webhooks/{}/replay", v.webhook),
+        json!({}),
+    );
+    add(
+        "PUT",
+        "/v1/admin/users/{user_id}/tier",
+        format!("/v1/admin/users/{}/tier", v.user),
+        json!({"tier": "enterprise"}),
+    );
+    t
+}
+
+/// Operations of both documents that take an id: a path parameter, or a
+/// body field naming an id.
+fn id_operations(docs: &[(&str, &Value)]) -> BTreeSet<(String, String)> {
+    // Names in the caller's own namespace (a product, a segment, a
+    // customer of the tenant's) are not ids of anyone's resources.
+    let id_field = |name: &str| {
+        let n = name.to_ascii_lowercase();
+        (n == "id" || n.ends_with("id"))
+            && !["product_id", "segment_id", "customer_id", "walletaddress"].contains(&n.as_str())
+    };
+    let mut out = BTreeSet::new();
+    for (prefix, doc) in docs {
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                if !["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                    continue;
+                }
+                let in_path = path.contains('{');
+                let schema = &op["requestBody"]["content"]["application/json"]["schema"];
+                let schema = match schema["$ref"].as_str() {
+                    Some(r) => &doc["components"]["schemas"][r.rsplit('/').next().unwrap()],
+                    None => schema,
+                };
+                let in_body = schema["properties"]
+                    .as_object()
+                    .is_some_and(|p| p.keys().any(|k| id_field(k)));
+                if in_path || in_body {
+                    out.insert((method.to_uppercase(), format!("{prefix}{path}")));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_route_reads_or_moves_another_users_money() {
+    let d = Deployment::new("xtenant").await;
+    d.set_env(&[("AGENTBANK_DEFAULT_TIER", "enterprise")]);
+    d.start_dev().await;
+
+    // The victim and its resources.
+    let (vu, vk) = d.sign_up("victim").await;
+    let va = d
+        .create_agent(&vu, &vk, json!({"requireapprovalforall": true}))
+        .await;
+    let vb = d.create_agent(&vu, &vk, json!({"name": "Other"})).await;
+    let (s, _) = d
+        .post(
+            "/agents/deposit",
+            Some(&vk),
+            json!({"userid": vu, "agentid": va, "amount": 100, "currency": "USDC"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, p) = d
+        .post(
+            "/payments/register",
+            Some(&vk),
+            json!({"senderagentid": va, "receiveragentid": vb, "name": "victim-secret-memo", "type": "INTERNAL",
+                   "paymentdetails": {"amount": 10, "currency": "USDC", "method": "CRYPTO_ADDRESS"}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{p}");
+    let payment = p["id"]
+        .as_str()
+        .or(p["paymentId"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let (s, inv) = d
+        .post(
+            "/savings/deposit",
+            Some(&vk),
+            json!({"agentId": va, "amount": 20}),
+        )
+        .await;
+    assert_eq!(s, 200, "{inv}");
+    let investment = inv["investment"]["id"]
+        .as_str()
+        .or(inv["id"].as_str())
+        .or(inv["investmentId"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let vauth = [("x-api-key", vk.as_str())];
+    let (_, _, wh) = d
+        .request(
+            Method::POST,
+            "/v1/webhooks",
+            &vauth,
+            Some(json!({"url": "https://93.184.216.34/hook", "events": ["*"], "active": false})),
+        )
+        .await;
+    let (_, _, opp) = d
+        .request(Method::POST, "/v1/opportunities", &vauth,
+            Some(json!({"name": "victim-secret-memo", "vertical": "saas",
+                "market_data": {"total_market_size": 1000000, "growth_rate": 0.1, "competition_count": 3},
+                "technical_requirements": {"complexity": "low", "time_to_market": 30, "required_expertise": []}})))
+        .await;
+    let (_, _, quote) = d
+        .request(Method::POST, "/v1/monetizer/quote", &vauth,
+            Some(json!({"product_id": "p", "segment_id": "s", "context": {"competitor_pricing": {"a": 10}}})))
+        .await;
+    let victim = Victim {
+        user: vu.clone(),
+        agent: va.clone(),
+        other_agent: vb.clone(),
+        payment,
+        investment,
+        webhook: wh["id"].as_str().unwrap().to_string(),
+        opportunity: opp["id"].as_str().unwrap().to_string(),
+        quote: quote["quote_id"].as_str().unwrap().to_string(),
+    };
+    assert!(
+        !victim.payment.is_empty() && !victim.investment.is_empty(),
+        "{p} {inv}"
+    );
+    let before = (
+        d.get(&format!("/agentsWith/{va}"), &vk).await.1,
+        d.get(&format!("/payments/{}", victim.payment), &vk).await.1,
+        d.get(&format!("/v1/webhooks/{}", victim.webhook), &vk)
+            .await
+            .1,
+        d.get(&format!("/v1/opportunities/{}", victim.opportunity), &vk)
+            .await
+            .1,
+        d.get(&format!("/v1/monetizer/quotes/{}", victim.quote), &vk)
+            .await
+            .1,
+    );
+
+    // The attacker: a user key, an agent key, a sandbox key.
+    let (au, ak) = d.sign_up("attacker").await;
+    let (_, agent) = d
+        .post(
+            "/agents/create",
+            Some(&ak),
+            json!({"userid": au, "name": "Mallory"}),
+        )
+        .await;
+    let agent_key = agent["apikey"].as_str().unwrap().to_string();
+    let (_, _, sandbox) = d
+        .request(
+            Method::POST,
+            "/v1/sandbox/keys",
+            &[("x-api-key", ak.as_str())],
+            None,
+        )
+        .await;
+    let sandbox_key = sandbox["api_key"].as_str().unwrap().to_string();
+    let mut ws = common::ws_subscribed(
+        &d,
+        &ak,
+        &[
+            "payments",
+            "agents",
+            "savings",
+            "opportunities",
+            "revenue",
+            "alerts",
+            "portfolio",
+        ],
+    )
+    .await;
+
+    // Every id-taking operation of both documents is in the table.
+    let mage: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/gateway/api/mage-openapi.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let revenue = d
+        .client
+        .get(d.url("/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let table = attacks(&victim);
+    let known: BTreeSet<(String, String)> = table
+        .keys()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    let in_docs = id_operations(&[("", &mage), ("/v1", &revenue)]);
+    for op in [
+        ("GET", "/agentsWith/{id}"),
+        ("POST", "/savings/withdraw"),
+        ("GET", "/v1/opportunities/{id}"),
+        ("POST", "/v1/monetizer/execute"),
+    ] {
+        assert!(
+            in_docs.contains(&(op.0.to_string(), op.1.to_string())),
+            "{op:?} not found in the documents"
+        );
+    }
+    for op in in_docs {
+        assert!(
+            known.contains(&op),
+            "{op:?} takes an id: add it to the cross-tenant table"
+        );
+    }
+
+    // Every attack, with every credential: a 4xx without the victim's data.
+    let mut tried = 0;
+    for ((method, template), (path, body)) in &table {
+        for key in [&ak, &agent_key, &sandbox_key] {
+            let auth: Vec<(&str, &str)> = vec![("x-api-key", key.as_str())];
+            let sent = body.to_string();
+            let body = (!body.is_null()).then(|| body.clone());
+            let m = Method::from_bytes(method.as_bytes()).unwrap();
+            let (s, _, answer) = d.request(m, path, &auth, body).await;
+            assert!(
+                (400..500).contains(&s),
+                "{method} {template} with another user's id: {s} {answer}"
+            );
+            let text = answer.to_string();
+            for secret in victim.secrets() {
+                assert!(
+                    // Echoing the id the attacker sent leaks nothing.
+                    !text.contains(secret) || path.contains(secret) || sent.contains(secret),
+                    "{method} {template} answered the victim's {secret}: {text}"
+                );
+            }
+            tried += 1;
+        }
+    }
+    assert!(tried >= 60, "{tried} attacks");
+
+    // Lists without ids never carry the victim's ids.
+    for (method, path) in id_free_gets(&[("", &mage), ("/v1", &revenue)]) {
+        let _ = method;
+        let (_, text) = {
+            let r = d
+                .client
+                .get(d.url(&path))
+                .header("x-api-key", &ak)
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.text().await.unwrap_or_default())
+        };
+        for secret in victim.secrets() {
+            assert!(
+                !text.contains(secret),
+                "GET {path} showed the victim's {secret}"
+            );
+        }
+    }
+
+    // The victim is untouched.
+    let after = (
+        d.get(&format!("/agentsWith/{va}"), &vk).await.1,
+        d.get(&format!("/payments/{}", victim.payment), &vk).await.1,
+        d.get(&format!("/v1/webhooks/{}", victim.webhook), &vk)
+            .await
+            .1,
+        d.get(&format!("/v1/opportunities/{}", victim.opportunity), &vk)
+            .await
+            .1,
+        d.get(&format!("/v1/monetizer/quotes/{}", victim.quote), &vk)
+            .await
+            .1,
+    );
+    assert_eq!(before, after, "the victim's state changed");
+
+    // The victim acts; the attacker's session hears nothing of it.
+    let (s, _) = d
+        .post(
+            "/agents/deposit",
+            Some(&vk),
+            json!({"userid": vu, "agentid": va, "amount": 5, "currency": "USDC"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    while let Ok(Some(Ok(m))) = tokio::time::timeout_at(deadline, ws.next()).await {
+        if let Message::Text(t) = m {
+            for secret in victim.secrets() {
+                assert!(
+                    !t.contains(secret),
+                    "the attacker's WebSocket carried {secret}: {t}"
+                );
+            }
+        }
+    }
+}
+
+/// GET operations without path parameters (lists, summaries).
+fn id_free_gets(docs: &[(&str, &Value)]) -> Vec<(String, String)> {
+    let mut out = vec![];
+    for (prefix, doc) in docs {
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            if path.contains('{') || path.contains("openapi") {
+                continue;
+            }
+            if ops.get("get").is_some() {
+                out.push(("GET".into(), format!("{prefix}{path}")));
+            }
+        }
+    }
+    out
+}
