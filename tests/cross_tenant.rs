@@ -237,7 +237,10 @@ fn id_operations(docs: &[(&str, &Value)]) -> BTreeSet<(String, String)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn no_route_reads_or_moves_another_users_money() {
     let d = Deployment::new("xtenant").await;
-    d.set_env(&[("AGENTBANK_DEFAULT_TIER", "enterprise")]);
+    d.set_env(&[
+        ("AGENTBANK_DEFAULT_TIER", "enterprise"),
+        ("AGENTBANK_WEBHOOKS_ALLOW_PRIVATE", "true"),
+    ]);
     d.start_dev().await;
 
     // The victim and its resources.
@@ -348,6 +351,16 @@ async fn no_route_reads_or_moves_another_users_money() {
         )
         .await;
     let sandbox_key = sandbox["api_key"].as_str().unwrap().to_string();
+    let (hook_url, hooks) = common::hook_receiver().await;
+    let (_, _, own_hook) = d
+        .request(
+            Method::POST,
+            "/v1/webhooks",
+            &[("x-api-key", ak.as_str())],
+            Some(json!({"url": hook_url, "events": ["*"]})),
+        )
+        .await;
+    let own_hook = own_hook["id"].as_str().unwrap().to_string();
     let mut ws = common::ws_subscribed(
         &d,
         &ak,
@@ -468,7 +481,8 @@ async fn no_route_reads_or_moves_another_users_money() {
     );
     assert_eq!(before, after, "the victim's state changed");
 
-    // The victim acts; the attacker's session hears nothing of it.
+    // The victim acts, then the attacker: the attacker's session and
+    // webhook hear only the attacker's events, live and replayed.
     let (s, _) = d
         .post(
             "/agents/deposit",
@@ -477,6 +491,49 @@ async fn no_route_reads_or_moves_another_users_money() {
         )
         .await;
     assert_eq!(s, 200);
+    let mallory = agent["id"].as_str().unwrap().to_string();
+    let (s, _) = d
+        .post(
+            "/agents/deposit",
+            Some(&ak),
+            json!({"userid": au, "agentid": mallory, "amount": 3, "currency": "USDC"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let delivered = |n: usize| {
+        let hooks = hooks.clone();
+        async move {
+            let seen = hooks.lock().unwrap().clone();
+            (seen
+                .iter()
+                .filter(|h| h["type"] == "deposit.completed")
+                .count()
+                >= n)
+                .then_some(seen)
+        }
+    };
+    common::eventually("the attacker's own deposit delivered", || delivered(1)).await;
+    let from = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let to = (chrono::Utc::now() + chrono::Duration::minutes(1)).to_rfc3339();
+    let (s, _, replay) = d
+        .request(
+            Method::POST,
+            &format!("/v1/webhooks/{own_hook}/replay"),
+            &[("x-api-key", ak.as_str())],
+            Some(json!({"from": from, "to": to})),
+        )
+        .await;
+    assert!(s < 300, "{replay}");
+    let seen = common::eventually("the replayed deposit", || delivered(2)).await;
+    for h in &seen {
+        let text = h.to_string();
+        for secret in victim.secrets() {
+            assert!(
+                !text.contains(secret),
+                "the attacker's webhook got the victim's {secret}: {text}"
+            );
+        }
+    }
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
     while let Ok(Some(Ok(m))) = tokio::time::timeout_at(deadline, ws.next()).await {
         if let Message::Text(t) = m {
