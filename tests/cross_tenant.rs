@@ -49,154 +49,101 @@ impl Victim {
 }
 
 /// Operations that take an id: (method, path template) → the request the
-/// attacker sends (path, body) with the victim's ids.
+/// attacker sends (path, body) with the victim's ids. A template's `{…}`
+/// is replaced by the id given with it.
 fn attacks(v: &Victim) -> BTreeMap<(&'static str, &'static str), (String, Value)> {
-    let usdc = |extra: Value| {
-        let mut b = json!({"amount": 1, "currency": "USDC"});
-        b.as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
-        b
-    };
-    let mut t = BTreeMap::new();
-    let mut add = |m: &'static str, p: &'static str, path: String, body: Value| {
-        t.insert((m, p), (path, body));
-    };
-    // The agent bank (mounted at / and /v1).
-    add(
-        "GET",
-        "/agentsWith/{id}",
-        format!("/agentsWith/{}", v.agent),
-        Value::Null,
-    );
-    add(
-        "GET",
-        "/agents/{id}",
-        format!("/agents/{}", v.user),
-        Value::Null,
-    );
-    add(
-        "POST",
-        "/agents/create",
-        "/agents/create".into(),
-        json!({"userid": v.user, "name": "intruder"}),
-    );
-    add(
-        "POST",
-        "/agents/deposit",
-        "/agents/deposit".into(),
-        usdc(json!({"userid": v.user, "agentid": v.agent})),
-    );
-    add(
-        "POST",
-        "/agents/withdraw",
-        "/agents/withdraw".into(),
-        usdc(json!({"userid": v.user, "agentid": v.agent})),
-    );
-    add(
-        "POST",
-        "/payments/setApprove",
-        "/payments/setApprove".into(),
-        json!({"paymentId": v.payment}),
-    );
-    add(
-        "POST",
-        "/payments/setDecline",
-        "/payments/setDecline".into(),
-        json!({"paymentId": v.payment}),
-    );
-    add(
-        "GET",
-        "/payments/{id}",
-        format!("/payments/{}", v.payment),
-        Value::Null,
-    );
-    add(
-        "POST",
-        "/savings/deposit",
-        "/savings/deposit".into(),
-        json!({"agentId": v.agent, "amount": 1}),
-    );
-    add(
-        "POST",
-        "/savings/withdraw",
-        "/savings/withdraw".into(),
-        json!({"investmentId": v.investment}),
-    );
-    add(
-        "GET",
-        "/savings/{agentId}",
-        format!("/savings/{}", v.agent),
-        Value::Null,
-    );
-    // The revenue platform (/v1).
-    add(
-        "GET",
-        "/v1/opportunities/{id}",
-        format!("/v1/opportunities/{}", v.opportunity),
-        Value::Null,
-    );
-    add(
-        "POST",
-        "/v1/opportunities/{id}/execute",
-        format!("/v1/opportunities/{}/execute", v.opportunity),
-        json!({}),
-    );
-    add(
-        "GET",
-        "/v1/monetizer/quotes/{id}",
-        format!("/v1/monetizer/quotes/{}", v.quote),
-        Value::Null,
-    );
-    add(
-        "POST",
-        "/v1/monetizer/execute",
-        "/v1/monetizer/execute".into(),
-        json!({"quote_id": v.quote}),
-    );
-    add(
-        "GET",
-        "/v1/webhooks/{id}",
-        format!("/v1/webhooks/{}", v.webhook),
-        Value::Null,
-    );
-    add(
-        "PATCH",
-        "/v1/webhooks/{id}",
-        format!("/v1/webhooks/{}", v.webhook),
-        json!({"active": false}),
-    );
-    add(
-        "DELETE",
-        "/v1/webhooks/{id}",
-        format!("/v1/webhooks/{}", v.webhook),
-        Value::Null,
-    );
-    add(
-        "POST",
-        "/v1/webhooks/{id}/test",
-        format!("/v1/webhooks/{}/test", v.webhook),
-        json!({}),
-    );
-    add(
-        "GET",
-        "/v1/webhooks/{id}/deliveries",
-        format!("/v1/webhooks/{}/deliveries", v.webhook),
-        Value::Null,
-    );
-    add(
-        "POST",
-        "/v1/webhooks/{id}/replay",
-        format!("/v1/webhooks/{}/replay", v.webhook),
-        json!({}),
-    );
-    add(
-        "PUT",
-        "/v1/admin/users/{user_id}/tier",
-        format!("/v1/admin/users/{}/tier", v.user),
-        json!({"tier": "enterprise"}),
-    );
-    t
+    let usdc = |user: &str, agent: &str| json!({"userid": user, "agentid": agent, "amount": 1, "currency": "USDC"});
+    let none = Value::Null;
+    let rows: Vec<(&'static str, &'static str, &str, Value)> = vec![
+        // The agent bank (mounted at / and /v1).
+        ("GET", "/agentsWith/{id}", &v.agent, none.clone()),
+        ("GET", "/agents/{id}", &v.user, none.clone()),
+        (
+            "POST",
+            "/agents/create",
+            "",
+            json!({"userid": v.user, "name": "intruder"}),
+        ),
+        ("POST", "/agents/deposit", "", usdc(&v.user, &v.agent)),
+        ("POST", "/agents/withdraw", "", usdc(&v.user, &v.agent)),
+        (
+            "POST",
+            "/payments/setApprove",
+            "",
+            json!({"paymentId": v.payment}),
+        ),
+        (
+            "POST",
+            "/payments/setDecline",
+            "",
+            json!({"paymentId": v.payment}),
+        ),
+        ("GET", "/payments/{id}", &v.payment, none.clone()),
+        (
+            "POST",
+            "/savings/deposit",
+            "",
+            json!({"agentId": v.agent, "amount": 1}),
+        ),
+        (
+            "POST",
+            "/savings/withdraw",
+            "",
+            json!({"investmentId": v.investment}),
+        ),
+        ("GET", "/savings/{agentId}", &v.agent, none.clone()),
+        // The revenue platform (/v1).
+        (
+            "GET",
+            "/v1/opportunities/{id}",
+            &v.opportunity,
+            none.clone(),
+        ),
+        (
+            "POST",
+            "/v1/opportunities/{id}/execute",
+            &v.opportunity,
+            json!({}),
+        ),
+        ("GET", "/v1/monetizer/quotes/{id}", &v.quote, none.clone()),
+        (
+            "POST",
+            "/v1/monetizer/execute",
+            "",
+            json!({"quote_id": v.quote}),
+        ),
+        ("GET", "/v1/webhooks/{id}", &v.webhook, none.clone()),
+        (
+            "PATCH",
+            "/v1/webhooks/{id}",
+            &v.webhook,
+            json!({"active": false}),
+        ),
+        ("DELETE", "/v1/webhooks/{id}", &v.webhook, none.clone()),
+        ("POST", "/v1/webhooks/{id}/test", &v.webhook, json!({})),
+        (
+            "GET",
+            "/v1/webhooks/{id}/deliveries",
+            &v.webhook,
+            none.clone(),
+        ),
+        ("POST", "/v1/webhooks/{id}/replay", &v.webhook, json!({})),
+        (
+            "PUT",
+            "/v1/admin/users/{user_id}/tier",
+            &v.user,
+            json!({"tier": "enterprise"}),
+        ),
+    ];
+    rows.into_iter()
+        .map(|(method, template, id, body)| {
+            let path = match (template.find('{'), template.find('}')) {
+                (Some(a), Some(b)) => format!("{}{id}{}", &template[..a], &template[b + 1..]),
+                _ => template.to_string(),
+            };
+            ((method, template), (path, body))
+        })
+        .collect()
 }
 
 /// Operations of both documents that take an id: a path parameter, or a
