@@ -412,6 +412,19 @@ async fn no_route_reads_or_moves_another_users_money() {
         }
     }
 
+    // The attacker's SSE metrics count only the attacker's own (one agent,
+    // no balance), not the victim's two funded agents and its payment.
+    let frames = common::read_until(&d, &ak, None, |f| {
+        common::metric(f, "payments_sent_total").is_some()
+    })
+    .await;
+    assert_eq!(common::metric(&frames, "agents_total"), Some(json!(1)));
+    assert_eq!(common::metric(&frames, "balance_total"), Some(json!(0)));
+    assert_eq!(
+        common::metric(&frames, "payments_sent_total"),
+        Some(json!(0))
+    );
+
     // The victim is untouched.
     let after = (
         d.get(&format!("/agentsWith/{va}"), &vk).await.1,
