@@ -32,6 +32,21 @@ struct Victim {
 }
 
 impl Victim {
+    /// What the victim owns, as the victim reads it.
+    async fn state(&self, d: &Deployment, key: &str) -> Vec<Value> {
+        let mut out = vec![];
+        for path in [
+            format!("/agentsWith/{}", self.agent),
+            format!("/payments/{}", self.payment),
+            format!("/v1/webhooks/{}", self.webhook),
+            format!("/v1/opportunities/{}", self.opportunity),
+            format!("/v1/monetizer/quotes/{}", self.quote),
+        ] {
+            out.push(d.get(&path, key).await.1);
+        }
+        out
+    }
+
     /// Every text of the victim's that must never reach the attacker.
     fn secrets(&self) -> Vec<&str> {
         vec![
@@ -265,19 +280,7 @@ async fn no_route_reads_or_moves_another_users_money() {
         !victim.payment.is_empty() && !victim.investment.is_empty(),
         "{p} {inv}"
     );
-    let before = (
-        d.get(&format!("/agentsWith/{va}"), &vk).await.1,
-        d.get(&format!("/payments/{}", victim.payment), &vk).await.1,
-        d.get(&format!("/v1/webhooks/{}", victim.webhook), &vk)
-            .await
-            .1,
-        d.get(&format!("/v1/opportunities/{}", victim.opportunity), &vk)
-            .await
-            .1,
-        d.get(&format!("/v1/monetizer/quotes/{}", victim.quote), &vk)
-            .await
-            .1,
-    );
+    let before = victim.state(&d, &vk).await;
 
     // The attacker: a user key, an agent key, a sandbox key.
     let (au, ak) = d.sign_up("attacker").await;
@@ -426,19 +429,7 @@ async fn no_route_reads_or_moves_another_users_money() {
     );
 
     // The victim is untouched.
-    let after = (
-        d.get(&format!("/agentsWith/{va}"), &vk).await.1,
-        d.get(&format!("/payments/{}", victim.payment), &vk).await.1,
-        d.get(&format!("/v1/webhooks/{}", victim.webhook), &vk)
-            .await
-            .1,
-        d.get(&format!("/v1/opportunities/{}", victim.opportunity), &vk)
-            .await
-            .1,
-        d.get(&format!("/v1/monetizer/quotes/{}", victim.quote), &vk)
-            .await
-            .1,
-    );
+    let after = victim.state(&d, &vk).await;
     assert_eq!(before, after, "the victim's state changed");
 
     // The victim acts, then the attacker: the attacker's session and
