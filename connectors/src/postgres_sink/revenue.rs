@@ -86,7 +86,12 @@ impl RevenueRows {
 }
 
 /// Keeps `row` for `id` unless the batch already holds a later version.
-fn keep_latest<T: Clone>(rows: &mut HashMap<Uuid, T>, id: Uuid, row: &T, version: fn(&T) -> i64) {
+pub(super) fn keep_latest<T: Clone>(
+    rows: &mut HashMap<Uuid, T>,
+    id: Uuid,
+    row: &T,
+    version: fn(&T) -> i64,
+) {
     if rows
         .get(&id)
         .is_none_or(|seen| version(seen) < version(row))
