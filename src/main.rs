@@ -20,6 +20,7 @@ use gateway::{GatewayConfig, ProcessorHealth, ProcessorProbe};
 use processors::agents::AgentMachine;
 use processors::runtime::{Assignment, ProcessorConfig, ProcessorStatus};
 use schemas::interest::RateSchedule;
+use schemas::revenue::workers::Verticals;
 use schemas::topics::MachineKind;
 use schemas::topics::Topics;
 
@@ -99,6 +100,15 @@ struct Common {
     /// which a `system.alert` goes out.
     #[arg(long, env = "AGENTBANK_PRICE_DISPERSION_ALERT", default_value_t = processors::pricing::DEFAULT_DISPERSION_ALERT, global = true)]
     price_dispersion_alert: f64,
+    /// Verticals with their own vertical agent (worker pool); executions of
+    /// any other vertical go to `general`.
+    #[arg(
+        long,
+        env = "AGENTBANK_VERTICALS",
+        default_value = "saas,fintech,ecommerce,healthcare",
+        global = true
+    )]
+    verticals: String,
     /// Kafka bootstrap servers (Tansu locally; any Kafka-protocol broker).
     #[arg(
         long,
@@ -184,6 +194,9 @@ enum Role {
     /// The settlement service: sends agents' on-chain transfers
     /// (needs AGENTBANK_CHAIN_RPC_URL and AGENTBANK_USDC_ADDRESS).
     Settlement,
+    /// The vertical agents: worker pools that carry out opportunity
+    /// executions (`GET /v1/agents`, `POST /v1/agents/{id}/control`).
+    Workers,
     /// Applies the Postgres migrations and exits.
     Migrate,
     /// Creates the topics and exits.
@@ -306,6 +319,10 @@ impl Common {
         })
     }
 
+    fn verticals(&self) -> anyhow::Result<Verticals> {
+        Verticals::parse(&self.verticals).map_err(anyhow::Error::msg)
+    }
+
     fn gateway(&self, http: &HttpArgs) -> anyhow::Result<GatewayConfig> {
         let jwt_keys = http.jwt_keys.clone().unwrap_or_else(|| {
             tracing::warn!(
@@ -348,6 +365,7 @@ impl Common {
                 )
             })?;
         Ok(GatewayConfig {
+            verticals: self.verticals()?,
             quote_ttl: Duration::from_millis(http.quote_ttl_ms.max(1)),
             risk_free_rate: http.risk_free_rate,
             bounds: gateway::bounds::Bounds {
@@ -418,7 +436,7 @@ impl Common {
     async fn prepare(&self) -> anyhow::Result<()> {
         let topics = self.topics();
         self.kafka()
-            .ensure_topics(&topics.all())
+            .ensure_deployment_topics(&topics)
             .await
             .context("creating topics")?;
         let pool = self.pool(2).await?;
@@ -520,8 +538,13 @@ async fn main() -> anyhow::Result<()> {
     match cli.role {
         Role::Topics => {
             let topics = common.topics();
-            common.kafka().ensure_topics(&topics.all()).await?;
-            println!("topics ready: {}", topics.all().map(|(t, _)| t).join(", "));
+            common.kafka().ensure_deployment_topics(&topics).await?;
+            let names = topics.all().map(|(t, _)| t.to_string());
+            let sized = topics.sized().map(|(t, _)| t.to_string());
+            println!(
+                "topics ready: {}",
+                [&names[..], &sized[..]].concat().join(", ")
+            );
         }
         Role::Migrate => {
             connectors::db::migrate(&common.pool(2).await?).await?;
@@ -558,6 +581,10 @@ async fn main() -> anyhow::Result<()> {
             }
             serve_metrics(common.metrics_addr).await?;
             run_settlement(&common, shutdown).await?
+        }
+        Role::Workers => {
+            serve_metrics(common.metrics_addr).await?;
+            run_workers(&common, shutdown).await?
         }
         Role::Gateway(http) => {
             let pool = common.pool(32).await?;
@@ -601,6 +628,7 @@ async fn main() -> anyhow::Result<()> {
                 run_scheduler(&common, true, shutdown.clone()),
                 run_dispatcher(&common, shutdown.clone()),
                 run_settlement(&common, shutdown.clone()),
+                run_workers(&common, shutdown.clone()),
                 supervise("gateway", shutdown.clone(), |s| gateway::serve(
                     gateway_config.clone(),
                     pool.clone(),
@@ -671,6 +699,22 @@ async fn run_machine<M: processors::runtime::machine::Machine + 'static>(
         processors::runtime::run(config.clone(), machine.clone(), status.clone(), s)
     })
     .await;
+}
+
+/// The vertical agents' worker pools (`connectors::workers`).
+async fn run_workers(common: &Common, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let pool = common.pool(4).await?;
+    let config = connectors::workers::WorkersConfig {
+        kafka: common.kafka(),
+        topics: common.topics(),
+        verticals: common.verticals()?,
+        process: connectors::workers::process_name(),
+    };
+    supervise("workers", shutdown, |s| {
+        connectors::workers::run(config.clone(), pool.clone(), s)
+    })
+    .await;
+    Ok(())
 }
 
 /// The webhook dispatcher (`connectors::webhooks`).

@@ -143,6 +143,13 @@ fn attacks(v: &Victim) -> BTreeMap<(&'static str, &'static str), (String, Value)
             none.clone(),
         ),
         ("POST", "/v1/webhooks/{id}/replay", &v.webhook, json!({})),
+        // Shared pools, not a tenant's: control needs an operator's token.
+        (
+            "POST",
+            "/v1/agents/{agent_id}/control",
+            "agent_saas",
+            json!({"action": "pause", "parameters": {"reason": "intrusion"}}),
+        ),
         (
             "PUT",
             "/v1/admin/users/{user_id}/tier",

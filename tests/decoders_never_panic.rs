@@ -111,6 +111,14 @@ fn samples() -> Vec<Vec<u8>> {
         }))
         .encode()
         .unwrap(),
+        schemas::revenue::workers::ExecutionRequest {
+            opportunity_id: Uuid::from_u128(11),
+            tenant_id: Uuid::from_u128(12),
+            vertical: "saas".into(),
+            started_ms: 1_700_000_000_000,
+        }
+        .encode()
+        .unwrap(),
         event(EventPayload::SystemAlert(SystemAlert {
             severity: "warning".into(),
             component: "monetizer".into(),
@@ -138,6 +146,10 @@ fn decode_everything(bytes: &[u8]) {
     let _ = Reply::decode_all(bytes);
     let _ = SettlementRequest::decode(bytes);
     let _ = SettlementResult::decode(bytes);
+    if let Ok(x) = schemas::revenue::workers::ExecutionRequest::decode(bytes) {
+        x.encode()
+            .expect("a decoded execution request encodes again");
+    }
     let record = || vec![("k@1.2".to_string(), Some(bytes.to_vec()))];
     let _ = processors::runtime::checkpoint::restore::<processors::agents::AgentState, _>(record());
     let _ =
@@ -216,6 +228,8 @@ fn arb_body() -> impl Strategy<Value = Map<String, Value>> {
         Just("opened_at"),
         Just("strategy"),
         Just("constraints"),
+        Just("action"),
+        Just("parameters"),
     ];
     prop::collection::btree_map(keys, arb_json(), 0..10)
         .prop_map(|m| m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
@@ -266,6 +280,7 @@ proptest! {
         let _ = gateway::revenue::ledger::parse_event(&body, now);
         let _ = gateway::revenue::pricing::parse_request(&body, 1_000);
         let _ = gateway::revenue::opportunities::parse_spec(&body);
+        let _ = gateway::revenue::agents::parse_control(&body);
         let _ = gateway::revenue::opportunities::parse_list(Uuid::from_u128(1), &params);
         let object = gateway::body::JsonObject(body.clone());
         let _ = gateway::revenue::portfolio::parse_allocation(Some(&object));

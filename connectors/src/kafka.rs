@@ -118,7 +118,15 @@ impl KafkaConfig {
     /// polling at 10 ms by agentbank's consumers costs the broker 0.3–0.4 of
     /// a core; a slow watcher costs next to nothing.
     pub fn watcher(&self) -> Result<StreamConsumer, ConnectorError> {
-        Ok(self.ungrouped().set("fetch.wait.max.ms", "500").create()?)
+        self.watcher_every(500)
+    }
+
+    /// An ungrouped consumer polling every `wait_ms` when idle.
+    pub fn watcher_every(&self, wait_ms: u32) -> Result<StreamConsumer, ConnectorError> {
+        Ok(self
+            .ungrouped()
+            .set("fetch.wait.max.ms", wait_ms.to_string())
+            .create()?)
     }
 
     /// A blocking consumer for reading a partition start to end (restores).
@@ -126,15 +134,39 @@ impl KafkaConfig {
         Ok(self.ungrouped().create()?)
     }
 
-    /// Creates the topics that do not exist yet; existing ones are left as they are.
+    /// Creates the topics that do not exist yet with the configured partition
+    /// count; existing ones are left as they are.
     pub async fn ensure_topics(&self, topics: &[(&str, bool)]) -> Result<(), ConnectorError> {
+        self.ensure_topics_with(topics, self.partitions).await
+    }
+
+    /// Every topic of a deployment: `topics.all()` with the configured
+    /// partition count and `topics.sized()` with their own.
+    pub async fn ensure_deployment_topics(
+        &self,
+        topics: &schemas::topics::Topics,
+    ) -> Result<(), ConnectorError> {
+        self.ensure_topics(&topics.all()).await?;
+        for (name, partitions) in topics.sized() {
+            self.ensure_topics_with(&[(name, false)], partitions)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Creates the topics that do not exist yet with `partitions` each.
+    pub async fn ensure_topics_with(
+        &self,
+        topics: &[(&str, bool)],
+        partitions: i32,
+    ) -> Result<(), ConnectorError> {
         let admin: AdminClient<DefaultClientContext> = self.base().create()?;
         let new: Vec<NewTopic> = topics
             .iter()
             .map(|(name, compacted)| {
                 let t = NewTopic::new(
                     name,
-                    self.partitions,
+                    partitions,
                     TopicReplication::Fixed(self.replication_factor),
                 );
                 if *compacted {

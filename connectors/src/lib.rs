@@ -11,6 +11,7 @@
 //!   settlement service.
 //! - [`read_model`]: every query the gateway runs (no SQL in handlers).
 //! - [`secrets`]: sealing secrets that must be usable again (AES-256-GCM).
+//! - [`workers`]: the vertical agents' worker pools (opportunity executions).
 
 pub mod chain;
 pub mod db;
@@ -19,6 +20,7 @@ pub mod postgres_sink;
 pub mod read_model;
 pub mod secrets;
 pub mod webhooks;
+pub mod workers;
 
 /// Everything that can fail at the edges.
 #[derive(Debug, thiserror::Error)]

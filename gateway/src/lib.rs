@@ -83,6 +83,8 @@ pub struct GatewayConfig {
     /// The annual risk-free rate of the portfolio's Sharpe ratio
     /// (`AGENTBANK_RISK_FREE_RATE`).
     pub risk_free_rate: f64,
+    /// The vertical agents' pools (`AGENTBANK_VERTICALS`).
+    pub verticals: schemas::revenue::workers::Verticals,
     /// How long a pricing quote may be executed (`AGENTBANK_QUOTE_TTL_MS`).
     pub quote_ttl: Duration,
     /// WebSocket sessions per user and per gateway.
@@ -204,6 +206,8 @@ fn revenue_api() -> Router<AppState> {
         .route("/monetizer/quote", post(revenue::pricing::quote))
         .route("/monetizer/execute", post(revenue::pricing::execute))
         .route("/monetizer/quotes/{id}", get(revenue::pricing::get))
+        .route("/agents", get(revenue::agents::list))
+        .route("/agents/{agent_id}/control", post(revenue::agents::control))
         .route("/portfolio/status", get(revenue::portfolio::status))
         .route("/portfolio/history", get(revenue::portfolio::history))
         .route("/portfolio/rebalance", post(revenue::portfolio::rebalance))

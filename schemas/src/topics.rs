@@ -32,6 +32,10 @@ pub struct Topics {
     /// The portfolio machine's commands; key = the tenant's portfolio key.
     pub portfolio_commands: String,
     pub portfolio_state: String,
+    /// Opportunity executions for the vertical agents' worker pools; key =
+    /// opportunity id. Internal; its partition count is fixed
+    /// ([`crate::revenue::workers::EXECUTION_PARTITIONS`]), not the deployment's.
+    pub executions: String,
 }
 
 /// Which keyed machine a command is for: each has its own commands and
@@ -63,6 +67,7 @@ impl Topics {
             revenue_state: format!("{prefix}agentbank.revenue.state"),
             portfolio_commands: format!("{prefix}agentbank.portfolio.commands"),
             portfolio_state: format!("{prefix}agentbank.portfolio.state"),
+            executions: format!("{prefix}agentbank.executions"),
         }
     }
 
@@ -105,7 +110,15 @@ impl Topics {
         }
     }
 
-    /// Every topic with whether it is compacted. The state topic must have as
+    /// The topics whose partition count is fixed by design, with it.
+    pub fn sized(&self) -> [(&str, i32); 1] {
+        [(
+            &self.executions,
+            crate::revenue::workers::EXECUTION_PARTITIONS,
+        )]
+    }
+
+    /// Every other topic with whether it is compacted. The state topic must have as
     /// many partitions as the commands topic: partition p checkpoints commands p.
     pub fn all(&self) -> [(&str, bool); 15] {
         [

@@ -16,3 +16,4 @@ pub mod quotes;
 pub mod revenue;
 pub mod savings;
 pub mod webhooks;
+pub mod workers;

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use connectors::read_model::identity;
 
-use super::service::Scope;
+use super::service::{self, Scope};
 use super::{mint_key, sessions, Caller, Method};
 use crate::body::JsonObject;
 use crate::error::ApiError;
@@ -137,16 +137,12 @@ pub async fn set_tier(
     headers: HeaderMap,
     body: JsonObject,
 ) -> Result<Json<Value>, ApiError> {
-    let service = headers
-        .get("x-service-token")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|t| state.identity.services.verify(t.trim()))
-        .ok_or_else(|| ApiError::Unauthorized("A valid X-Service-Token is required".into()))?;
-    if !service.has(Scope::Tiers) {
-        return Err(ApiError::Forbidden(
-            "This service token may not set tiers".into(),
-        ));
-    }
+    let service = service::require(
+        &state.identity.services,
+        &headers,
+        Scope::Tiers,
+        "set tiers",
+    )?;
     let not_found = || ApiError::ResourceNotFound {
         resource_type: "user",
         resource_id: user_id.clone(),

@@ -4,7 +4,9 @@
 //! constant time against every configured digest.
 //!
 //! Scopes: `act` — call any route for the user named by `X-On-Behalf-Of`;
-//! `tiers` — set users' rate-limit tiers (`PUT /v1/admin/users/{id}/tier`).
+//! `tiers` — set users' rate-limit tiers (`PUT /v1/admin/users/{id}/tier`);
+//! `operate` — control the vertical agents (`POST /v1/agents/{id}/control`)
+//! and see their figures over all tenants (`GET /v1/agents`).
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -14,6 +16,7 @@ use subtle::ConstantTimeEq;
 pub enum Scope {
     Act,
     Tiers,
+    Operate,
 }
 
 impl Scope {
@@ -21,6 +24,7 @@ impl Scope {
         match s {
             "act" => Some(Scope::Act),
             "tiers" => Some(Scope::Tiers),
+            "operate" => Some(Scope::Operate),
             _ => None,
         }
     }
@@ -57,6 +61,29 @@ pub struct ServiceTokensError(String);
 
 /// Longest `X-Service-Token` value looked at.
 pub const SERVICE_TOKEN_CHARS_MAX: usize = 256;
+
+/// The service behind the request's `X-Service-Token`, which must carry
+/// `scope` (`doing` names what it was for, in the refusal): 401 without a
+/// valid token, 403 without the scope.
+pub fn require(
+    tokens: &ServiceTokens,
+    headers: &axum::http::HeaderMap,
+    scope: Scope,
+    doing: &str,
+) -> Result<Service, crate::error::ApiError> {
+    use crate::error::ApiError;
+    let service = headers
+        .get("x-service-token")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| tokens.verify(t.trim()))
+        .ok_or_else(|| ApiError::Unauthorized("A valid X-Service-Token is required".into()))?;
+    if !service.has(scope) {
+        return Err(ApiError::Forbidden(format!(
+            "This service token may not {doing}"
+        )));
+    }
+    Ok(service)
+}
 
 impl ServiceTokens {
     /// From `name:scopes:sha256hex[,…]` (empty: none).

@@ -3,6 +3,7 @@
 //! with the agent bank, whose events they also carry), and the revenue
 //! resources. Errors answer the envelope `{"error": {code, message, ...}}`.
 
+pub mod agents;
 pub mod events;
 pub mod fields;
 pub mod ledger;

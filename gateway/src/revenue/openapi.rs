@@ -9,6 +9,10 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use super::agents::{
+    AgentList, AgentQueue, AgentReplicas, AgentResources, ControlAnswer, ControlParameters,
+    ControlRecord, ControlRequest, TaskMetrics, VerticalAgent,
+};
 use super::schema::*;
 use schemas::revenue::analytics::{AnalyticsView, Breakdown, SeriesPoint, Share, Summary};
 use schemas::revenue::ledger::{LedgerEntryView, PostingView, RecordedView, TransactionView};
@@ -47,7 +51,7 @@ impl Modify for Security {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "agentbank revenue platform API", version = "1.0.0",
-         description = "Opportunities, pricing quotes, the revenue ledger and analytics, identity and sandbox of the revenue platform API v1. Errors answer `{\"error\": {code, message, details, request_id, timestamp}}`. See docs/revenue.md."),
+         description = "Opportunities, pricing quotes, the revenue ledger and analytics, the portfolio, the vertical agents, identity and sandbox of the revenue platform API v1. Errors answer `{\"error\": {code, message, details, request_id, timestamp}}`. See docs/revenue.md."),
     paths(
         crate::revenue::opportunities::create,
         crate::revenue::opportunities::list,
@@ -59,6 +63,8 @@ impl Modify for Security {
         crate::revenue::pricing::get,
         crate::revenue::portfolio::status,
         crate::revenue::portfolio::history,
+        crate::revenue::agents::list,
+        crate::revenue::agents::control,
         crate::revenue::portfolio::rebalance,
         crate::revenue::ledger::record,
         crate::revenue::ledger::transactions,
@@ -83,7 +89,8 @@ impl Modify for Security {
         CursorPagination, AnalyticsView, Summary, SeriesPoint, Breakdown, Share, Verification, TargetRequest,
         Targets, ExecuteOpportunityRequest, RebalanceConstraints, RebalanceRequest, RebalancePosition,
         RebalanceAnswer, SeriesOut, PositionSeries, PortfolioHistory, StatusView, PerformanceMetrics, RiskMetrics,
-        PositionView,
+        PositionView, AgentList, VerticalAgent, TaskMetrics, AgentResources, AgentReplicas, AgentQueue,
+        ControlRecord, ControlRequest, ControlParameters, ControlAnswer,
     )),
     modifiers(&Security),
     security(("api_key" = []), ("bearer" = []), ("service_token" = [])),

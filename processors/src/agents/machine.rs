@@ -40,6 +40,7 @@ impl Machine for AgentMachine {
             commands: applied.commands,
             settlements: applied.settlements,
             reply: applied.reply,
+            ..Step::default()
         }
     }
 

@@ -1,10 +1,12 @@
 //! Opportunities as a keyed machine (key: the opportunity's id; scoped to
 //! its tenant). `CreateOpportunity` scores the spec ([`scoring`]) and keeps
-//! it `pending`; `ExecuteOpportunity` makes it `active` and sends the
-//! machine's own `CompleteOpportunity`, which completes it with the
-//! execution's time by the log's record timestamps — so the lifecycle
-//! `pending → active → completed` passes through the log and replays
-//! identically. Every command is idempotent: a repeated create (same
+//! it `pending`; `ExecuteOpportunity` makes it `active` and hands an
+//! `ExecutionRequest` to its vertical's agent (`agentbank.executions`, read
+//! by the worker pools in `connectors::workers`), whose `CompleteOpportunity`
+//! completes it with the execution's time by the log's record timestamps —
+//! so the lifecycle `pending → active → completed` passes through the log
+//! and replays identically. A completion is applied once: a second one (a
+//! request worked twice after a worker restart) finds it completed. Every command is idempotent: a repeated create (same
 //! command id) or execute answers the current record and changes nothing.
 
 pub mod scoring;
@@ -17,12 +19,10 @@ use uuid::Uuid;
 use schemas::event::OpportunityChange;
 use schemas::ids::{self, Kind};
 use schemas::reply::{Outcome, RejectCode};
-use schemas::revenue::opportunity::{
-    status, Artifact, CompleteOpportunity, Execution, Opportunity,
-};
+use schemas::revenue::opportunity::{status, Artifact, Execution, Opportunity};
+use schemas::revenue::workers::ExecutionRequest;
 use schemas::{Command, CommandPayload, Event, EventPayload};
 
-use crate::agents::SAGA_ID_BASE;
 use crate::runtime::machine::{Ids, Machine, Route, Step};
 
 /// One opportunity's state.
@@ -134,20 +134,15 @@ impl Machine for OpportunityMachine {
                     result: None,
                     artifacts: vec![],
                 });
-                let complete = Command {
-                    id: ids.id(SAGA_ID_BASE),
-                    agent_id: o.id,
-                    user_id: o.tenant_id,
-                    correlation_id: None,
-                    timestamp_ms: command.timestamp_ms,
-                    payload: CommandPayload::CompleteOpportunity(CompleteOpportunity {
-                        opportunity_id: o.id,
-                        started_ms: command.timestamp_ms,
-                    }),
+                let work = ExecutionRequest {
+                    opportunity_id: o.id,
+                    tenant_id: o.tenant_id,
+                    vertical: o.vertical.clone(),
+                    started_ms: command.timestamp_ms,
                 };
                 Step {
                     events: vec![event(command, ids, o, EventPayload::OpportunityActivated)],
-                    commands: vec![complete],
+                    executions: vec![work],
                     reply: answer(o),
                     ..Step::default()
                 }
@@ -161,7 +156,7 @@ impl Machine for OpportunityMachine {
                 if o.status != status::ACTIVE || started != Some(c.started_ms) {
                     return Step::default(); // a replayed step: already completed
                 }
-                // The follow-up's own record time: when the runtime produced it.
+                // The completion's own record time: when the worker produced it.
                 let done_ms = ids
                     .record_ms()
                     .unwrap_or(command.timestamp_ms)

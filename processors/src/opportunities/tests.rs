@@ -130,13 +130,24 @@ fn lifecycle_pending_active_completed_through_the_log() {
         &step.events[0].payload,
         EventPayload::OpportunityActivated(_)
     ));
-    assert_eq!(step.commands.len(), 1);
-    let complete = step.commands[0].clone();
+    assert!(step.commands.is_empty());
+    assert_eq!(step.executions.len(), 1);
+    let work = step.executions[0].clone();
+    assert_eq!(
+        (work.opportunity_id, work.tenant_id, work.started_ms),
+        (key, tenant, 2_000)
+    );
+    let complete = work.completion(2_300);
     assert_eq!(complete.agent_id, key);
+    assert_eq!(
+        complete.id,
+        work.completion(9_999).id,
+        "a retry is the same command"
+    );
     assert_eq!(state.as_ref().unwrap().opportunity.status, status::ACTIVE);
     // Executing again changes nothing.
     let step = m.apply(&mut state, &execute, &Ids::new("t", at(5), None));
-    assert!(step.events.is_empty() && step.commands.is_empty());
+    assert!(step.events.is_empty() && step.executions.is_empty());
 
     let ids = Ids::new("t", at(6), None).at_record_time(Some(2_345));
     let step = m.apply(&mut state, &complete, &ids);

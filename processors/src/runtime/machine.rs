@@ -17,6 +17,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use schemas::reply::Outcome;
+use schemas::revenue::workers::ExecutionRequest;
 use schemas::settlement::SettlementRequest;
 use schemas::{ids, Command, Event};
 
@@ -107,6 +108,8 @@ pub struct Step {
     pub commands: Vec<Command>,
     /// On-chain transfers for the settlement service.
     pub settlements: Vec<SettlementRequest>,
+    /// Opportunity executions for the vertical agents' pools.
+    pub executions: Vec<ExecutionRequest>,
     /// The caller's answer, when this step is the one it waits for.
     pub reply: Option<Outcome>,
 }

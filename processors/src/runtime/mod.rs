@@ -633,6 +633,7 @@ fn output_records<M: Machine>(
                 (&topics.events, e.agent_id, e.encode()?)
             }
             Output::Settlement(r) => (&topics.settlement_requests, r.agent_id, r.encode()?),
+            Output::Execution(x) => (&topics.executions, x.opportunity_id, x.encode()?),
             Output::Command(c) => {
                 let key = c.agent_id.to_string();
                 let q = schemas::topics::partition_for(key.as_bytes(), partitions);

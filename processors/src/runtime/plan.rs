@@ -18,6 +18,7 @@ use std::ops::Range;
 use uuid::Uuid;
 
 use schemas::reply::Reply;
+use schemas::revenue::workers::ExecutionRequest;
 use schemas::settlement::SettlementRequest;
 use schemas::{Command, Event};
 
@@ -70,6 +71,8 @@ pub enum Output {
     /// A saga step for another key.
     Command(Command),
     Settlement(SettlementRequest),
+    /// Work for a vertical agent's pool.
+    Execution(ExecutionRequest),
 }
 
 /// What a batch decided.
@@ -205,13 +208,15 @@ fn apply_one<M: Machine>(
             plan.outputs
                 .extend(step.events.into_iter().map(Output::Event));
             let events = first..plan.outputs.len();
-            // Saga steps and transfer requests travel with the events: all
+            // Saga steps, transfer requests and executions travel with the events: all
             // must be acknowledged before a checkpoint covers this command,
             // or a crash could lose them.
             plan.outputs
                 .extend(step.commands.into_iter().map(Output::Command));
             plan.outputs
                 .extend(step.settlements.into_iter().map(Output::Settlement));
+            plan.outputs
+                .extend(step.executions.into_iter().map(Output::Execution));
             if let (Some(correlation_id), Some(outcome)) =
                 (command.correlation_id.clone(), step.reply)
             {

@@ -1,11 +1,12 @@
 //! The revenue platform's messages (API v1): opportunities, pricing quotes,
-//! the revenue ledger and its analytics, the portfolio.
+//! the revenue ledger and its analytics, the portfolio, the vertical agents.
 
 pub mod analytics;
 pub mod ledger;
 pub mod opportunity;
 pub mod portfolio;
 pub mod pricing;
+pub mod workers;
 
 use rust_decimal::Decimal;
 use serde::Serialize;
