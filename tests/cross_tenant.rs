@@ -94,6 +94,33 @@ fn attacks(v: &Victim) -> BTreeMap<(&'static str, &'static str), (String, Value)
             json!({"paymentId": v.payment}),
         ),
         ("GET", "/payments/{id}", &v.payment, none.clone()),
+        // The agent's lifecycle: nobody else's key changes, pauses or re-keys it.
+        (
+            "POST",
+            "/agents/update",
+            "",
+            json!({"agentid": v.agent, "description": "owned", "dailylimit": null}),
+        ),
+        ("POST", "/agents/pause", "", json!({"agentid": v.agent})),
+        ("POST", "/agents/resume", "", json!({"agentid": v.agent})),
+        (
+            "POST",
+            "/agents/deactivate",
+            "",
+            json!({"agentid": v.other_agent}),
+        ),
+        (
+            "POST",
+            "/agents/keys/regenerate",
+            "",
+            json!({"agentid": v.agent}),
+        ),
+        (
+            "POST",
+            "/agents/keys/revoke",
+            "",
+            json!({"agentid": v.agent}),
+        ),
         (
             "POST",
             "/savings/deposit",

@@ -4,8 +4,9 @@
 //!
 //! - **Keys**: only verified keys are cached, with the SHA-256 of their
 //!   secret; a presented key is still compared in constant time against it.
-//!   Entries live [`KEY_TTL`], so a key deleted through another gateway stops
-//!   working within that time; this gateway forgets a key it deletes at once.
+//!   Entries live [`KEY_TTL`]; a revoked key is forgotten by every gateway at
+//!   once ([`follow_revocations`]: Postgres `NOTIFY` in the revoking
+//!   transaction), and the whole cache is dropped if that channel was lost.
 //! - **Owners**: an agent's owner never changes and agents are never deleted,
 //!   so a found owner is cached for good; a miss is never cached (the agent
 //!   may be created a moment later).
@@ -73,6 +74,11 @@ impl KeyCache {
     /// Forgets one key (deleted by this gateway).
     pub fn forget(&self, key_id: &str) {
         self.keys.write().expect("key cache").remove(key_id);
+    }
+
+    /// Forgets every key (when revocations may have been missed).
+    pub fn clear(&self) {
+        self.keys.write().expect("key cache").clear();
     }
 
     /// Forgets every key of a user (deleted by this gateway).
@@ -152,6 +158,43 @@ pub struct Caches {
     pub sessions: TtlCache<Uuid, ()>,
     /// Users' tiers (`None`: no such user).
     pub tiers: TtlCache<Uuid, Option<Tier>>,
+}
+
+/// Forgets keys as they are revoked anywhere (`identity::revoke_agent_keys`
+/// notifies); runs until the process ends, reconnecting with backoff.
+pub async fn follow_revocations(pool: sqlx::PgPool, caches: std::sync::Arc<Caches>) {
+    use connectors::read_model::identity::KEYS_REVOKED_CHANNEL;
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let listening = async {
+            let mut l = sqlx::postgres::PgListener::connect_with(&pool).await?;
+            l.listen(KEYS_REVOKED_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(l)
+        };
+        let mut listener = match listening.await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "key revocation channel unavailable; retrying");
+                caches.keys.clear();
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(200);
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(n)) => caches.keys.forget(n.payload()),
+                // The connection was lost: what was revoked meanwhile is unknown.
+                Ok(None) => caches.keys.clear(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "key revocation channel lost");
+                    caches.keys.clear();
+                    break;
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

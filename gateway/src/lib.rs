@@ -156,6 +156,15 @@ fn api() -> Router<AppState> {
         .route("/agents/create", post(bank::agents::create))
         .route("/agents/deposit", post(bank::agents::deposit))
         .route("/agents/withdraw", post(bank::agents::withdraw))
+        .route("/agents/update", post(bank::lifecycle::update_agent))
+        .route("/agents/pause", post(bank::lifecycle::pause))
+        .route("/agents/resume", post(bank::lifecycle::resume))
+        .route("/agents/deactivate", post(bank::lifecycle::deactivate))
+        .route(
+            "/agents/keys/regenerate",
+            post(bank::lifecycle::regenerate_key),
+        )
+        .route("/agents/keys/revoke", post(bank::lifecycle::revoke_keys))
         .route("/agentsWith/{id}", get(bank::agents::get_one))
         .route("/agents/{id}", get(bank::agents::list_for_user))
         .route("/payments/register", post(bank::payments::register))
@@ -312,6 +321,17 @@ pub async fn serve(
         sessions::SessionLimits::new("ws", config.ws_sessions_per_user, config.ws_sessions_max);
     let sse_streams =
         sessions::SessionLimits::new("sse", config.sse_streams_per_user, config.sse_streams_max);
+    let caches: Arc<cache::Caches> = Arc::default();
+    let (revocations, mut stop) = (
+        cache::follow_revocations(pool.clone(), caches.clone()),
+        shutdown.clone(),
+    );
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = revocations => {}
+            _ = stop.changed() => {}
+        }
+    });
     let state = AppState {
         feed,
         chain,
@@ -321,7 +341,7 @@ pub async fn serve(
         metrics,
         processor_probe,
         limits,
-        caches: Arc::default(),
+        caches,
         identity,
         tier_limits,
         ws_sessions,

@@ -33,7 +33,7 @@ pub const COMMAND_AVSC: &str = include_str!("../avro/command.avsc");
 /// The event envelope schema, as published.
 pub const EVENT_AVSC: &str = include_str!("../avro/event.avsc");
 /// Earlier versions, oldest first; records written with them still decode.
-pub const COMMAND_HISTORY: [&str; 8] = [
+pub const COMMAND_HISTORY: [&str; 9] = [
     include_str!("../avro/history/command.v1.avsc"),
     include_str!("../avro/history/command.v2.avsc"),
     include_str!("../avro/history/command.v3.avsc"),
@@ -42,8 +42,9 @@ pub const COMMAND_HISTORY: [&str; 8] = [
     include_str!("../avro/history/command.v6.avsc"),
     include_str!("../avro/history/command.v7.avsc"),
     include_str!("../avro/history/command.v8.avsc"),
+    include_str!("../avro/history/command.v9.avsc"),
 ];
-pub const EVENT_HISTORY: [&str; 7] = [
+pub const EVENT_HISTORY: [&str; 8] = [
     include_str!("../avro/history/event.v1.avsc"),
     include_str!("../avro/history/event.v2.avsc"),
     include_str!("../avro/history/event.v3.avsc"),
@@ -51,6 +52,7 @@ pub const EVENT_HISTORY: [&str; 7] = [
     include_str!("../avro/history/event.v5.avsc"),
     include_str!("../avro/history/event.v6.avsc"),
     include_str!("../avro/history/event.v7.avsc"),
+    include_str!("../avro/history/event.v8.avsc"),
 ];
 
 /// Single-object encoding marker.
@@ -283,6 +285,7 @@ impl Command {
             CommandPayload::SetRevenueTarget(p) => codec.payload(20, p)?,
             CommandPayload::OpenPosition(p) => codec.payload(21, p)?,
             CommandPayload::ApplyRebalance(p) => codec.payload(22, p)?,
+            CommandPayload::UpdateAgent(p) => codec.payload(23, p)?,
         };
         codec.encode(vec![
             ("id", Value::String(self.id.to_string())),
@@ -322,6 +325,7 @@ impl Command {
             (20, v) => CommandPayload::SetRevenueTarget(branch(v)?),
             (21, v) => CommandPayload::OpenPosition(branch(v)?),
             (22, v) => CommandPayload::ApplyRebalance(branch(v)?),
+            (23, v) => CommandPayload::UpdateAgent(branch(v)?),
             (i, _) => return Err(SchemaError::Shape(format!("unknown command branch {i}"))),
         };
         check_type(payload.type_name(), type_name)?;
@@ -367,6 +371,7 @@ impl Event {
             EventPayload::RevenueTargetSet(p) => codec.payload(23, p)?,
             EventPayload::PositionOpened(p) => codec.payload(24, p)?,
             EventPayload::PortfolioRebalanced(p) => codec.payload(25, p)?,
+            EventPayload::AgentUpdated(p) => codec.payload(26, p)?,
         };
         codec.encode(vec![
             ("id", Value::String(self.id.to_string())),
@@ -411,6 +416,7 @@ impl Event {
             (23, v) => EventPayload::RevenueTargetSet(branch(v)?),
             (24, v) => EventPayload::PositionOpened(branch(v)?),
             (25, v) => EventPayload::PortfolioRebalanced(branch(v)?),
+            (26, v) => EventPayload::AgentUpdated(branch(v)?),
             (i, _) => return Err(SchemaError::Shape(format!("unknown event branch {i}"))),
         };
         check_type(payload.type_name(), type_name)?;
@@ -648,6 +654,56 @@ mod tests {
             Command::decode(&bytes).is_err(),
             "an event is not a command"
         );
+    }
+
+    /// An agent's update, command and event, with optional values in both states.
+    #[test]
+    fn agent_updates_round_trip() {
+        use crate::command::{FieldChange, UpdateAgent};
+        use crate::event::AgentUpdated;
+        let changes = vec![
+            FieldChange {
+                field: "daily_limit".into(),
+                from: Some("500".into()),
+                to: None,
+            },
+            FieldChange {
+                field: "status".into(),
+                from: Some("active".into()),
+                to: Some("paused".into()),
+            },
+        ];
+        let cmd = Command {
+            payload: CommandPayload::UpdateAgent(UpdateAgent {
+                changes: changes.clone(),
+                actor: "user:x".into(),
+                reason: None,
+            }),
+            ..create_agent()
+        };
+        assert_eq!(Command::decode(&cmd.encode().unwrap()).unwrap(), cmd);
+        let ev = Event {
+            id: Uuid::new_v4(),
+            agent_id: Uuid::new_v4(),
+            user_id: Uuid::new_v4(),
+            command_id: Uuid::new_v4(),
+            correlation_id: None,
+            timestamp_ms: 5,
+            agent_version: 3,
+            payload: EventPayload::AgentUpdated(AgentUpdated {
+                changes,
+                actor: "user:x".into(),
+                reason: Some("why".into()),
+                description: "d".into(),
+                daily_limit: None,
+                transaction_limit: Some(Decimal::new(25, 1)),
+                require_approval_for_all: true,
+                require_approval_above_amount: None,
+                tags: vec!["t".into()],
+                status: "paused".into(),
+            }),
+        };
+        assert_eq!(Event::decode(&ev.encode().unwrap()).unwrap(), ev);
     }
 
     pub(super) fn payment(decided: Option<i64>) -> crate::payment::Payment {

@@ -97,6 +97,9 @@ pub enum CommandPayload {
     /// execution, and a rebalance's trades.
     OpenPosition(OpenPosition),
     ApplyRebalance(ApplyRebalance),
+    /// The agent bank: change an agent's description, tags, payment rules
+    /// or status (pause, resume, deactivate).
+    UpdateAgent(UpdateAgent),
 }
 
 impl CommandPayload {
@@ -138,6 +141,7 @@ impl CommandPayload {
             CommandPayload::CreateOpportunity(_) => "CreateOpportunity",
             CommandPayload::ExecuteOpportunity(_) => "ExecuteOpportunity",
             CommandPayload::CompleteOpportunity(_) => "CompleteOpportunity",
+            CommandPayload::UpdateAgent(_) => "UpdateAgent",
             CommandPayload::RequestQuote(_) => "RequestQuote",
             CommandPayload::ExecuteQuote(_) => "ExecuteQuote",
             CommandPayload::ExpireQuotes(_) => "ExpireQuotes",
@@ -159,6 +163,24 @@ pub struct PaymentRules {
     pub require_approval_for_all: bool,
     #[serde(with = "rust_decimal::serde::str_option")]
     pub require_approval_above_amount: Option<Decimal>,
+}
+
+/// One field of an agent and its value as text (`None`: no value, e.g. no
+/// limit). Fields: [`crate::command::agent_field`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+/// `UpdateAgent`: the fields to set (`from` unused), who asks and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateAgent {
+    pub changes: Vec<FieldChange>,
+    /// `user:<id>`, or `service:<name>` for a service acting for the user.
+    pub actor: String,
+    pub reason: Option<String>,
 }
 
 /// The rule fields are spelled out rather than `#[serde(flatten)]`-ed from
@@ -294,4 +316,26 @@ pub struct WithdrawSavings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccrueInterest {
     pub through: i64,
+}
+
+/// The agent fields `UpdateAgent` may set.
+pub mod agent_field {
+    pub const DESCRIPTION: &str = "description";
+    pub const TAGS: &str = "tags";
+    pub const DAILY_LIMIT: &str = "daily_limit";
+    pub const TRANSACTION_LIMIT: &str = "transaction_limit";
+    pub const REQUIRE_APPROVAL_FOR_ALL: &str = "require_approval_for_all";
+    pub const REQUIRE_APPROVAL_ABOVE_AMOUNT: &str = "require_approval_above_amount";
+    pub const STATUS: &str = "status";
+    /// Audit only: the agent's key was regenerated (`to`: the new key's
+    /// public id) or revoked (`to`: none). Keys live in the identity store.
+    pub const API_KEY: &str = "api_key";
+}
+
+/// An agent's statuses: `paused` refuses its payments (credits still land);
+/// `deactivated` is final.
+pub mod agent_status {
+    pub const ACTIVE: &str = "active";
+    pub const PAUSED: &str = "paused";
+    pub const DEACTIVATED: &str = "deactivated";
 }

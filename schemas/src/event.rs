@@ -55,6 +55,8 @@ pub enum EventPayload {
     /// The portfolio: a position opened, a rebalance applied.
     PositionOpened(crate::revenue::portfolio::PositionOpened),
     PortfolioRebalanced(crate::revenue::portfolio::PortfolioRebalanced),
+    /// The agent bank: an agent's description, tags, rules or status changed.
+    AgentUpdated(AgentUpdated),
 }
 
 /// An opportunity event's payload: the whole record after it.
@@ -92,6 +94,7 @@ impl EventPayload {
             EventPayload::RevenueTargetSet(_) => "RevenueTargetSet",
             EventPayload::PositionOpened(_) => "PositionOpened",
             EventPayload::PortfolioRebalanced(_) => "PortfolioRebalanced",
+            EventPayload::AgentUpdated(_) => "AgentUpdated",
         }
     }
 
@@ -130,6 +133,25 @@ pub struct AgentCreated {
     pub description: String,
     pub wallet_address: Option<String>,
     pub currency: String,
+    #[serde(with = "rust_decimal::serde::str_option")]
+    pub daily_limit: Option<Decimal>,
+    #[serde(with = "rust_decimal::serde::str_option")]
+    pub transaction_limit: Option<Decimal>,
+    pub require_approval_for_all: bool,
+    #[serde(with = "rust_decimal::serde::str_option")]
+    pub require_approval_above_amount: Option<Decimal>,
+    pub tags: Vec<String>,
+    pub status: String,
+}
+
+/// What changed of an agent (`changes`: field, before, after, as text), who
+/// asked and why, and the changeable fields as they are after.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentUpdated {
+    pub changes: Vec<crate::command::FieldChange>,
+    pub actor: String,
+    pub reason: Option<String>,
+    pub description: String,
     #[serde(with = "rust_decimal::serde::str_option")]
     pub daily_limit: Option<Decimal>,
     #[serde(with = "rust_decimal::serde::str_option")]

@@ -19,6 +19,8 @@ use crate::ConnectorError;
 pub struct Rows {
     events: EventRows,
     created: Vec<(Uuid, Uuid, schemas::event::AgentCreated, i64)>,
+    /// Latest (version, change, ts) of each agent's settings in this batch.
+    updated: HashMap<Uuid, (i64, schemas::event::AgentUpdated, i64)>,
     /// Latest (version, balance, ts) per agent in this batch.
     balances: HashMap<Uuid, (i64, Decimal, i64)>,
     postings: PostingRows,
@@ -103,6 +105,16 @@ impl Rows {
                 self.created
                     .push((e.agent_id, e.user_id, c.clone(), e.timestamp_ms));
                 self.set_balance(e.agent_id, e.agent_version, Decimal::ZERO, e.timestamp_ms);
+            }
+            EventPayload::AgentUpdated(u) => {
+                let slot = self.updated.entry(e.agent_id).or_insert((
+                    e.agent_version,
+                    u.clone(),
+                    e.timestamp_ms,
+                ));
+                if e.agent_version >= slot.0 {
+                    *slot = (e.agent_version, u.clone(), e.timestamp_ms);
+                }
             }
             EventPayload::FundsDeposited(d) => self.movement(
                 e,
@@ -292,6 +304,28 @@ impl Rows {
             .bind(&c.currency).bind(c.daily_limit).bind(c.transaction_limit)
             .bind(c.require_approval_for_all).bind(c.require_approval_above_amount)
             .bind(&c.tags).bind(&c.status).bind(millis_to_timestamp(*at_ms))
+            .execute(&mut **tx)
+            .await?;
+        }
+
+        // Settings only forward, by their own version (balance events move `version`).
+        for (agent, (version, u, at_ms)) in &self.updated {
+            sqlx::query(
+                "UPDATE agents SET description = $2, daily_limit = $3, transaction_limit = $4,
+                    require_approval_for_all = $5, require_approval_above_amount = $6, tags = $7,
+                    status = $8, settings_version = $9, updated_at = GREATEST(updated_at, $10)
+                 WHERE id = $1 AND settings_version < $9",
+            )
+            .bind(agent)
+            .bind(&u.description)
+            .bind(u.daily_limit)
+            .bind(u.transaction_limit)
+            .bind(u.require_approval_for_all)
+            .bind(u.require_approval_above_amount)
+            .bind(&u.tags)
+            .bind(&u.status)
+            .bind(version)
+            .bind(millis_to_timestamp(*at_ms))
             .execute(&mut **tx)
             .await?;
         }

@@ -256,3 +256,35 @@ pub async fn session_open(pool: &PgPool, session_id: Uuid) -> Result<bool, Conne
             .await?;
     Ok(row.is_some_and(|(open,)| open))
 }
+
+/// The channel on which every gateway hears of revoked keys (payload: the
+/// key id), to forget them from its cache at once.
+pub const KEYS_REVOKED_CHANNEL: &str = "agentbank_keys_revoked";
+
+/// Deletes the keys of `agent` held by `account` — all of them, or all but
+/// `keep` — and tells every gateway in the same transaction. Answers the
+/// deleted key ids.
+pub async fn revoke_agent_keys(
+    pool: &PgPool,
+    account: Uuid,
+    agent: Uuid,
+    keep: Option<&str>,
+) -> Result<Vec<String>, ConnectorError> {
+    let mut tx = pool.begin().await?;
+    let gone: Vec<String> = sqlx::query_scalar(
+        "DELETE FROM api_keys WHERE user_id = $1 AND agent_id = $2 \
+         AND ($3::text IS NULL OR key_id <> $3) RETURNING key_id",
+    )
+    .bind(account)
+    .bind(agent)
+    .bind(keep)
+    .fetch_all(&mut *tx)
+    .await?;
+    sqlx::query("SELECT pg_notify($1, k) FROM unnest($2::text[]) AS k")
+        .bind(KEYS_REVOKED_CHANNEL)
+        .bind(&gone)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(gone)
+}

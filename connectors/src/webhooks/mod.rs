@@ -48,7 +48,7 @@ pub const DEFAULT_SCHEDULE: [Duration; 8] = [
 pub const DISABLE_AFTER_DEAD: i32 = 5;
 
 /// Every event type a webhook can subscribe to (`*` subscribes to all).
-pub const EVENT_TYPES: [&str; 26] = [
+pub const EVENT_TYPES: [&str; 30] = [
     "agent.created",
     "deposit.completed",
     "withdrawal.completed",
@@ -75,6 +75,10 @@ pub const EVENT_TYPES: [&str; 26] = [
     "revenue.target_set",
     "position.opened",
     "portfolio.rebalanced",
+    "agent.updated",
+    "agent.paused",
+    "agent.resumed",
+    "agent.deactivated",
 ];
 
 /// The webhook type of an event.
@@ -106,6 +110,16 @@ pub fn event_type(p: &EventPayload) -> &'static str {
         EventPayload::RevenueTargetSet(_) => "revenue.target_set",
         EventPayload::PositionOpened(_) => "position.opened",
         EventPayload::PortfolioRebalanced(_) => "portfolio.rebalanced",
+        EventPayload::AgentUpdated(u) => {
+            use schemas::command::{agent_field, agent_status};
+            let status_change = u.changes.iter().find(|c| c.field == agent_field::STATUS);
+            match status_change.and_then(|c| c.to.as_deref()) {
+                Some(agent_status::PAUSED) => "agent.paused",
+                Some(agent_status::ACTIVE) => "agent.resumed",
+                Some(agent_status::DEACTIVATED) => "agent.deactivated",
+                _ => "agent.updated",
+            }
+        }
     }
 }
 
@@ -145,6 +159,7 @@ pub fn envelope(e: &Event) -> Value {
     }
     let mut data = match &e.payload {
         EventPayload::AgentCreated(p) => json!(p),
+        EventPayload::AgentUpdated(p) => json!(p),
         EventPayload::FundsDeposited(p) | EventPayload::FundsWithdrawn(p) => json!(p),
         EventPayload::SignupBonusGranted(p) => json!(p),
         EventPayload::SavingsDeposited(c)

@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod investment;
+pub mod lifecycle;
 pub mod payments;
 pub mod reports;
 pub mod savings;

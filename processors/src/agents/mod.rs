@@ -17,6 +17,9 @@ use schemas::payment::Payment;
 use schemas::reply::{AgentView, Outcome, RejectCode};
 use schemas::{Command, CommandPayload, Event, EventPayload};
 
+mod lifecycle;
+#[cfg(test)]
+mod lifecycle_tests;
 pub mod machine;
 #[cfg(test)]
 mod payment_tests;
@@ -283,6 +286,7 @@ pub fn apply(
         CommandPayload::DepositSavings(d) => savings::deposit(state.as_mut(), command, d),
         CommandPayload::WithdrawSavings(w) => savings::withdraw(state.as_mut(), command, w, rates),
         CommandPayload::CompleteSettlement(r) => settlement::complete(state.as_mut(), r),
+        CommandPayload::UpdateAgent(u) => lifecycle::update(state.as_mut(), command, u),
         // A tick: the runtime hands it to every agent of the partition.
         CommandPayload::AccrueInterest(t) => Ok(state.as_mut().map(|s| Decision {
             payloads: savings::accrue(s, t.through, rates),
@@ -566,6 +570,9 @@ impl AgentState {
 /// Validates everything first, then mutates: a rejected deposit changes nothing.
 fn deposit(state: Option<&mut AgentState>, cmd: &Command, d: &Deposit) -> Decided {
     let s = movable(state, cmd, d.amount, &d.currency, "Invalid deposit amount")?;
+    if lifecycle::is_deactivated(s) {
+        return Err((RejectCode::Invalid, "Agent is deactivated".into()));
+    }
     if s.view.balance + d.amount > BALANCE_MAX {
         return Err((
             RejectCode::Invalid,

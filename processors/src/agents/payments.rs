@@ -145,6 +145,7 @@ pub(super) fn register(
     let s = own(state, cmd, || {
         (RejectCode::NotFound, "Sender agent not found".into())
     })?;
+    super::lifecycle::may_pay(s)?;
     let payment_id = Uuid::parse_str(&r.payment_id).map_err(|_| invalid("Invalid payment id"))?;
     let receiver =
         Uuid::parse_str(&r.receiver_agent_id).map_err(|_| invalid("Invalid receiver agent id"))?;
@@ -271,6 +272,7 @@ pub(super) fn approve(
     at: Position,
 ) -> Decided {
     let s = own(state, cmd, payment_not_found)?;
+    super::lifecycle::may_pay(s)?;
     roll_day(s, cmd.timestamp_ms);
     let p = waiting(s, r, "approved")?;
     p.approval_status = approval::APPROVED.into();
@@ -335,6 +337,9 @@ pub(super) fn credit(state: Option<&mut AgentState>, c: &CreditPayment) -> Decid
         return Ok(None);
     }
     s.saga_seen.insert(c.origin_partition, origin);
+    if super::lifecycle::is_deactivated(s) {
+        return refuse("Receiver agent is deactivated");
+    }
     if payment.currency != s.view.currency {
         return refuse("Receiver agent holds another currency");
     }
