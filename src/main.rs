@@ -210,6 +210,10 @@ struct HttpArgs {
     /// How long a write waits for its reply before 503.
     #[arg(long, env = "AGENTBANK_REPLY_TIMEOUT_MS", default_value_t = 10_000)]
     reply_timeout_ms: u64,
+    /// How long an on-chain withdrawal waits for its transfer's outcome
+    /// (confirmed or failed) before answering 202 with a status to poll.
+    #[arg(long, env = "AGENTBANK_SETTLEMENT_WAIT_MS", default_value_t = 15_000)]
+    settlement_wait_ms: u64,
     #[arg(long, env = "AGENTBANK_NETWORK_ID", default_value = "ledger")]
     network_id: String,
     /// Requests per API key per minute (the Mage docs' limit).
@@ -385,6 +389,7 @@ impl Common {
             kafka: self.kafka(),
             topics: self.topics(),
             reply_timeout: Duration::from_millis(http.reply_timeout_ms),
+            settlement_wait: Duration::from_millis(http.settlement_wait_ms),
             network_id: http.network_id.clone(),
             rate_limit_per_minute: http.rate_limit_per_minute,
             rate_limit_per_day: http.rate_limit_per_day,

@@ -109,6 +109,10 @@ async fn agents_deposits_withdrawals_and_payments_settle_on_chain() {
         .await;
     assert_eq!(status, 200, "{w}");
     assert_eq!(w["updatedBalance"], "27.5");
+    assert_eq!(
+        w["settlement"]["status"], "confirmed",
+        "answered once confirmed: {w}"
+    );
     let w_tx = w["txHash"]
         .as_str()
         .expect("withdrawal tx hash")
@@ -187,11 +191,32 @@ async fn agents_deposits_withdrawals_and_payments_settle_on_chain() {
             json!({"userid": user, "agentid": b, "amount": "5", "walletaddress": nowhere}),
         )
         .await;
-    assert_eq!(status, 200, "{w}");
-    assert_eq!(w["updatedBalance"], "0");
+    // The seed's failure shape, never `success: true` for a failed transfer.
+    assert_eq!(status, 500, "{w}");
+    assert_eq!(
+        (&w["success"], &w["error"]),
+        (&json!(false), &json!("Transfer failed on-chain")),
+        "{w}"
+    );
     assert_eq!(w["settlement"]["status"], "failed", "{w}");
     let reason = w["settlement"]["reason"].as_str().unwrap();
     assert!(reason.contains("insufficient USDC balance"), "{reason}");
+    let settlement = w["settlement"]["id"].as_str().unwrap().to_string();
+    let (status, polled) = d.get(&format!("/settlements/{settlement}"), &key).await;
+    assert_eq!(
+        (status, &polled["status"]),
+        (200, &json!("failed")),
+        "{polled}"
+    );
+    let (other_user, other_key) = d.sign_up("nosy").await;
+    let _ = other_user;
+    let (status, _) = d
+        .get(&format!("/settlements/{settlement}"), &other_key)
+        .await;
+    assert_eq!(
+        status, 404,
+        "another user's settlement does not exist for them"
+    );
     eventually("the hold released", || async {
         (agent(&d, &key, &b).await["balance"] == "5").then_some(())
     })

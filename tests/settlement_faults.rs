@@ -21,6 +21,7 @@ fn use_chain(d: &Deployment, chain: &LocalChain, rpc: &str) {
     d.set_env(
         &env.iter()
             .map(|(k, v)| (*k, v.as_str()))
+            .chain([("AGENTBANK_SETTLEMENT_WAIT_MS", "4000")])
             .collect::<Vec<_>>(),
     );
 }
@@ -40,6 +41,25 @@ async fn create(d: &Deployment, user: &str, key: &str, balance: u32) -> (String,
     )
 }
 
+/// A withdrawal's answer: its status (200 confirmed, 202 pending, 500
+/// failed on chain) and body.
+async fn withdraw_answer(
+    d: &Deployment,
+    user: &str,
+    key: &str,
+    agent: &str,
+    amount: &str,
+    to: &str,
+) -> (u16, Value) {
+    d.post(
+        "/agents/withdraw",
+        Some(key),
+        json!({"userid": user, "agentid": agent, "amount": amount, "walletaddress": to}),
+    )
+    .await
+}
+
+/// A withdrawal that is confirmed or still pending (never failed).
 async fn withdraw(
     d: &Deployment,
     user: &str,
@@ -48,14 +68,9 @@ async fn withdraw(
     amount: &str,
     to: &str,
 ) -> Value {
-    let (status, body) = d
-        .post(
-            "/agents/withdraw",
-            Some(key),
-            json!({"userid": user, "agentid": agent, "amount": amount, "walletaddress": to}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    let (status, body) = withdraw_answer(d, user, key, agent, amount, to).await;
+    assert!(status == 200 || status == 202, "{status} {body}");
+    assert_eq!(body["success"], true, "{body}");
     body
 }
 
@@ -72,6 +87,9 @@ async fn a_crashing_settlement_service_sends_each_transfer_exactly_once() {
     let chain = LocalChain::start().await;
     let d = Deployment::new("settlecrash").await;
     use_chain(&d, &chain, &chain.url());
+    // Withdrawals answer at once (202), so transfers are in flight when the
+    // service is killed.
+    d.set_env(&[("AGENTBANK_SETTLEMENT_WAIT_MS", "0")]);
     d.start_split().await;
     let treasury = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
     let treasury_nonce = chain.nonce(treasury).await; // the token's deployment
@@ -217,10 +235,17 @@ async fn an_unreachable_or_reset_chain_gives_clear_errors_and_loses_nothing() {
     // service says what fails and retries; once it is back, the transfer lands.
     proxy.cut();
     let outside = random_address();
-    let w = withdraw(&d, &user, &key, &a, "3", &outside).await;
+    let (status, w) = withdraw_answer(&d, &user, &key, &a, "3", &outside).await;
+    assert_eq!(status, 202, "held, not decided: {w}");
+    assert_eq!(
+        (&w["success"], &w["status"]),
+        (&json!(true), &json!("pending")),
+        "{w}"
+    );
     assert_eq!(w["updatedBalance"], "17");
     assert_eq!(w["settlement"]["status"], "queued", "{w}");
     assert_eq!(w["txHash"], Value::Null);
+    let poll = w["statusUrl"].as_str().unwrap().to_string();
     wait_for_log(&d, "dev", "could not record the transfer; retrying", 2).await;
     wait_for_log(&d, "dev", &proxy.url(), 1).await;
     proxy.restore();
@@ -229,13 +254,25 @@ async fn an_unreachable_or_reset_chain_gives_clear_errors_and_loses_nothing() {
     })
     .await;
     eventually("the withdrawal confirmed", settled).await;
+    let (status, polled) = d.get(&poll, &key).await;
+    assert_eq!(
+        (status, &polled["status"]),
+        (200, &json!("confirmed")),
+        "{polled}"
+    );
+    assert!(polled["txHash"].is_string(), "{polled}");
 
     // A fresh chain (new genesis, empty wallets): the service notices, says so,
     // and restarts its nonces; a withdrawal the new chain cannot pay fails with
     // its reason and is released; a new agent's faucet works on the new chain.
     chain.reset().await;
     wait_for_log(&d, "dev", "the chain was reset", 1).await;
-    let w = withdraw(&d, &user, &key, &a, "2", &outside).await;
+    let (status, w) = withdraw_answer(&d, &user, &key, &a, "2", &outside).await;
+    assert_eq!(status, 500, "a failed transfer is not a success: {w}");
+    assert_eq!(
+        (&w["success"], &w["error"]),
+        (&json!(false), &json!("Transfer failed on-chain"))
+    );
     assert_eq!(w["settlement"]["status"], "failed", "{w}");
     assert!(
         w["settlement"]["reason"]

@@ -55,6 +55,25 @@ impl ChainAccess {
         })
     }
 
+    /// The settlement's record once it is decided (confirmed or failed) and
+    /// reported to the agent's processor, waiting up to `wait`; else the
+    /// record as it then is (`None`: not recorded yet).
+    pub async fn outcome(
+        &self,
+        pool: &PgPool,
+        settlement: Uuid,
+        wait: Duration,
+    ) -> Result<Option<Transfer>, ApiError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let t = connectors::read_model::chain::transfer(pool, settlement).await?;
+            if t.as_ref().is_some_and(|t| t.decided()) || Instant::now() >= deadline {
+                return Ok(t);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The settlement's record once it has a transaction hash or a decision,
     /// waiting up to [`TX_HASH_WAIT`]; `None` if it is not there by then.
     pub async fn transfer(

@@ -55,6 +55,8 @@ pub struct GatewayConfig {
     pub topics: Topics,
     /// How long a write waits for its reply (and the sink) before 503.
     pub reply_timeout: Duration,
+    /// How long an on-chain withdrawal waits for its outcome before 202.
+    pub settlement_wait: Duration,
     /// Shown as `walletAddress.networkId` until on-chain settlement exists.
     pub network_id: String,
     /// Requests per API key per minute and per day.
@@ -172,6 +174,7 @@ fn api() -> Router<AppState> {
         .route("/payments/setDecline", post(bank::payments::decline))
         .route("/payments/export", post(bank::reports::export))
         .route("/payments/{id}", get(bank::payments::get_one))
+        .route("/settlements/{id}", get(bank::agents::settlement))
         .route("/user/payments", get(bank::payments::list_for_user))
         .route("/user/wallet-balance", get(bank::reports::wallet_balance))
         .route("/transactions/summary", get(bank::reports::summary))

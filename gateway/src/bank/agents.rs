@@ -1,7 +1,7 @@
 //! Agents: create, read, list, deposit — the Mage shapes.
 
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -257,7 +257,7 @@ pub async fn deposit(
     caller: Caller,
     headers: HeaderMap,
     body: JsonObject,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     move_funds(state, caller, headers, body, Movement::Deposit).await
 }
 
@@ -267,7 +267,7 @@ pub async fn withdraw(
     caller: Caller,
     headers: HeaderMap,
     body: JsonObject,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     move_funds(state, caller, headers, body, Movement::Withdraw).await
 }
 
@@ -277,7 +277,7 @@ async fn move_funds(
     headers: HeaderMap,
     body: JsonObject,
     movement: Movement,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require_user_key()?;
     const MISSING: &str = "userid, agentid, and amount are required.";
     if !(body.has("userid") && body.has("agentid") && body.has("amount")) {
@@ -330,20 +330,51 @@ async fn move_funds(
             "message": movement.message(amount, &currency),
             "updatedBalance": money::display(balance),
         });
-        if state.chain.is_some() {
-            out["settlement"] = json!({
-                "id": settlement,
-                "status": transfer.as_ref().map_or("queued", |t| t.status.as_str()),
-                "toAddress": to_address,
-                "reason": transfer.as_ref().map(|t| t.reason.clone()).filter(|r| !r.is_empty()),
-            });
+        if state.chain.is_none() {
+            return (StatusCode::OK, Json(out));
         }
-        Json(out)
+        out["settlement"] = json!({
+            "id": settlement,
+            "status": transfer.as_ref().map_or("queued", |t| t.status.as_str()),
+            "toAddress": to_address,
+            "reason": transfer.as_ref().map(|t| t.reason.clone()).filter(|r| !r.is_empty()),
+        });
+        if let Movement::Deposit = movement {
+            return (StatusCode::OK, Json(out));
+        }
+        // A withdrawal answers what happened on chain: confirmed (200),
+        // failed (500, the amount back on the agent), or not yet (202).
+        match transfer.as_ref().filter(|t| t.decided()) {
+            Some(t) if t.status == "failed" => {
+                out["success"] = json!(false);
+                out["error"] = json!("Transfer failed on-chain");
+                out["message"] = json!(format!(
+                    "The on-chain transfer failed ({}); the amount was returned to the agent",
+                    t.reason
+                ));
+                out.as_object_mut().map(|o| o.remove("updatedBalance"));
+                (StatusCode::INTERNAL_SERVER_ERROR, Json(out))
+            }
+            Some(_) => (StatusCode::OK, Json(out)),
+            None => {
+                out["status"] = json!("pending");
+                out["statusUrl"] = json!(format!("/settlements/{settlement}"));
+                out["message"] = json!(format!(
+                    "Withdrawal of {} {currency} accepted; the on-chain transfer is pending (GET /settlements/{settlement}, or the transfer.settled webhook)",
+                    money::display(amount)
+                ));
+                (StatusCode::ACCEPTED, Json(out))
+            }
+        }
     };
     let transfer = |state: AppState| async move {
-        match &state.chain {
-            Some(chain) => chain.transfer(&state.pool, settlement).await,
-            None => Ok(None),
+        match (&state.chain, movement) {
+            (Some(chain), Movement::Withdraw) => {
+                let wait = state.config.settlement_wait;
+                chain.outcome(&state.pool, settlement, wait).await
+            }
+            (Some(chain), Movement::Deposit) => chain.transfer(&state.pool, settlement).await,
+            (None, _) => Ok(None),
         }
     };
     if headers.contains_key("idempotency-key") {
@@ -369,6 +400,36 @@ async fn move_funds(
         Outcome::Agent(view) => Ok(answer(view.balance, transfer(state.clone()).await?)),
         other => Err(unexpected(other)),
     }
+}
+
+/// `GET /settlements/{id}`: one of the caller's on-chain transfers (a
+/// withdrawal answered 202 is polled here).
+pub async fn settlement(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let not_found = || ApiError::NotFound("Settlement not found".into());
+    let id = Uuid::parse_str(id.trim()).map_err(|_| not_found())?;
+    let s = connectors::read_model::chain::settlement(&state.pool, caller.user_id, id)
+        .await?
+        .filter(|s| caller.may_act_for(s.agent_id))
+        .ok_or_else(not_found)?;
+    let time =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    Ok(Json(json!({
+        "id": s.id,
+        "agentId": ids::short(Kind::Agent, s.agent_id),
+        "kind": s.kind,
+        "asset": s.asset,
+        "amount": money::display(s.amount),
+        "status": s.status,
+        "txHash": s.tx_hash,
+        "toAddress": s.to_address,
+        "reason": Some(s.reason).filter(|r| !r.is_empty()),
+        "requestedAt": time(s.requested_at),
+        "decidedAt": s.decided_at.map(time),
+    })))
 }
 
 /// `GET /agentsWith/{id}` — only the caller's own agents exist for it.
