@@ -22,6 +22,8 @@ use tokio_tungstenite::tungstenite::Message;
 /// The victim's ids, by what they name.
 struct Victim {
     user: String,
+    /// The public id of the victim's key.
+    key_id: String,
     agent: String,
     other_agent: String,
     payment: String,
@@ -170,6 +172,14 @@ fn attacks(v: &Victim) -> BTreeMap<(&'static str, &'static str), (String, Value)
             none.clone(),
         ),
         ("POST", "/v1/webhooks/{id}/replay", &v.webhook, json!({})),
+        // The victim's own API keys.
+        ("DELETE", "/v1/keys/{key_id}", &v.key_id, none.clone()),
+        (
+            "POST",
+            "/v1/keys/{key_id}/rotate",
+            &v.key_id,
+            json!({"overlap_seconds": 0}),
+        ),
         // Shared pools, not a tenant's: control needs an operator's token.
         (
             "POST",
@@ -302,6 +312,12 @@ async fn no_route_reads_or_moves_another_users_money() {
         .await;
     let victim = Victim {
         user: vu.clone(),
+        key_id: vk
+            .trim_start_matches("mag_")
+            .split('_')
+            .next()
+            .unwrap()
+            .to_string(),
         agent: va.clone(),
         other_agent: vb.clone(),
         payment,

@@ -40,6 +40,8 @@ struct CachedKey {
     secret_sha256: Vec<u8>,
     owner: KeyOwner,
     verified: Instant,
+    /// A rotated key's end (ms since the epoch).
+    expires_ms: Option<i64>,
 }
 
 /// Verified API keys by key id.
@@ -53,10 +55,19 @@ impl KeyCache {
     pub fn get(&self, key_id: &str) -> Option<(Vec<u8>, KeyOwner)> {
         let keys = self.keys.read().expect("key cache");
         let k = keys.get(key_id)?;
-        (k.verified.elapsed() < KEY_TTL).then(|| (k.secret_sha256.clone(), k.owner))
+        let live = k
+            .expires_ms
+            .is_none_or(|end| chrono::Utc::now().timestamp_millis() < end);
+        (live && k.verified.elapsed() < KEY_TTL).then(|| (k.secret_sha256.clone(), k.owner))
     }
 
-    pub fn put(&self, key_id: &str, secret_sha256: Vec<u8>, owner: KeyOwner) {
+    pub fn put(
+        &self,
+        key_id: &str,
+        secret_sha256: Vec<u8>,
+        owner: KeyOwner,
+        expires_ms: Option<i64>,
+    ) {
         let mut keys = self.keys.write().expect("key cache");
         if keys.len() >= KEYS_MAX {
             keys.clear();
@@ -67,6 +78,7 @@ impl KeyCache {
                 secret_sha256,
                 owner,
                 verified: Instant::now(),
+                expires_ms,
             },
         );
     }
@@ -206,14 +218,28 @@ mod tests {
         let caches = Caches::default();
         let user = Uuid::new_v4();
         assert!(caches.keys.get("k").is_none());
-        caches.keys.put("k", vec![1, 2], (user, None, Mode::Live));
+        caches
+            .keys
+            .put("k", vec![1, 2], (user, None, Mode::Live), None);
         let (digest, got) = caches.keys.get("k").unwrap();
         assert_eq!((digest, got), (vec![1, 2], (user, None, Mode::Live)));
         caches.keys.forget_user(user);
         assert!(caches.keys.get("k").is_none());
-        caches.keys.put("k", vec![1], (user, None, Mode::Live));
+        caches
+            .keys
+            .put("k", vec![1], (user, None, Mode::Live), None);
         caches.keys.forget("k");
         assert!(caches.keys.get("k").is_none());
+        // A rotated key is served until its overlap ends, not beyond.
+        let now = chrono::Utc::now().timestamp_millis();
+        caches
+            .keys
+            .put("old", vec![1], (user, None, Mode::Live), Some(now + 60_000));
+        assert!(caches.keys.get("old").is_some());
+        caches
+            .keys
+            .put("old", vec![1], (user, None, Mode::Live), Some(now - 1));
+        assert!(caches.keys.get("old").is_none());
 
         let agent = Uuid::new_v4();
         assert_eq!(caches.owners.get(agent), None);

@@ -204,6 +204,9 @@ fn revenue_api() -> Router<AppState> {
         .route("/auth/logout", post(auth::routes::logout))
         .route("/auth/me", get(auth::routes::me))
         .route("/sandbox/keys", post(auth::routes::sandbox_key))
+        .route("/keys", get(auth::keys::list).post(auth::keys::create))
+        .route("/keys/{key_id}", axum::routing::delete(auth::keys::revoke))
+        .route("/keys/{key_id}/rotate", post(auth::keys::rotate))
         .route("/admin/users/{user_id}/tier", put(auth::routes::set_tier))
         .route(
             "/opportunities",

@@ -101,20 +101,183 @@ pub async fn delete_key(pool: &PgPool, key_id: &str) -> Result<(), ConnectorErro
     Ok(())
 }
 
-pub async fn find_key(pool: &PgPool, key_id: &str) -> Result<Option<KeyRow>, ConnectorError> {
-    let row: Option<(Vec<u8>, Uuid, Option<Uuid>, String)> = sqlx::query_as(
-        "SELECT secret_sha256, user_id, agent_id, mode FROM api_keys WHERE key_id = $1",
+/// A stored key's columns: secret digest, user, agent, mode, expiry.
+type KeyColumns = (Vec<u8>, Uuid, Option<Uuid>, String, Option<DateTime<Utc>>);
+
+/// A key that has not expired, with its expiry (a rotated key's overlap).
+pub async fn find_key(
+    pool: &PgPool,
+    key_id: &str,
+) -> Result<Option<(KeyRow, Option<DateTime<Utc>>)>, ConnectorError> {
+    let row: Option<KeyColumns> = sqlx::query_as(
+        "SELECT secret_sha256, user_id, agent_id, mode, expires_at FROM api_keys \
+             WHERE key_id = $1 AND (expires_at IS NULL OR expires_at > now())",
     )
     .bind(key_id)
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|(secret_sha256, user_id, agent_id, mode)| KeyRow {
-        key_id: key_id.to_string(),
-        secret_sha256,
-        user_id,
-        agent_id,
-        mode,
-    }))
+    Ok(
+        row.map(|(secret_sha256, user_id, agent_id, mode, expires)| {
+            (
+                KeyRow {
+                    key_id: key_id.to_string(),
+                    secret_sha256,
+                    user_id,
+                    agent_id,
+                    mode,
+                },
+                expires,
+            )
+        }),
+    )
+}
+
+/// Records that a key was just used (called when a gateway verifies it
+/// afresh, so about once a minute per key and gateway at most).
+pub async fn touch_key(pool: &PgPool, key_id: &str) -> Result<(), ConnectorError> {
+    sqlx::query("UPDATE api_keys SET last_used_at = now() WHERE key_id = $1")
+        .bind(key_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Most user keys (not agents') one account may hold.
+pub const USER_KEYS_MAX: i64 = 20;
+
+/// One of a user's keys as its owner may see it: never the secret.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct KeyInfo {
+    pub key_id: String,
+    pub name: Option<String>,
+    pub mode: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+const KEY_INFO: &str =
+    "SELECT key_id, name, mode, created_at, last_used_at, expires_at FROM api_keys";
+
+/// The account's own keys of `mode` (not its agents'), unexpired, oldest first.
+pub async fn user_keys(
+    pool: &PgPool,
+    account: Uuid,
+    mode: &str,
+) -> Result<Vec<KeyInfo>, ConnectorError> {
+    Ok(sqlx::query_as(&format!(
+        "{KEY_INFO} WHERE user_id = $1 AND agent_id IS NULL AND mode = $2 \
+         AND (expires_at IS NULL OR expires_at > now()) ORDER BY created_at, key_id"
+    ))
+    .bind(account)
+    .bind(mode)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Adds a named user key unless the account holds [`USER_KEYS_MAX`]
+/// already (`Ok(false)`). Serialised per account by a row lock on the user.
+pub async fn add_user_key(pool: &PgPool, key: &KeyRow, name: &str) -> Result<bool, ConnectorError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE")
+        .bind(key.user_id)
+        .execute(&mut *tx)
+        .await?;
+    let held: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM api_keys WHERE user_id = $1 AND agent_id IS NULL \
+         AND (expires_at IS NULL OR expires_at > now())",
+    )
+    .bind(key.user_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if held >= USER_KEYS_MAX {
+        return Ok(false);
+    }
+    insert_key_in(&mut tx, key).await?;
+    sqlx::query("UPDATE api_keys SET name = $2 WHERE key_id = $1")
+        .bind(&key.key_id)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Revokes one of the account's own keys at once (every gateway hears it).
+pub async fn revoke_user_key(
+    pool: &PgPool,
+    account: Uuid,
+    mode: &str,
+    key_id: &str,
+) -> Result<bool, ConnectorError> {
+    let mut tx = pool.begin().await?;
+    let gone = sqlx::query(
+        "DELETE FROM api_keys WHERE key_id = $1 AND user_id = $2 AND agent_id IS NULL \
+         AND mode = $3 AND (expires_at IS NULL OR expires_at > now())",
+    )
+    .bind(key_id)
+    .bind(account)
+    .bind(mode)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        > 0;
+    if gone {
+        notify_revoked(&mut tx, &[key_id.to_string()]).await?;
+    }
+    tx.commit().await?;
+    Ok(gone)
+}
+
+/// Rotates one of the account's own keys: `new` (same name) is added and
+/// the old key expires after `overlap_s` seconds (at once for 0). `None`:
+/// no such key.
+pub async fn rotate_user_key(
+    pool: &PgPool,
+    account: Uuid,
+    key_id: &str,
+    new: &KeyRow,
+    overlap_s: i64,
+) -> Result<Option<DateTime<Utc>>, ConnectorError> {
+    let mode = &new.mode;
+    let mut tx = pool.begin().await?;
+    let expires: Option<(Option<String>, DateTime<Utc>)> = sqlx::query_as(
+        "UPDATE api_keys SET expires_at = LEAST(coalesce(expires_at, 'infinity'), \
+         now() + make_interval(secs => $3)) \
+         WHERE key_id = $1 AND user_id = $2 AND agent_id IS NULL AND mode = $4 \
+         AND (expires_at IS NULL OR expires_at > now()) RETURNING name, expires_at",
+    )
+    .bind(key_id)
+    .bind(account)
+    .bind(overlap_s as f64)
+    .bind(mode)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((name, expires_at)) = expires else {
+        return Ok(None);
+    };
+    insert_key_in(&mut tx, new).await?;
+    sqlx::query("UPDATE api_keys SET name = $2 WHERE key_id = $1")
+        .bind(&new.key_id)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    // Gateways re-read the old key, and with it its expiry.
+    notify_revoked(&mut tx, &[key_id.to_string()]).await?;
+    tx.commit().await?;
+    Ok(Some(expires_at))
+}
+
+async fn notify_revoked(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    key_ids: &[String],
+) -> Result<(), ConnectorError> {
+    sqlx::query("SELECT pg_notify($1, k) FROM unnest($2::text[]) AS k")
+        .bind(KEYS_REVOKED_CHANNEL)
+        .bind(key_ids)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// A user's password hash by email (case-insensitive), for login.
@@ -280,11 +443,7 @@ pub async fn revoke_agent_keys(
     .bind(keep)
     .fetch_all(&mut *tx)
     .await?;
-    sqlx::query("SELECT pg_notify($1, k) FROM unnest($2::text[]) AS k")
-        .bind(KEYS_REVOKED_CHANNEL)
-        .bind(&gone)
-        .execute(&mut *tx)
-        .await?;
+    notify_revoked(&mut tx, &gone).await?;
     tx.commit().await?;
     Ok(gone)
 }

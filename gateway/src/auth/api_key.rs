@@ -123,15 +123,19 @@ pub async fn verify_key(
     let (mode, key_id, secret) =
         parse_key(header.ok_or_else(invalid)?.trim()).ok_or_else(invalid)?;
     let cached = keys.get(key_id);
+    let mut expires_ms = None;
     let (stored, user_id, agent_id, stored_mode) = match &cached {
         Some((digest, (user_id, agent_id, mode))) => (digest.clone(), *user_id, *agent_id, *mode),
         None => match identity::find_key(pool, key_id).await? {
-            Some(row) => (
-                row.secret_sha256,
-                row.user_id,
-                row.agent_id,
-                Mode::parse(&row.mode),
-            ),
+            Some((row, expires)) => {
+                expires_ms = expires.map(|t| t.timestamp_millis());
+                (
+                    row.secret_sha256,
+                    row.user_id,
+                    row.agent_id,
+                    Mode::parse(&row.mode),
+                )
+            }
             None => (vec![0u8; 32], Uuid::nil(), None, mode),
         },
     };
@@ -143,7 +147,9 @@ pub async fn verify_key(
         return Err(invalid());
     }
     if cached.is_none() {
-        keys.put(key_id, stored, (user_id, agent_id, mode));
+        keys.put(key_id, stored, (user_id, agent_id, mode), expires_ms);
+        // Verified afresh: about once a minute per key and gateway.
+        identity::touch_key(pool, key_id).await?;
     }
     Ok(VerifiedKey {
         key_id: key_id.to_string(),

@@ -13,6 +13,7 @@
 
 pub mod api_key;
 pub mod jwt;
+pub mod keys;
 pub mod routes;
 pub mod service;
 pub mod sessions;

@@ -14,6 +14,7 @@ use super::agents::{
     ControlRecord, ControlRequest, TaskMetrics, VerticalAgent,
 };
 use super::schema::*;
+use crate::auth::keys::{CreateKeyRequest, KeyList, KeyView, NewKey, Replaced, RotateKeyRequest};
 use schemas::revenue::analytics::{AnalyticsView, Breakdown, SeriesPoint, Share, Summary};
 use schemas::revenue::ledger::{LedgerEntryView, PostingView, RecordedView, TransactionView};
 use schemas::revenue::opportunity::{
@@ -77,6 +78,10 @@ impl Modify for Security {
         crate::auth::routes::logout,
         crate::auth::routes::me,
         crate::auth::routes::sandbox_key,
+        crate::auth::keys::list,
+        crate::auth::keys::create,
+        crate::auth::keys::revoke,
+        crate::auth::keys::rotate,
         crate::auth::routes::set_tier,
     ),
     components(schemas(
@@ -90,7 +95,8 @@ impl Modify for Security {
         Targets, ExecuteOpportunityRequest, RebalanceConstraints, RebalanceRequest, RebalancePosition,
         RebalanceAnswer, SeriesOut, PositionSeries, PortfolioHistory, StatusView, PerformanceMetrics, RiskMetrics,
         PositionView, AgentList, VerticalAgent, TaskMetrics, AgentResources, AgentReplicas, AgentQueue,
-        ControlRecord, ControlRequest, ControlParameters, ControlAnswer,
+        ControlRecord, ControlRequest, ControlParameters, ControlAnswer, KeyView, KeyList, NewKey, Replaced,
+        CreateKeyRequest, RotateKeyRequest,
     )),
     modifiers(&Security),
     security(("api_key" = []), ("bearer" = []), ("service_token" = [])),
