@@ -85,6 +85,9 @@ async fn savings_deposit_accrue_withdraw_as_documented() {
     assert_eq!(dash["agents"][0]["investment_id"], investment.as_str());
     assert_eq!(dash["agents"][0]["interest"], json!(4.602785));
     assert_eq!(dash["agents"][0]["current"], json!(900));
+    // Each position shows the rate it keeps for its life.
+    assert_eq!(dash["agents"][0]["interestRate"], json!(4.5));
+    assert_eq!(position["interest_rate"], json!(4.5));
     assert_eq!(dash["agents"][0]["totalBalance"], json!(1004.602785));
     let projection: Decimal = dash["yearProjection"].to_string().parse().unwrap();
     assert!(projection >= Decimal::new(104_602_785, 6), "{dash}");

@@ -44,7 +44,7 @@ pub const COMMAND_HISTORY: [&str; 9] = [
     include_str!("../avro/history/command.v8.avsc"),
     include_str!("../avro/history/command.v9.avsc"),
 ];
-pub const EVENT_HISTORY: [&str; 8] = [
+pub const EVENT_HISTORY: [&str; 9] = [
     include_str!("../avro/history/event.v1.avsc"),
     include_str!("../avro/history/event.v2.avsc"),
     include_str!("../avro/history/event.v3.avsc"),
@@ -53,6 +53,7 @@ pub const EVENT_HISTORY: [&str; 8] = [
     include_str!("../avro/history/event.v6.avsc"),
     include_str!("../avro/history/event.v7.avsc"),
     include_str!("../avro/history/event.v8.avsc"),
+    include_str!("../avro/history/event.v9.avsc"),
 ];
 
 /// Single-object encoding marker.
@@ -820,6 +821,7 @@ mod tests {
             accrued_to_ms: 9,
             interest_posted: Decimal::new(1, 6),
             closed_ms: Some(10),
+            rate_pct: Some(Decimal::new(45, 1)),
         };
         let change = crate::event::SavingsChange {
             position,

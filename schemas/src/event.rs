@@ -233,9 +233,22 @@ pub struct SavingsPosition {
     #[serde(with = "rust_decimal::serde::str")]
     pub interest_posted: Decimal,
     pub closed_ms: Option<i64>,
+    /// The annual rate (%) recorded when the position opened, applied for
+    /// its life. `None` only on positions opened before rates were
+    /// recorded: they take the rate in force at `invested_ms`
+    /// ([`SavingsPosition::rate`]).
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    pub rate_pct: Option<Decimal>,
 }
 
 impl SavingsPosition {
+    /// The position's annual rate (%): recorded, or for an older position
+    /// the schedule's at its opening.
+    pub fn rate(&self, rates: &crate::interest::RateSchedule) -> Decimal {
+        self.rate_pct
+            .unwrap_or_else(|| rates.at(self.invested_ms).rate_pct)
+    }
+
     pub const ACTIVE: &'static str = "active";
     pub const COMPLETED: &'static str = "completed";
 

@@ -514,6 +514,7 @@ async fn write_savings(
         mut closed,
         mut version,
     ) = (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut rate_pct: Vec<Option<Decimal>> = Vec::with_capacity(n);
     for (key, (v, a, u, p)) in savings {
         id.push(key);
         agent.push(a);
@@ -526,23 +527,27 @@ async fn write_savings(
         accrued_to.push(p.accrued_to_ms);
         posted.push(p.interest_posted);
         closed.push(p.closed_ms);
+        rate_pct.push(p.rate_pct);
         version.push(v);
     }
     sqlx::query(
         "INSERT INTO savings (id, agent_id, user_id, principal, currency, invested_at, status, rate_ms,
-            accrued_to, interest_posted, closed_at, version)
+            accrued_to, interest_posted, closed_at, version, rate_pct)
          SELECT id, agent, usr, principal, currency, to_timestamp(invested / 1000.0), status, rate_ms,
-            accrued_to, posted, to_timestamp(closed / 1000.0), version
+            accrued_to, posted, to_timestamp(closed / 1000.0), version, rate_pct
          FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::numeric[], $5::text[], $6::int8[], $7::text[],
-            $8::numeric[], $9::int8[], $10::numeric[], $11::int8[], $12::int8[])
-           AS u(id, agent, usr, principal, currency, invested, status, rate_ms, accrued_to, posted, closed, version)
+            $8::numeric[], $9::int8[], $10::numeric[], $11::int8[], $12::int8[], $13::numeric[])
+           AS u(id, agent, usr, principal, currency, invested, status, rate_ms, accrued_to, posted, closed,
+            version, rate_pct)
          ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, rate_ms = EXCLUDED.rate_ms,
             accrued_to = EXCLUDED.accrued_to, interest_posted = EXCLUDED.interest_posted,
-            closed_at = EXCLUDED.closed_at, version = EXCLUDED.version
+            closed_at = EXCLUDED.closed_at, version = EXCLUDED.version,
+            rate_pct = coalesce(EXCLUDED.rate_pct, savings.rate_pct)
          WHERE savings.version < EXCLUDED.version",
     )
     .bind(&id).bind(&agent).bind(&user).bind(&principal).bind(&currency).bind(&invested)
     .bind(&status).bind(&rate_ms).bind(&accrued_to).bind(&posted).bind(&closed).bind(&version)
+    .bind(&rate_pct)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -1,8 +1,8 @@
 //! Savings-vault queries: positions with their agent's name and balance
 //! (active ones of a user, one by id, an agent's page), and a position's
 //! existence and agent. A position's value to an instant is computed here
-//! from the stored growth (`rate_ms` to `accrued_to`) plus the rate history
-//! since (`schemas::interest`).
+//! from the stored growth (`rate_ms` to `accrued_to`) plus the position's
+//! own rate since (`schemas::interest`).
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -25,12 +25,15 @@ pub struct PositionRow {
     pub accrued_to: i64,
     pub interest_posted: Decimal,
     pub closed_at: Option<DateTime<Utc>>,
+    /// Recorded at opening (null for an older position until its next accrual).
+    pub rate_pct: Option<Decimal>,
     pub agent_name: String,
     pub agent_balance: Decimal,
 }
 
 const POSITION_COLUMNS: &str = "s.id, s.agent_id, s.principal, s.invested_at, s.status, s.rate_ms,
-    s.accrued_to, s.interest_posted, s.closed_at, a.name AS agent_name, a.balance AS agent_balance";
+    s.accrued_to, s.interest_posted, s.closed_at, s.rate_pct, a.name AS agent_name,
+    a.balance AS agent_balance";
 
 impl PositionRow {
     /// Value at `at_ms`: exact growth to date; a closed position stays at
@@ -39,8 +42,16 @@ impl PositionRow {
         if self.status != schemas::event::SavingsPosition::ACTIVE {
             return self.principal + self.interest_posted;
         }
-        let rate_ms = self.rate_ms + rates.rate_ms(self.accrued_to, at_ms);
+        let growing = Decimal::from((at_ms - self.accrued_to).max(0));
+        let rate_ms = self.rate_ms + self.rate(rates) * growing;
         interest::value(self.principal, rate_ms).unwrap_or(self.principal + self.interest_posted)
+    }
+
+    /// The position's annual rate (%): recorded at opening, or for an
+    /// older position the schedule's then.
+    pub fn rate(&self, rates: &RateSchedule) -> Decimal {
+        self.rate_pct
+            .unwrap_or_else(|| rates.at(self.invested_at.timestamp_millis()).rate_pct)
     }
 
     pub fn days_invested(&self, now: DateTime<Utc>) -> i64 {

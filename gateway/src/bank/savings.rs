@@ -28,15 +28,16 @@ use crate::{ApiError, AppState};
 
 /// The API's views of a position.
 trait PositionView {
-    fn summary(&self, value: Decimal, now: DateTime<Utc>) -> Value;
+    fn summary(&self, value: Decimal, rate: Decimal, now: DateTime<Utc>) -> Value;
     fn savings(&self, rates: &RateSchedule, now: DateTime<Utc>) -> Value;
 }
 
 impl PositionView for PositionRow {
     /// One entry of the dashboard's and `myinvestments`' `agents` lists,
     /// for the position's `value` now.
-    fn summary(&self, value: Decimal, now: DateTime<Utc>) -> Value {
+    fn summary(&self, value: Decimal, rate: Decimal, now: DateTime<Utc>) -> Value {
         json!({
+            "interestRate": number(rate),
             "agent": self.agent_name,
             "agentId": ids::short(Kind::Agent, self.agent_id),
             "investment_id": ids::short(Kind::Investment, self.id),
@@ -58,6 +59,7 @@ impl PositionView for PositionRow {
             "amount": number(self.principal),
             "invested_at": self.invested_at.to_rfc3339(),
             "status": self.status,
+            "interest_rate": number(self.rate(rates)),
             "current_value": money::display(value),
             "interest_earned": money::display(value - self.principal),
             "closed_at": self.closed_at.map(|t| t.to_rfc3339()),
@@ -216,7 +218,7 @@ pub async fn dashboard(
         total += value;
         invested += r.principal;
         projected += r.value_at(rates, year_ms);
-        agents.push(r.summary(value, now));
+        agents.push(r.summary(value, r.rate(rates), now));
     }
     Ok(Json(json!({
         "totalSavings": number(total),
@@ -237,7 +239,13 @@ pub async fn my_investments(
     let rates = &state.config.interest_rates;
     let agents: Vec<Value> = rows
         .iter()
-        .map(|r| r.summary(r.value_at(rates, now.timestamp_millis()), now))
+        .map(|r| {
+            r.summary(
+                r.value_at(rates, now.timestamp_millis()),
+                r.rate(rates),
+                now,
+            )
+        })
         .collect();
     Ok(Json(json!({"agents": agents})))
 }

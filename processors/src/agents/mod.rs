@@ -283,7 +283,7 @@ pub fn apply(
         CommandPayload::CreditPayment(c) => payments::credit(state.as_mut(), c),
         CommandPayload::SettlePayment(c) => payments::settle(state.as_mut(), c),
         CommandPayload::GrantSignupBonus(b) => return grant_bonus(state, command, b, id),
-        CommandPayload::DepositSavings(d) => savings::deposit(state.as_mut(), command, d),
+        CommandPayload::DepositSavings(d) => savings::deposit(state.as_mut(), command, d, rates),
         CommandPayload::WithdrawSavings(w) => savings::withdraw(state.as_mut(), command, w, rates),
         CommandPayload::CompleteSettlement(r) => settlement::complete(state.as_mut(), r),
         CommandPayload::UpdateAgent(u) => lifecycle::update(state.as_mut(), command, u),

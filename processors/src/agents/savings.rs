@@ -7,7 +7,9 @@
 //! is always the rounded value to date minus what was posted before
 //! (`schemas::interest`), so however often ticks arrive the posted total is
 //! the formula's, rounded once toward zero. A withdrawal first accrues to
-//! its own timestamp, so it pays interest to the millisecond.
+//! its own timestamp, so it pays interest to the millisecond. A position
+//! earns the rate in force when it opened for its whole life (recorded on
+//! it, `rate_pct`); later changes of the schedule apply to new positions.
 
 use rust_decimal::Decimal;
 use uuid::Uuid;
@@ -42,6 +44,7 @@ pub(super) fn deposit(
     state: Option<&mut AgentState>,
     cmd: &Command,
     d: &DepositSavings,
+    rates: &RateSchedule,
 ) -> Decided {
     let s = movable(state, cmd, d.amount, &d.currency, "Invalid deposit amount")?;
     if s.view.balance < d.amount {
@@ -72,6 +75,7 @@ pub(super) fn deposit(
         accrued_to_ms: cmd.timestamp_ms,
         interest_posted: Decimal::ZERO,
         closed_ms: None,
+        rate_pct: Some(rates.at(cmd.timestamp_ms).rate_pct),
     };
     s.savings.insert(id, position.clone());
     let journal = entry(
@@ -119,7 +123,11 @@ fn accrue_one(
     if through <= p.accrued_to_ms {
         return None;
     }
-    let rate_ms = p.rate_ms + rates.rate_ms(p.accrued_to_ms, through);
+    // The position's own rate (an older one without a recorded rate takes
+    // the schedule's at its opening, and keeps it from now on).
+    let rate = p.rate(rates);
+    p.rate_pct = Some(rate);
+    let rate_ms = p.rate_ms + rate * Decimal::from(through - p.accrued_to_ms);
     // Beyond Decimal's range only after centuries at the highest rate: then
     // the position stops growing rather than the processor stopping.
     let earned = interest::earned(p.principal, rate_ms)?;

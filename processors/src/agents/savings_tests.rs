@@ -193,14 +193,32 @@ fn a_year_at_four_and_a_half_percent_pays_the_formula() {
 }
 
 #[test]
-fn withdrawal_accrues_to_its_own_time_and_rate_changes_apply_from_their_time() {
-    // 10% for the first half year, 0% after: a withdrawal a year in pays
-    // half a year of 10%, whenever the ticks came.
+fn a_position_keeps_the_rate_it_opened_with() {
+    // 10% until mid-year, 0% after: a position opened at 10% earns 10% for
+    // its whole year; one opened after the change earns nothing.
+    let mut v = Vault::new(d("2000"), "1970-01-01T00:00:00Z=10,1970-07-02T12:00:00Z=0");
+    v.deposit(0, 1, d("1000"));
+    assert_eq!(v.s().savings[&Uuid::from_u128(1)].rate_pct, Some(d("10")));
+    v.deposit(200 * DAY_MS, 2, d("500"));
+    assert_eq!(v.s().savings[&Uuid::from_u128(2)].rate_pct, Some(d("0")));
+    v.tick(300 * DAY_MS);
+    v.withdraw(365 * DAY_MS, 1);
+    // 1000·e^0.1 = 1105.170918…; plus the 500 left available.
+    assert_eq!(v.s().view.balance, d("1605.170918"));
+    v.withdraw(365 * DAY_MS, 2);
+    assert_eq!(v.s().view.balance, d("2105.170918"));
+    v.check().unwrap();
+}
+
+#[test]
+fn an_older_position_without_a_rate_takes_the_one_at_its_opening() {
     let mut v = Vault::new(d("1000"), "1970-01-01T00:00:00Z=10,1970-07-02T12:00:00Z=0");
     v.deposit(0, 1, d("1000"));
+    // As a checkpoint written before rates were recorded holds it.
+    let s = v.state.as_mut().unwrap();
+    s.savings.get_mut(&Uuid::from_u128(1)).unwrap().rate_pct = None;
     v.withdraw(365 * DAY_MS, 1);
-    // 1000·e^0.05 = 1051.271096…
-    assert_eq!(v.s().view.balance, d("1051.271096"));
+    assert_eq!(v.s().view.balance, d("1105.170918"));
 }
 
 #[test]
