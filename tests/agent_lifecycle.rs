@@ -315,3 +315,105 @@ fn uuid_of(short: &str) -> String {
         .unwrap()
         .to_string()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spending_policies_end_to_end() {
+    let d = Deployment::new("policies").await;
+    d.start_dev().await;
+    let (user, key) = d.sign_up("pia").await;
+    let a = d.create_agent(&user, &key, json!({"balance": 500})).await;
+    let b = d.create_agent(&user, &key, json!({})).await;
+    let blocked = d.create_agent(&user, &key, json!({})).await;
+    let (s, set) = d
+        .post(
+            "/agents/update",
+            Some(&key),
+            json!({"agentid": a, "requireapprovalaboveamount": 15, "spendingpolicies": {
+                "hourlyLimit": 20, "maxPaymentsPerHour": 5, "blockedRecipients": [blocked],
+                "approvalExpiryMinutes": 1}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{set}");
+    assert_eq!(set["spendingPolicies"]["hourlyLimit"].as_f64(), Some(20.0));
+    assert_eq!(set["spendingPolicies"]["approvalExpiryMinutes"], 1);
+    for bad in [
+        json!({"hourlyLimit": -1}),
+        json!({"colour": 1}),
+        json!({"approvalExpiryMinutes": 0}),
+        json!({"allowedRecipients": ["x"], "blockedRecipients": ["X"]}),
+    ] {
+        let (s, e) = d
+            .post(
+                "/agents/update",
+                Some(&key),
+                json!({"agentid": a, "spendingpolicies": bad}),
+            )
+            .await;
+        assert_eq!(s, 400, "{e}");
+    }
+
+    // A blocked recipient, then the hourly cap.
+    let (s, e) = d
+        .post("/payments/register", Some(&key), payment(&a, &blocked, 1))
+        .await;
+    assert_eq!(s, 400, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("blocked"), "{e}");
+    for _ in 0..2 {
+        let (s, p) = d
+            .post("/payments/register", Some(&key), payment(&a, &b, 9))
+            .await;
+        assert_eq!((s, &p["status"]), (200, &json!("Confirmed")), "{p}");
+    }
+    let (s, e) = d
+        .post("/payments/register", Some(&key), payment(&a, &b, 3))
+        .await;
+    assert_eq!(s, 400, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("hourly limit"), "{e}");
+
+    // An approval that expires: held, then released by the scheduler's tick.
+    let (s, waiting) = d
+        .post("/payments/register", Some(&key), payment(&a, &b, 2))
+        .await;
+    assert_eq!(s, 200, "{waiting}");
+    let _ = waiting;
+    let (s, big) = d
+        .post(
+            "/agents/update",
+            Some(&key),
+            json!({"agentid": a, "spendingpolicies": {"hourlyLimit": 100, "approvalExpiryMinutes": 1}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{big}");
+    let (s, held) = d
+        .post("/payments/register", Some(&key), payment(&a, &b, 16))
+        .await;
+    assert_eq!(s, 200, "{held}");
+    assert_eq!(held["approvalstatus"], "Waiting for Sender Approval");
+    let payment_id = held["id"].as_str().unwrap().to_string();
+    let read = agent(&d, &key, &a).await;
+    assert_eq!(read["reservedBalance"], "16", "{read}");
+    assert_eq!(
+        read["pendingApprovals"],
+        json!({"count": 1, "amount": "16"})
+    );
+    assert_eq!(read["balance"], "464", "500 - 9 - 9 - 2 - 16: {read}");
+    d.tick(common::now_ms() + 61_000).await;
+    let expired = eventually("the approval expires", || async {
+        let (_, p) = d.get(&format!("/payments/{payment_id}"), &key).await;
+        (p["approvalstatus"] == "Expired").then_some(p)
+    })
+    .await;
+    assert_eq!(expired["status"], "Confirmed", "final: {expired}");
+    let read = agent(&d, &key, &a).await;
+    assert_eq!(read["reservedBalance"], "0", "{read}");
+    assert_eq!(read["pendingApprovals"]["count"], 0);
+    assert_eq!(read["balance"], "480");
+    let (s, e) = d
+        .post(
+            "/payments/setApprove",
+            Some(&key),
+            json!({"paymentId": payment_id}),
+        )
+        .await;
+    assert_eq!(s, 400, "an expired approval cannot be approved: {e}");
+}

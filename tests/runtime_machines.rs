@@ -38,6 +38,7 @@ impl Machine for Counter {
         *count += 1;
         Step {
             reply: Some(Outcome::Agent(Box::new(schemas::reply::AgentView {
+                policies: Default::default(),
                 agent_id: Uuid::nil(),
                 user_id: Uuid::nil(),
                 name: String::new(),

@@ -351,6 +351,7 @@ async fn get_agent(
     let (name, balance, created) =
         row.ok_or_else(|| ApiError::NotFound("Agent not found".into()))?;
     let view = AgentView {
+        policies: Default::default(),
         agent_id: agent,
         user_id: user,
         name,

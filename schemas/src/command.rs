@@ -327,6 +327,9 @@ pub mod agent_field {
     pub const REQUIRE_APPROVAL_FOR_ALL: &str = "require_approval_for_all";
     pub const REQUIRE_APPROVAL_ABOVE_AMOUNT: &str = "require_approval_above_amount";
     pub const STATUS: &str = "status";
+    /// The spending policies, as `schemas::policy::SpendingPolicies` JSON
+    /// (replaced whole).
+    pub const POLICIES: &str = "policies";
     /// Audit only: the agent's key was regenerated (`to`: the new key's
     /// public id) or revoked (`to`: none). Keys live in the identity store.
     pub const API_KEY: &str = "api_key";

@@ -19,6 +19,7 @@ pub mod interest;
 pub mod money;
 pub mod packed;
 pub mod payment;
+pub mod policy;
 pub mod reply;
 pub mod revenue;
 pub mod settlement;

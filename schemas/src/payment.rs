@@ -23,6 +23,8 @@ pub mod approval {
     /// The docs' spelling in `setDecline`'s response; `Declined` is accepted
     /// as a filter alias by the gateway.
     pub const DECLINE: &str = "Decline";
+    /// Declined by the agent's approval expiry (spending policies).
+    pub const EXPIRED: &str = "Expired";
 }
 
 /// `type`: the payment's classification.

@@ -25,6 +25,9 @@ pub struct AgentView {
     pub created_ms: i64,
     #[serde(with = "rust_decimal::serde::str")]
     pub balance: Decimal,
+    /// Spending policies beyond the rules (none by default).
+    #[serde(default)]
+    pub policies: crate::policy::SpendingPolicies,
 }
 
 /// Why a processor refused a command. The gateway maps each to an HTTP status.

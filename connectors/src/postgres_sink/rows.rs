@@ -21,6 +21,8 @@ pub struct Rows {
     created: Vec<(Uuid, Uuid, schemas::event::AgentCreated, i64)>,
     /// Latest (version, change, ts) of each agent's settings in this batch.
     updated: HashMap<Uuid, (i64, schemas::event::AgentUpdated, i64)>,
+    /// Latest (version, policies JSON) per agent whose policies changed.
+    policies: HashMap<Uuid, (i64, String)>,
     /// Latest (version, balance, ts) per agent in this batch.
     balances: HashMap<Uuid, (i64, Decimal, i64)>,
     postings: PostingRows,
@@ -107,6 +109,19 @@ impl Rows {
                 self.set_balance(e.agent_id, e.agent_version, Decimal::ZERO, e.timestamp_ms);
             }
             EventPayload::AgentUpdated(u) => {
+                let set = u
+                    .changes
+                    .iter()
+                    .find(|c| c.field == schemas::command::agent_field::POLICIES);
+                if let Some(text) = set.and_then(|c| c.to.clone()) {
+                    let slot = self
+                        .policies
+                        .entry(e.agent_id)
+                        .or_insert((e.agent_version, text.clone()));
+                    if e.agent_version >= slot.0 {
+                        *slot = (e.agent_version, text);
+                    }
+                }
                 let slot = self.updated.entry(e.agent_id).or_insert((
                     e.agent_version,
                     u.clone(),
@@ -326,6 +341,18 @@ impl Rows {
             .bind(&u.status)
             .bind(version)
             .bind(millis_to_timestamp(*at_ms))
+            .execute(&mut **tx)
+            .await?;
+        }
+
+        for (agent, (version, text)) in &self.policies {
+            sqlx::query(
+                "UPDATE agents SET policies = $2::jsonb, policies_version = $3
+                 WHERE id = $1 AND policies_version < $3",
+            )
+            .bind(agent)
+            .bind(text)
+            .bind(version)
             .execute(&mut **tx)
             .await?;
         }

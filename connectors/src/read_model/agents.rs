@@ -27,6 +27,7 @@ struct AgentRow {
     status: String,
     balance: Decimal,
     created_at: DateTime<Utc>,
+    policies: Option<sqlx::types::Json<schemas::policy::SpendingPolicies>>,
 }
 
 impl From<AgentRow> for AgentView {
@@ -48,13 +49,14 @@ impl From<AgentRow> for AgentView {
             status: r.status,
             created_ms: r.created_at.timestamp_millis(),
             balance: r.balance,
+            policies: r.policies.map(|p| p.0).unwrap_or_default(),
         }
     }
 }
 
 const AGENT_COLUMNS: &str =
     "id, user_id, name, description, wallet_address, currency, daily_limit, transaction_limit,
-    require_approval_for_all, require_approval_above_amount, tags, status, balance, created_at";
+    require_approval_for_all, require_approval_above_amount, tags, status, balance, created_at, policies";
 
 /// Agent `id` of `user`.
 pub async fn get(pool: &PgPool, user: Uuid, id: Uuid) -> Result<Option<AgentView>, ConnectorError> {
@@ -66,6 +68,39 @@ pub async fn get(pool: &PgPool, user: Uuid, id: Uuid) -> Result<Option<AgentView
     .fetch_optional(pool)
     .await?;
     Ok(row.map(Into::into))
+}
+
+/// An agent's money in one statement (one snapshot of what the sink
+/// wrote, so the figures agree): available, reserved for open payments,
+/// and the payments waiting for the user's approval (count, amount).
+#[derive(Debug, Clone, Copy, Default, sqlx::FromRow)]
+pub struct Holdings {
+    pub available: Decimal,
+    pub reserved: Decimal,
+    pub pending_approvals: i64,
+    pub pending_amount: Decimal,
+}
+
+pub async fn holdings(
+    pool: &PgPool,
+    user: Uuid,
+    id: Uuid,
+) -> Result<Option<Holdings>, ConnectorError> {
+    Ok(sqlx::query_as(
+        "SELECT balance AS available,
+                (SELECT coalesce(sum(amount), 0) FROM journal_postings WHERE account = $3) AS reserved,
+                (SELECT count(*) FROM payments WHERE sender_agent_id = $1 AND approval_status = $4)
+                    AS pending_approvals,
+                (SELECT coalesce(sum(amount), 0) FROM payments
+                  WHERE sender_agent_id = $1 AND approval_status = $4) AS pending_amount
+         FROM agents WHERE id = $1 AND user_id = $2",
+    )
+    .bind(id)
+    .bind(user)
+    .bind(schemas::event::accounts::agent_reserved(id))
+    .bind(schemas::payment::approval::WAITING_FOR_SENDER)
+    .fetch_optional(pool)
+    .await?)
 }
 
 /// A page of `user`'s agents (only `agent` when set), oldest first.

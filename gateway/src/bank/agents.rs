@@ -65,7 +65,32 @@ pub fn agent_json(v: &AgentView, network_id: &str) -> Value {
             "requireApprovalForAll": v.rules.require_approval_for_all,
         },
         "tags": v.tags,
+        "spendingPolicies": policies_json(&v.policies),
         "created": created.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    })
+}
+
+/// Recipients as the API names them: agents by their short id.
+fn recipients_json(list: &[String]) -> Vec<String> {
+    list.iter()
+        .map(|r| match Uuid::parse_str(r) {
+            Ok(agent) => ids::short(Kind::Agent, agent),
+            Err(_) => r.clone(),
+        })
+        .collect()
+}
+
+/// An agent's spending policies as the API shows (and takes) them.
+pub fn policies_json(p: &schemas::policy::SpendingPolicies) -> Value {
+    json!({
+        "hourlyLimit": p.hourly_limit.map(number),
+        "weeklyLimit": p.weekly_limit.map(number),
+        "monthlyLimit": p.monthly_limit.map(number),
+        "maxPaymentsPerHour": p.max_payments_per_hour,
+        "maxPaymentsPerDay": p.max_payments_per_day,
+        "allowedRecipients": recipients_json(&p.allowed_recipients),
+        "blockedRecipients": recipients_json(&p.blocked_recipients),
+        "approvalExpiryMinutes": p.approval_expiry_minutes,
     })
 }
 
@@ -443,10 +468,21 @@ pub async fn get_one(
     if !caller.may_act_for(agent_id) {
         return Err(not_found());
     }
-    let view = agents::get(&state.pool, caller.user_id, agent_id)
+    let mut view = agents::get(&state.pool, caller.user_id, agent_id)
         .await?
         .ok_or_else(not_found)?;
-    Ok(Json(agent_json_in(&state, &view)))
+    let h = agents::holdings(&state.pool, caller.user_id, agent_id)
+        .await?
+        .ok_or_else(not_found)?;
+    // The money figures come from one snapshot, so they agree.
+    view.balance = h.available;
+    let mut out = agent_json_in(&state, &view);
+    out["reservedBalance"] = json!(money::display(h.reserved));
+    out["pendingApprovals"] = json!({
+        "count": h.pending_approvals,
+        "amount": money::display(h.pending_amount),
+    });
+    Ok(Json(out))
 }
 
 #[derive(Deserialize)]

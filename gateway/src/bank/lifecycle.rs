@@ -17,6 +17,7 @@ use connectors::read_model::identity;
 use schemas::command::{agent_field as field, agent_status, FieldChange, UpdateAgent};
 use schemas::ids::{self, Kind};
 use schemas::money;
+use schemas::policy::SpendingPolicies;
 use schemas::reply::{AgentView, Outcome};
 use schemas::CommandPayload;
 
@@ -75,6 +76,51 @@ fn limit_change(body: &JsonObject, key: &str, name: &str) -> Result<Option<Field
             Ok(Some(set(name, Some(d.normalize().to_string()))))
         }
     }
+}
+
+/// `spendingpolicies` as the API shows them (camelCase; amounts as numbers
+/// or strings; `null` for none), replacing the agent's policies whole.
+fn policies_of(v: &Value) -> Result<SpendingPolicies, ApiError> {
+    let bad = |m: String| ApiError::BadRequest(format!("spendingpolicies: {m}"));
+    let Value::Object(o) = v else {
+        return Err(bad("must be an object".into()));
+    };
+    let mut out = serde_json::Map::new();
+    for (key, value) in o {
+        let name = match key.as_str() {
+            "hourlyLimit" => "hourly_limit",
+            "weeklyLimit" => "weekly_limit",
+            "monthlyLimit" => "monthly_limit",
+            "maxPaymentsPerHour" => "max_payments_per_hour",
+            "maxPaymentsPerDay" => "max_payments_per_day",
+            "allowedRecipients" => "allowed_recipients",
+            "blockedRecipients" => "blocked_recipients",
+            "approvalExpiryMinutes" => "approval_expiry_minutes",
+            other => return Err(bad(format!("unknown field {other}"))),
+        };
+        let value = match (name.ends_with("_limit"), value) {
+            (_, Value::Null) => continue,
+            // Amounts travel as exact text.
+            (true, Value::Number(n)) => Value::String(n.to_string()),
+            (true, Value::String(s)) => Value::String(s.trim().to_string()),
+            (true, _) => return Err(bad(format!("{key} must be an amount"))),
+            // Agents named by any id form are kept as UUIDs, addresses as given.
+            (false, Value::Array(items)) if name.ends_with("_recipients") => Value::Array(
+                items
+                    .iter()
+                    .map(
+                        |i| match i.as_str().map(|t| ids::parse(Kind::Agent, t.trim())) {
+                            Some(Ok(agent)) => Value::String(agent.to_string()),
+                            _ => i.clone(),
+                        },
+                    )
+                    .collect(),
+            ),
+            (false, v) => v.clone(),
+        };
+        out.insert(name.into(), value);
+    }
+    SpendingPolicies::parse(&Value::Object(out).to_string()).map_err(bad)
 }
 
 /// Sends the changes through the agent's machine; answers the agent after.
@@ -138,9 +184,13 @@ pub async fn update_agent(
     if let Some(all) = body.opt_bool("requireapprovalforall")? {
         changes.push(set(field::REQUIRE_APPROVAL_FOR_ALL, Some(all.to_string())));
     }
+    if let Some(p) = body.0.get("spendingpolicies") {
+        let policies = policies_of(p)?;
+        changes.push(set(field::POLICIES, Some(policies.text())));
+    }
     if changes.is_empty() {
         return Err(ApiError::BadRequest(
-            "Nothing to change: give description, tags, dailylimit, transactionlimit, requireapprovalforall or requireapprovalaboveamount".into(),
+            "Nothing to change: give description, tags, dailylimit, transactionlimit, requireapprovalforall, requireapprovalaboveamount or spendingpolicies".into(),
         ));
     }
     let view = update(

@@ -19,7 +19,7 @@ use schemas::Command;
 use super::{agent_answer, not_found, AgentState, Decided};
 
 /// Most fields one command may change (each once).
-const FIELDS: [&str; 7] = [
+const FIELDS: [&str; 8] = [
     field::DESCRIPTION,
     field::TAGS,
     field::DAILY_LIMIT,
@@ -27,6 +27,7 @@ const FIELDS: [&str; 7] = [
     field::REQUIRE_APPROVAL_FOR_ALL,
     field::REQUIRE_APPROVAL_ABOVE_AMOUNT,
     field::STATUS,
+    field::POLICIES,
 ];
 
 /// Longest key id an `api_key` change may name.
@@ -63,6 +64,7 @@ fn text_of(v: &AgentView, name: &str) -> Option<String> {
         field::REQUIRE_APPROVAL_FOR_ALL => Some(v.rules.require_approval_for_all.to_string()),
         field::REQUIRE_APPROVAL_ABOVE_AMOUNT => amount(v.rules.require_approval_above_amount),
         field::STATUS => Some(v.status.clone()),
+        field::POLICIES => Some(v.policies.text()),
         _ => None,
     }
 }
@@ -111,6 +113,9 @@ fn set(v: &mut AgentView, c: &FieldChange) -> Result<(), (RejectCode, String)> {
                 return Err(invalid("status must be active, paused or deactivated"));
             }
             v.status = to;
+        }
+        field::POLICIES => {
+            v.policies = schemas::policy::SpendingPolicies::parse(&required()?).map_err(invalid)?
         }
         other => return Err(invalid(format!("{other} cannot be changed"))),
     }

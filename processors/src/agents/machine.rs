@@ -45,7 +45,8 @@ impl Machine for AgentMachine {
     }
 
     fn wants_broadcast(&self, state: &AgentState) -> bool {
-        !state.savings.is_empty()
+        // Ticks accrue interest and expire waiting approvals.
+        !state.savings.is_empty() || !state.expiries.is_empty()
     }
 
     /// Payments by outcome, volume by currency, deposits.

@@ -24,6 +24,8 @@ pub mod machine;
 #[cfg(test)]
 mod payment_tests;
 pub mod payments;
+#[cfg(test)]
+mod policy_tests;
 pub mod savings;
 #[cfg(test)]
 mod savings_tests;
@@ -83,6 +85,13 @@ pub struct AgentState {
     /// entry here). Bounded by [`settlement::SETTLING_MAX`].
     #[serde(default)]
     pub settling: BTreeMap<Uuid, settlement::Settling>,
+    /// Approved spending in the current hour, day, week and month, for the
+    /// spending policies' caps.
+    #[serde(default)]
+    pub window: schemas::policy::WindowSpend,
+    /// Payments waiting for approval that expire, and when (ms).
+    #[serde(default)]
+    pub expiries: BTreeMap<Uuid, i64>,
 }
 
 /// Where a saga command's origin sits in its partition: the record's offset
@@ -289,7 +298,11 @@ pub fn apply(
         CommandPayload::UpdateAgent(u) => lifecycle::update(state.as_mut(), command, u),
         // A tick: the runtime hands it to every agent of the partition.
         CommandPayload::AccrueInterest(t) => Ok(state.as_mut().map(|s| Decision {
-            payloads: savings::accrue(s, t.through, rates),
+            payloads: [
+                payments::expire(s, t.through),
+                savings::accrue(s, t.through, rates),
+            ]
+            .concat(),
             sagas: vec![],
             transfers: vec![],
             reply: None,
@@ -333,7 +346,8 @@ pub fn apply(
             }
             events.push(Event {
                 id: id(i as u32),
-                agent_id: command.agent_id,
+                // The state's agent: a broadcast tick's own key names none.
+                agent_id: s.view.agent_id,
                 user_id: s.view.user_id,
                 command_id: command.id,
                 correlation_id: command.correlation_id.clone(),
@@ -486,6 +500,7 @@ fn create_agent(state: &mut Option<AgentState>, cmd: &Command, c: &CreateAgent) 
         status: "active".into(),
         created_ms: cmd.timestamp_ms,
         balance: Decimal::ZERO,
+        policies: Default::default(),
     };
     let mut payloads = vec![EventPayload::AgentCreated(AgentCreated {
         name: c.name.clone(),
@@ -563,6 +578,8 @@ impl AgentState {
             saga_seen: BTreeMap::new(),
             savings: BTreeMap::new(),
             settling: BTreeMap::new(),
+            window: Default::default(),
+            expiries: BTreeMap::new(),
         }
     }
 }

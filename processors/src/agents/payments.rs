@@ -178,6 +178,13 @@ pub(super) fn register(
     if s.open_payments.contains_key(&payment_id) {
         return Err((RejectCode::Conflict, "Payment already exists".into()));
     }
+    let recipient = r
+        .receiver_address
+        .clone()
+        .unwrap_or_else(|| receiver.to_string());
+    if let Some(why) = s.view.policies.refuses(&recipient) {
+        return Err(invalid(why));
+    }
     let rules = s.view.rules.clone();
     if rules.transaction_limit.is_some_and(|l| r.amount > l) {
         return Err(invalid(
@@ -196,6 +203,11 @@ pub(super) fn register(
         ));
     }
     roll_day(s, cmd.timestamp_ms);
+    // Hard caps: checked now, and again when an approval spends it.
+    s.window.roll(cmd.timestamp_ms);
+    if let Some(why) = s.window.refuses(&s.view.policies, r.amount) {
+        return Err(invalid(why));
+    }
     let approval_required = rules.require_approval_for_all
         || rules
             .require_approval_above_amount
@@ -240,12 +252,17 @@ pub(super) fn register(
     let event = EventPayload::PaymentRegistered(change(s, &payment, Some(journal)));
     s.open_payments.insert(payment_id, payment.clone());
     if approval_required {
+        if let Some(minutes) = s.view.policies.approval_expiry_minutes {
+            let ends = cmd.timestamp_ms + i64::from(minutes) * 60_000;
+            s.expiries.insert(payment_id, ends);
+        }
         return Ok(Some(Decision::answer(
             vec![event],
             Outcome::Payment(Box::new(payment)),
         )));
     }
     s.spent_today += r.amount;
+    s.window.add(r.amount);
     Ok(Some(start_credit(s, cmd, event, &payment, at)))
 }
 
@@ -274,11 +291,19 @@ pub(super) fn approve(
     let s = own(state, cmd, payment_not_found)?;
     super::lifecycle::may_pay(s)?;
     roll_day(s, cmd.timestamp_ms);
+    s.window.roll(cmd.timestamp_ms);
+    let policies = s.view.policies.clone();
+    let amount = waiting(s, r, "approved")?.amount;
+    if let Some(why) = s.window.refuses(&policies, amount) {
+        return Err(invalid(why));
+    }
     let p = waiting(s, r, "approved")?;
     p.approval_status = approval::APPROVED.into();
     p.decided_ms = Some(cmd.timestamp_ms);
     let payment = p.clone();
     s.spent_today += payment.amount;
+    s.window.add(payment.amount);
+    s.expiries.remove(&payment.id());
     let event = EventPayload::PaymentApproved(change(s, &payment, None));
     Ok(Some(start_credit(s, cmd, event, &payment, at)))
 }
@@ -293,10 +318,46 @@ pub(super) fn decline(state: Option<&mut AgentState>, cmd: &Command, r: &Payment
     let journal = release(s, &payment);
     let event = EventPayload::PaymentDeclined(change(s, &payment, Some(journal)));
     s.open_payments.remove(&payment.id());
+    s.expiries.remove(&payment.id());
     Ok(Some(Decision::answer(
         vec![event],
         Outcome::Payment(Box::new(payment)),
     )))
+}
+
+/// The scheduler's tick at `through`: every payment whose approval expired
+/// by then is declined as `Expired` (at its expiry instant, whenever the
+/// tick comes) and its hold released.
+pub(super) fn expire(s: &mut AgentState, through: i64) -> Vec<EventPayload> {
+    let due: Vec<(Uuid, i64)> = s
+        .expiries
+        .iter()
+        .filter(|(_, at)| **at <= through)
+        .map(|(id, at)| (*id, *at))
+        .collect();
+    let mut events = vec![];
+    for (id, at) in due {
+        s.expiries.remove(&id);
+        let Some(p) = s
+            .open_payments
+            .get_mut(&id)
+            .filter(|p| p.is_waiting_for_approval())
+        else {
+            continue;
+        };
+        p.status = status::CONFIRMED.into();
+        p.approval_status = approval::EXPIRED.into();
+        p.decided_ms = Some(at);
+        let payment = p.clone();
+        let journal = release(s, &payment);
+        events.push(EventPayload::PaymentDeclined(change(
+            s,
+            &payment,
+            Some(journal),
+        )));
+        s.open_payments.remove(&id);
+    }
+    events
 }
 
 /// Returns a payment's reservation to the available balance.

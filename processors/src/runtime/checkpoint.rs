@@ -162,6 +162,7 @@ mod tests {
 
     fn state(agent: Uuid, balance: i64) -> AgentState {
         let mut s = AgentState::new(AgentView {
+            policies: Default::default(),
             agent_id: agent,
             user_id: Uuid::nil(),
             name: "a".into(),
