@@ -417,3 +417,154 @@ async fn spending_policies_end_to_end() {
         .await;
     assert_eq!(s, 400, "an expired approval cannot be approved: {e}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn history_filters_and_exports() {
+    let d = Deployment::new("history").await;
+    d.start_dev().await;
+    let (user, key) = d.sign_up("hana").await;
+    let a = d
+        .create_agent(&user, &key, json!({"balance": 100, "tags": ["eu"]}))
+        .await;
+    let b = d.create_agent(&user, &key, json!({"tags": ["us"]})).await;
+    let move_funds = |path: &'static str, amount: i64| {
+        let (d, key, user, a) = (&d, key.clone(), user.clone(), a.clone());
+        async move {
+            let (s, r) = d
+                .post(
+                    path,
+                    Some(&key),
+                    json!({"userid": user, "agentid": a, "amount": amount}),
+                )
+                .await;
+            assert_eq!(s, 200, "{r}");
+        }
+    };
+    move_funds("/agents/deposit", 10).await;
+    let mut tagged = payment(&a, &b, 5);
+    tagged["tags"] = json!(["vendor"]);
+    let (s, p) = d.post("/payments/register", Some(&key), tagged).await;
+    assert_eq!(s, 200, "{p}");
+    let (s, inv) = d
+        .post(
+            "/savings/deposit",
+            Some(&key),
+            json!({"agentId": a, "amount": 20}),
+        )
+        .await;
+    assert_eq!(s, 200, "{inv}");
+    move_funds("/agents/withdraw", 3).await;
+
+    // One list, newest first, every kind, paged by cursor without gaps or repeats.
+    let (s, all) = d.get(&format!("/agents/{a}/transactions"), &key).await;
+    assert_eq!(s, 200, "{all}");
+    let kinds: Vec<&str> = all["transactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "withdrawal",
+            "savings deposit",
+            "payment sent",
+            "deposit",
+            "initial balance"
+        ]
+    );
+    assert_eq!(all["transactions"][0]["balanceAfter"], "82");
+    let mut seen = vec![];
+    let mut cursor = String::new();
+    loop {
+        let (s, page) = d
+            .get(
+                &format!("/agents/{a}/transactions?limit=2&cursor={cursor}"),
+                &key,
+            )
+            .await;
+        assert_eq!(s, 200, "{page}");
+        for t in page["transactions"].as_array().unwrap() {
+            seen.push(t["id"].as_str().unwrap().to_string());
+        }
+        if page["hasMore"] != true {
+            break;
+        }
+        cursor = page["nextCursor"].as_str().unwrap().to_string();
+    }
+    let ids: Vec<String> = all["transactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(seen, ids);
+    let (_, sent) = d
+        .get(
+            &format!("/agents/{a}/transactions?kind=payment_sent,withdrawal"),
+            &key,
+        )
+        .await;
+    assert_eq!(sent["transactions"].as_array().unwrap().len(), 2, "{sent}");
+    let (_, none) = d
+        .get(
+            &format!("/agents/{a}/transactions?start_date=2999-01-01"),
+            &key,
+        )
+        .await;
+    assert_eq!(none["transactions"], json!([]));
+    let (s, e) = d
+        .get(&format!("/agents/{a}/transactions?kind=theft"), &key)
+        .await;
+    assert_eq!(s, 400, "{e}");
+    let (_, other) = d.sign_up("nosy").await;
+    let (s, _) = d.get(&format!("/agents/{a}/transactions"), &other).await;
+    assert_eq!(s, 404);
+
+    // Exports of the history in the three formats.
+    for format in ["csv", "xlsx", "pdf"] {
+        let r = d
+            .client
+            .post(d.url(&format!("/agents/{a}/transactions/export")))
+            .header("x-api-key", &key)
+            .json(&json!({"format": format}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{format}");
+        let bytes = r.bytes().await.unwrap();
+        match format {
+            "csv" => {
+                let text = String::from_utf8(bytes.to_vec()).unwrap();
+                assert_eq!(text.lines().count(), 6, "{text}");
+                assert!(
+                    text.lines().nth(1).unwrap().contains("initial balance"),
+                    "oldest first: {text}"
+                );
+            }
+            "xlsx" => assert_eq!(&bytes[..2], b"PK"),
+            _ => assert_eq!(&bytes[..5], b"%PDF-"),
+        }
+    }
+
+    // Filters on payments and agents.
+    let (_, vendor) = d.get("/user/payments?tag=vendor", &key).await;
+    assert_eq!(vendor.as_array().unwrap().len(), 1, "{vendor}");
+    let (_, untagged) = d.get("/user/payments?tag=nothing", &key).await;
+    assert_eq!(untagged, json!([]));
+    let (_, later) = d.get("/user/payments?start_date=2999-01-01", &key).await;
+    assert_eq!(later, json!([]));
+    let (s, e) = d
+        .get(
+            "/user/payments?start_date=2030-01-02&end_date=2030-01-01",
+            &key,
+        )
+        .await;
+    assert_eq!(s, 400, "{e}");
+    let (_, eu) = d.get(&format!("/agents/{user}?tag=eu"), &key).await;
+    assert_eq!(eu.as_array().unwrap().len(), 1, "{eu}");
+    assert_eq!(eu[0]["id"], json!(a));
+    let (_, paused) = d.get(&format!("/agents/{user}?status=paused"), &key).await;
+    assert_eq!(paused, json!([]));
+}

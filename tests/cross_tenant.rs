@@ -104,6 +104,13 @@ fn attacks(v: &Victim) -> BTreeMap<(&'static str, &'static str), (String, Value)
             json!({"agentid": v.agent, "description": "owned", "dailylimit": null}),
         ),
         ("POST", "/agents/pause", "", json!({"agentid": v.agent})),
+        ("GET", "/agents/{id}/transactions", &v.agent, none.clone()),
+        (
+            "POST",
+            "/agents/{id}/transactions/export",
+            &v.agent,
+            json!({"format": "csv"}),
+        ),
         ("POST", "/agents/resume", "", json!({"agentid": v.agent})),
         (
             "POST",

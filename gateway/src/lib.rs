@@ -159,6 +159,11 @@ fn api() -> Router<AppState> {
         .route("/agents/deposit", post(bank::agents::deposit))
         .route("/agents/withdraw", post(bank::agents::withdraw))
         .route("/agents/update", post(bank::lifecycle::update_agent))
+        .route("/agents/{id}/transactions", get(bank::history::list))
+        .route(
+            "/agents/{id}/transactions/export",
+            post(bank::history::export),
+        )
         .route("/agents/pause", post(bank::lifecycle::pause))
         .route("/agents/resume", post(bank::lifecycle::resume))
         .route("/agents/deactivate", post(bank::lifecycle::deactivate))

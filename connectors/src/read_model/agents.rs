@@ -103,22 +103,28 @@ pub async fn holdings(
     .await?)
 }
 
-/// A page of `user`'s agents (only `agent` when set), oldest first.
+/// A page of `user`'s agents (only `agent` when set; with `tag` and
+/// `status` when given), oldest first.
 pub async fn list(
     pool: &PgPool,
     user: Uuid,
     agent: Option<Uuid>,
+    (tag, status): (Option<&str>, Option<&str>),
     limit: i64,
     offset: i64,
 ) -> Result<Vec<AgentView>, ConnectorError> {
     let rows: Vec<AgentRow> = sqlx::query_as(&format!(
         "SELECT {AGENT_COLUMNS} FROM agents WHERE user_id = $1
-         AND ($2::uuid IS NULL OR id = $2) ORDER BY created_at, id LIMIT $3 OFFSET $4"
+         AND ($2::uuid IS NULL OR id = $2) AND ($5::text IS NULL OR $5 = ANY(tags))
+         AND ($6::text IS NULL OR status = $6)
+         ORDER BY created_at, id LIMIT $3 OFFSET $4"
     ))
     .bind(user)
     .bind(agent)
     .bind(limit)
     .bind(offset)
+    .bind(tag)
+    .bind(status)
     .fetch_all(pool)
     .await?;
     Ok(rows.into_iter().map(Into::into).collect())

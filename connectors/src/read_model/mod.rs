@@ -6,6 +6,7 @@
 pub mod agents;
 pub mod chain;
 pub mod events;
+pub mod history;
 pub mod identity;
 pub mod ledger;
 pub mod metrics;

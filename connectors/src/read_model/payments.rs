@@ -103,23 +103,38 @@ pub async fn visible(
 }
 
 /// A page of the visible payments, newest first, optionally by approval status.
+/// Filters of a payment list: approval status, created in `[start, end]`, a tag.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PaymentFilter<'a> {
+    pub approval_status: Option<&'a str>,
+    pub start: Option<chrono::DateTime<chrono::Utc>>,
+    pub end: Option<chrono::DateTime<chrono::Utc>>,
+    pub tag: Option<&'a str>,
+}
+
 pub async fn list(
     pool: &PgPool,
     user: Uuid,
     agent: Option<Uuid>,
-    approval_status: Option<&str>,
+    filter: PaymentFilter<'_>,
     limit: i64,
     offset: i64,
 ) -> Result<Vec<PaymentRow>, ConnectorError> {
     Ok(sqlx::query_as(&format!(
         "{VISIBLE_PAYMENTS} AND ($3::text IS NULL OR p.approval_status = $3)
+         AND ($6::timestamptz IS NULL OR p.created_at >= $6)
+         AND ($7::timestamptz IS NULL OR p.created_at <= $7)
+         AND ($8::text IS NULL OR $8 = ANY(p.tags))
          ORDER BY p.created_at DESC, p.id LIMIT $4 OFFSET $5"
     ))
     .bind(user)
     .bind(agent)
-    .bind(approval_status)
+    .bind(filter.approval_status)
     .bind(limit)
     .bind(offset)
+    .bind(filter.start)
+    .bind(filter.end)
+    .bind(filter.tag)
     .fetch_all(pool)
     .await?)
 }

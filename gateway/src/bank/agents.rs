@@ -510,22 +510,49 @@ pub fn page_bounds(q: &PageQuery) -> Result<(i64, i64), ApiError> {
 }
 
 /// `GET /agents/{userId}` — the caller's agents, oldest first, paginated.
+#[derive(Deserialize)]
+pub struct AgentListQuery {
+    page: Option<String>,
+    limit: Option<String>,
+    /// Only agents with this tag.
+    tag: Option<String>,
+    /// Only agents in this status (active, paused, deactivated).
+    status: Option<String>,
+}
+
 pub async fn list_for_user(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Query(q): Query<PageQuery>,
+    Query(q): Query<AgentListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let user_id =
         ids::parse(Kind::User, &id).map_err(|_| ApiError::NotFound("User not found".into()))?;
     if user_id != caller.account_id {
         return Err(ApiError::NotFound("User not found".into()));
     }
-    let (page, limit) = page_bounds(&q)?;
+    let (page, limit) = page_bounds(&PageQuery {
+        page: q.page,
+        limit: q.limit,
+    })?;
+    let tag = q.tag.as_deref().map(str::trim).filter(|t| !t.is_empty());
+    if tag.is_some_and(|t| t.chars().count() > TAG_CHARS_MAX) {
+        return Err(ApiError::BadRequest(format!(
+            "tag must be at most {TAG_CHARS_MAX} characters"
+        )));
+    }
+    let status = q.status.as_deref().map(str::trim).filter(|t| !t.is_empty());
+    use schemas::command::agent_status as st;
+    if status.is_some_and(|s| ![st::ACTIVE, st::PAUSED, st::DEACTIVATED].contains(&s)) {
+        return Err(ApiError::BadRequest(
+            "status must be active, paused or deactivated".into(),
+        ));
+    }
     let rows = agents::list(
         &state.pool,
         caller.user_id,
         caller.agent_id,
+        (tag, status),
         limit,
         (page - 1) * limit,
     )

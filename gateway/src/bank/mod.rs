@@ -2,6 +2,7 @@
 //! Errors answer `{"error": "..."}`.
 
 pub mod agents;
+pub mod history;
 pub mod investment;
 pub mod lifecycle;
 pub mod payments;

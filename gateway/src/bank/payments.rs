@@ -405,6 +405,12 @@ pub struct UserPaymentsQuery {
     approval_status: Option<String>,
     page: Option<String>,
     limit: Option<String>,
+    /// Created at or after (ISO 8601; a plain date is its start).
+    start_date: Option<String>,
+    /// Created at or before (a plain date is its whole day).
+    end_date: Option<String>,
+    /// Only payments with this tag.
+    tag: Option<String>,
 }
 
 /// `GET /user/payments` — newest first, paginated, optionally by approval status.
@@ -423,6 +429,20 @@ pub async fn list_for_user(
         .filter(|s| !s.is_empty())
         .map(approval_filter)
         .transpose()?;
+    let (start, end) =
+        crate::bank::reports::date_range(q.start_date.as_deref(), q.end_date.as_deref())?;
+    let tag = q.tag.as_deref().map(str::trim).filter(|t| !t.is_empty());
+    if tag.is_some_and(|t| t.chars().count() > crate::bank::agents::TAG_CHARS_MAX) {
+        return Err(ApiError::BadRequest(
+            "tag must be at most 50 characters".into(),
+        ));
+    }
+    let filter = payments::PaymentFilter {
+        approval_status: filter,
+        start,
+        end,
+        tag,
+    };
     let rows = payments::list(
         &state.pool,
         caller.user_id,

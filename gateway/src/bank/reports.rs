@@ -27,6 +27,34 @@ pub const EXPORT_ROWS_MAX: i64 = 10_000;
 
 /// An ISO 8601 instant, or a date (its start, or with `end_of_day` its last
 /// instant: date ranges are inclusive).
+/// An optional start and end.
+pub type DateRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// An optional `[start, end]` from query text (ISO 8601 instants, or plain
+/// dates: the start's beginning, the end's whole day); 400 when unreadable
+/// or reversed.
+pub fn date_range(
+    start: Option<&str>,
+    end: Option<&str>,
+) -> Result<DateRange, ApiError> {
+    let bad =
+        || ApiError::BadRequest("Invalid date range: use ISO 8601 dates, start before end".into());
+    let read = |t: Option<&str>, end_of_day: bool| -> Result<Option<DateTime<Utc>>, ApiError> {
+        match t.map(str::trim).filter(|t| !t.is_empty()) {
+            None => Ok(None),
+            Some(t) if t.len() <= 40 => parse_instant(t, end_of_day).map(Some).ok_or_else(bad),
+            Some(_) => Err(bad()),
+        }
+    };
+    let (s, e) = (read(start, false)?, read(end, true)?);
+    if let (Some(s), Some(e)) = (s, e) {
+        if s > e {
+            return Err(bad());
+        }
+    }
+    Ok((s, e))
+}
+
 fn parse_instant(text: &str, end_of_day: bool) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text.trim()) {
         return Some(t.with_timezone(&Utc));
@@ -142,14 +170,14 @@ pub async fn wallet_balance(
 
 /// Export formats and their HTTP shape.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Format {
+pub enum Format {
     Csv,
     Xlsx,
     Pdf,
 }
 
 impl Format {
-    fn parse(text: &str) -> Option<Self> {
+    pub fn parse(text: &str) -> Option<Self> {
         match text.trim().to_ascii_lowercase().as_str() {
             "csv" => Some(Format::Csv),
             "xlsx" => Some(Format::Xlsx),
@@ -158,7 +186,7 @@ impl Format {
         }
     }
 
-    fn content_type(self) -> &'static str {
+    pub fn content_type(self) -> &'static str {
         match self {
             Format::Csv => "text/csv; charset=utf-8",
             Format::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
@@ -166,7 +194,7 @@ impl Format {
         }
     }
 
-    fn extension(self) -> &'static str {
+    pub fn extension(self) -> &'static str {
         match self {
             Format::Csv => "csv",
             Format::Xlsx => "xlsx",
@@ -276,13 +304,7 @@ pub async fn export(
                 return Err(too_many());
             }
             let rows: Vec<[String; 12]> = rows.iter().map(export_row).collect();
-            let bytes = tokio::task::spawn_blocking(move || match format {
-                Format::Xlsx => xlsx(&rows),
-                _ => Ok(pdf(&rows)),
-            })
-            .await
-            .map_err(|e| ApiError::Internal(format!("export task: {e}")))??;
-            Body::from(bytes)
+            Body::from(document(format, "Payments", &EXPORT_COLUMNS, &PDF_COLUMNS, rows).await?)
         }
     };
     metrics::counter!("agentbank_exports_total", "format" => format.extension()).increment(1);
@@ -337,21 +359,45 @@ fn csv_stream(
     }))
 }
 
-/// A workbook with the payments (bold header, frozen, filtered) and a
-/// summary sheet. Amounts are written as exact decimal text.
-fn xlsx(rows: &[[String; 12]]) -> Result<Vec<u8>, ApiError> {
+/// The payment columns a PDF line shows (a page is narrower than a sheet).
+const PDF_COLUMNS: [usize; 8] = [0, 1, 2, 4, 7, 8, 10, 11];
+
+/// An XLSX or PDF document of `rows` under `columns`, built off the async
+/// workers (the PDF prints the `printed` columns).
+pub async fn document<R: AsRef<[String]> + Send + 'static>(
+    format: Format,
+    sheet: &'static str,
+    columns: &'static [&'static str],
+    printed: &'static [usize],
+    rows: Vec<R>,
+) -> Result<Vec<u8>, ApiError> {
+    tokio::task::spawn_blocking(move || match format {
+        Format::Xlsx => xlsx(sheet, columns, &rows),
+        _ => Ok(pdf(columns, printed, &rows)),
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("export task: {e}")))?
+}
+
+/// A workbook with the rows (bold header, frozen, filtered) and a summary
+/// sheet. Amounts are written as exact decimal text.
+fn xlsx<R: AsRef<[String]>>(
+    sheet_name: &str,
+    columns: &[&str],
+    rows: &[R],
+) -> Result<Vec<u8>, ApiError> {
     use rust_xlsxwriter::{Format as Cell, Workbook};
     let fail = |e: rust_xlsxwriter::XlsxError| ApiError::Internal(format!("xlsx: {e}"));
     let mut book = Workbook::new();
     let bold = Cell::new().set_bold();
-    let sheet = book.add_worksheet().set_name("Payments").map_err(fail)?;
-    for (c, name) in EXPORT_COLUMNS.iter().enumerate() {
+    let sheet = book.add_worksheet().set_name(sheet_name).map_err(fail)?;
+    for (c, name) in columns.iter().enumerate() {
         sheet
             .write_string_with_format(0, c as u16, *name, &bold)
             .map_err(fail)?;
     }
     for (r, row) in rows.iter().enumerate() {
-        for (c, value) in row.iter().enumerate() {
+        for (c, value) in row.as_ref().iter().enumerate() {
             sheet
                 .write_string(r as u32 + 1, c as u16, value)
                 .map_err(fail)?;
@@ -359,12 +405,12 @@ fn xlsx(rows: &[[String; 12]]) -> Result<Vec<u8>, ApiError> {
     }
     sheet.set_freeze_panes(1, 0).map_err(fail)?;
     sheet
-        .autofilter(0, 0, rows.len() as u32, EXPORT_COLUMNS.len() as u16 - 1)
+        .autofilter(0, 0, rows.len() as u32, columns.len() as u16 - 1)
         .map_err(fail)?;
     sheet.set_column_width(0, 30).map_err(fail)?;
     let summary = book.add_worksheet().set_name("Summary").map_err(fail)?;
     summary
-        .write_string_with_format(0, 0, "payments", &bold)
+        .write_string_with_format(0, 0, "rows", &bold)
         .map_err(fail)?;
     summary
         .write_number(0, 1, rows.len() as f64)
@@ -382,12 +428,11 @@ fn xlsx(rows: &[[String; 12]]) -> Result<Vec<u8>, ApiError> {
     book.save_to_buffer().map_err(fail)
 }
 
-/// A4 pages of Helvetica text, one payment per line. Text outside Latin-1
-/// is shown as `?` (the standard fonts' WinAnsi encoding).
-fn pdf(rows: &[[String; 12]]) -> Vec<u8> {
+/// A4 pages of Helvetica text, one row per line. Text outside Latin-1 is
+/// shown as `?` (the standard fonts' WinAnsi encoding).
+fn pdf<R: AsRef<[String]>>(columns: &[&str], printed: &[usize], rows: &[R]) -> Vec<u8> {
     use pdf_writer::{Content, Finish, Name, Pdf, Rect, Ref, Str};
     const LINES_PER_PAGE: usize = 60;
-    const PRINTED: [usize; 8] = [0, 1, 2, 4, 7, 8, 10, 11];
     let encode = |s: &str| -> Vec<u8> {
         s.chars()
             .map(|c| {
@@ -399,15 +444,12 @@ fn pdf(rows: &[[String; 12]]) -> Vec<u8> {
             })
             .collect()
     };
-    let header: Vec<String> = PRINTED
-        .iter()
-        .map(|i| EXPORT_COLUMNS[*i].to_string())
-        .collect();
+    let header: Vec<String> = printed.iter().map(|i| columns[*i].to_string()).collect();
     let mut lines = vec![header.join(" | ")];
     lines.extend(rows.iter().map(|r| {
-        PRINTED
+        printed
             .iter()
-            .map(|i| r[*i].chars().take(32).collect::<String>())
+            .map(|i| r.as_ref()[*i].chars().take(32).collect::<String>())
             .collect::<Vec<_>>()
             .join(" | ")
     }));
