@@ -26,6 +26,8 @@ if [ -z "${AGENTBANK_ENV_DECIDED:-}" ]; then
   export AGENTBANK_ENV_DECIDED=1
 fi
 export CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
+# checkov and kubernetes-validate, in a venv `up` makes (tests/deploy_files.rs).
+export AGENTBANK_DEPLOY_TOOLS="${AGENTBANK_DEPLOY_TOOLS:-$AGENTBANK_RUN_DIR/deploy-tools/bin}"
 export PATH="$CARGO_BIN:$PATH"
 
 # Where Postgres keeps its data: under the run dir, unless (as root) the

@@ -33,10 +33,7 @@ pub type DateRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 /// An optional `[start, end]` from query text (ISO 8601 instants, or plain
 /// dates: the start's beginning, the end's whole day); 400 when unreadable
 /// or reversed.
-pub fn date_range(
-    start: Option<&str>,
-    end: Option<&str>,
-) -> Result<DateRange, ApiError> {
+pub fn date_range(start: Option<&str>, end: Option<&str>) -> Result<DateRange, ApiError> {
     let bad =
         || ApiError::BadRequest("Invalid date range: use ISO 8601 dates, start before end".into());
     let read = |t: Option<&str>, end_of_day: bool| -> Result<Option<DateTime<Utc>>, ApiError> {
