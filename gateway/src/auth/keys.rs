@@ -146,13 +146,23 @@ pub async fn create(
         )));
     }
     tracing::info!(user = %caller.account_id, key = %key.row.key_id, "api key created");
-    let info = find(&state, &caller, &key.row.key_id).await?;
+    created(&state, &caller, key, None).await
+}
+
+/// The answer for a key just made: its secret (this once) and its listing.
+async fn created(
+    state: &AppState,
+    caller: &Caller,
+    key: super::api_key::NewKey,
+    replaces: Option<Replaced>,
+) -> Result<(StatusCode, Json<NewKey>), ApiError> {
+    let info = find(state, caller, &key.row.key_id).await?;
     Ok((
         StatusCode::CREATED,
         Json(NewKey {
             api_key: key.text,
             key: info,
-            replaces: None,
+            replaces,
         }),
     ))
 }
@@ -215,16 +225,9 @@ pub async fn rotate(
     };
     state.caches.keys.forget(&id);
     tracing::info!(user = %caller.account_id, old = %id, new = %key.row.key_id, overlap, "api key rotated");
-    let info = find(&state, &caller, &key.row.key_id).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(NewKey {
-            api_key: key.text,
-            key: info,
-            replaces: Some(Replaced {
-                id,
-                expires_at: time(ends),
-            }),
-        }),
-    ))
+    let replaced = Replaced {
+        id,
+        expires_at: time(ends),
+    };
+    created(&state, &caller, key, Some(replaced)).await
 }

@@ -274,32 +274,7 @@ pub async fn regenerate_key(
     headers: HeaderMap,
     body: JsonObject,
 ) -> Result<Json<Value>, ApiError> {
-    let agent = target(&body, &caller)?;
-    let key = mint_key(caller.account_id, Some(agent), caller.mode);
-    let change = set(field::API_KEY, Some(key.row.key_id.clone()));
-    let view = update(
-        &state,
-        &caller,
-        &headers,
-        "agents/keys/regenerate",
-        agent,
-        vec![change],
-        reason(&body)?,
-    )
-    .await?;
-    identity::insert_key(&state.pool, &key.row).await?;
-    let revoked =
-        identity::revoke_agent_keys(&state.pool, caller.account_id, agent, Some(&key.row.key_id))
-            .await?;
-    for k in &revoked {
-        state.caches.keys.forget(k);
-    }
-    Ok(Json(json!({
-        "success": true,
-        "agentId": ids::short(Kind::Agent, view.agent_id),
-        "apikey": key.text,
-        "revoked": revoked.len(),
-    })))
+    rekey(state, caller, headers, body, true).await
 }
 
 /// `POST /agents/keys/revoke {agentid, reason?}`: every key of the agent
@@ -310,25 +285,53 @@ pub async fn revoke_keys(
     headers: HeaderMap,
     body: JsonObject,
 ) -> Result<Json<Value>, ApiError> {
+    rekey(state, caller, headers, body, false).await
+}
+
+/// Records the key change through the agent's machine (which checks the
+/// owner and the agent's status), then makes it: a new key when
+/// `regenerate`, and every other key of the agent revoked on every gateway.
+async fn rekey(
+    state: AppState,
+    caller: Caller,
+    headers: HeaderMap,
+    body: JsonObject,
+    regenerate: bool,
+) -> Result<Json<Value>, ApiError> {
     let agent = target(&body, &caller)?;
-    let change = set(field::API_KEY, None);
+    let key = regenerate.then(|| mint_key(caller.account_id, Some(agent), caller.mode));
+    let change = set(field::API_KEY, key.as_ref().map(|k| k.row.key_id.clone()));
+    let route = if regenerate {
+        "agents/keys/regenerate"
+    } else {
+        "agents/keys/revoke"
+    };
+    let reason = reason(&body)?;
     let view = update(
         &state,
         &caller,
         &headers,
-        "agents/keys/revoke",
+        route,
         agent,
         vec![change],
-        reason(&body)?,
+        reason,
     )
     .await?;
-    let revoked = identity::revoke_agent_keys(&state.pool, caller.account_id, agent, None).await?;
+    if let Some(k) = &key {
+        identity::insert_key(&state.pool, &k.row).await?;
+    }
+    let keep = key.as_ref().map(|k| k.row.key_id.as_str());
+    let revoked = identity::revoke_agent_keys(&state.pool, caller.account_id, agent, keep).await?;
     for k in &revoked {
         state.caches.keys.forget(k);
     }
-    Ok(Json(json!({
+    let mut out = json!({
         "success": true,
         "agentId": ids::short(Kind::Agent, view.agent_id),
         "revoked": revoked.len(),
-    })))
+    });
+    if let Some(k) = key {
+        out["apikey"] = json!(k.text);
+    }
+    Ok(Json(out))
 }
