@@ -137,15 +137,23 @@ struct Common {
     /// and `dev` serve it on the HTTP address).
     #[arg(long, env = "AGENTBANK_METRICS_ADDR", global = true)]
     metrics_addr: Option<SocketAddr>,
-    /// Partitions of topics created by `topics`/`dev`. Two by default: on
-    /// the one-broker local stack each partition costs Tansu CPU on every
-    /// fetch and produce (payments x64: 1 → 439/s, 2 → 439/s, 4 → 299/s,
-    /// 8 → 197/s; load-tests/README.md). Production sets more (deploy/k8s).
-    #[arg(long, env = "AGENTBANK_PARTITIONS", default_value_t = 2, global = true)]
+    /// Partitions of topics created by `topics`/`dev`. One by default: on
+    /// the one-broker local stack every partition of every machine costs
+    /// Tansu a query per fetch wait even when idle, and with five machines
+    /// that polling took most of a core (payments, hot set: 1 partition
+    /// 188/s, 2 partitions 75–88/s; load-tests/README.md). The tests use 4
+    /// for cross-partition coverage; production sets more (deploy/k8s).
+    #[arg(long, env = "AGENTBANK_PARTITIONS", default_value_t = 1, global = true)]
     partitions: i32,
     /// How long a consumer on the payment path waits in one fetch (ms).
     #[arg(long, env = "AGENTBANK_FETCH_WAIT_MS", default_value_t = connectors::kafka::DEFAULT_FETCH_WAIT_MS, global = true)]
     fetch_wait_ms: u32,
+    /// The same for the revenue machines' commands (opportunities, pricing,
+    /// revenue ledger, portfolio). Every partition a consumer owns costs
+    /// Tansu's one storage task a query per wait even when idle, so a box
+    /// that serves little revenue traffic can let them poll less often.
+    #[arg(long, env = "AGENTBANK_REVENUE_FETCH_WAIT_MS", default_value_t = connectors::kafka::DEFAULT_REVENUE_FETCH_WAIT_MS, global = true)]
+    revenue_fetch_wait_ms: u32,
     #[arg(
         long,
         env = "AGENTBANK_REPLICATION_FACTOR",
@@ -655,7 +663,12 @@ async fn run_revenue_machines(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let base = common.processor()?;
+    let kafka = KafkaConfig {
+        fetch_wait_ms: common.revenue_fetch_wait_ms,
+        ..base.kafka.clone()
+    };
     let config = |kind: MachineKind, name: &str| ProcessorConfig {
+        kafka: kafka.clone(),
         topics: base.topics.for_machine(kind),
         group_id: format!("{}agentbank-{name}", common.topic_prefix),
         ..base.clone()

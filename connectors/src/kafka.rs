@@ -34,6 +34,10 @@ pub struct KafkaConfig {
 
 /// Measured on the 2-core box (load-tests/README.md): 10 ms.
 pub const DEFAULT_FETCH_WAIT_MS: u32 = 10;
+/// The revenue machines' commands consumers: 25 ms halves the processor's
+/// idle cost to the broker (load-tests/README.md) for ~20 ms more per
+/// revenue answer.
+pub const DEFAULT_REVENUE_FETCH_WAIT_MS: u32 = 25;
 
 impl KafkaConfig {
     fn base(&self) -> ClientConfig {
