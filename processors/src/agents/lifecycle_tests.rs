@@ -11,10 +11,10 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::apply_at_default_rate as apply;
+use super::payment_tests::plain_payment;
 use super::*;
 use schemas::command::{
-    agent_field as field, agent_status, CreateAgent, Deposit, FieldChange, RegisterPayment,
-    UpdateAgent, Withdraw,
+    agent_field as field, agent_status, CreateAgent, Deposit, FieldChange, UpdateAgent, Withdraw,
 };
 
 #[derive(Debug, Clone)]
@@ -81,19 +81,12 @@ fn payload(op: &Op) -> CommandPayload {
             currency: "USDC".into(),
             to_address: None,
         }),
-        Op::Pay(n) => CommandPayload::RegisterPayment(RegisterPayment {
-            payment_id: Uuid::from_u128(*n as u128 + 7).to_string(),
-            receiver_agent_id: Uuid::from_u128(99).to_string(),
-            name: "p".into(),
-            payment_type: "INTERNAL".into(),
-            amount: usd(*n),
-            currency: "USDC".into(),
-            method: "CRYPTO_ADDRESS".into(),
-            contact_email: None,
-            contact_phone: None,
-            tags: vec![],
-            receiver_address: None,
-        }),
+        Op::Pay(n) => CommandPayload::RegisterPayment(plain_payment(
+            Uuid::from_u128(*n as u128 + 7),
+            Uuid::from_u128(99),
+            usd(*n),
+            "INTERNAL",
+        )),
         Op::Repeat => unreachable!(),
     }
 }

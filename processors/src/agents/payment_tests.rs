@@ -21,6 +21,29 @@ const AGENTS: usize = 4;
 const PARTITIONS: i32 = 2;
 const DAY_MS: i64 = 86_400_000;
 
+/// A payment's registration with nothing but what the rules look at: its
+/// id, receiver, amount and type (the other test modules build theirs here).
+pub(super) fn plain_payment(
+    id: Uuid,
+    receiver: Uuid,
+    amount: Decimal,
+    payment_type: &str,
+) -> RegisterPayment {
+    RegisterPayment {
+        payment_id: id.to_string(),
+        receiver_agent_id: receiver.to_string(),
+        name: "p".into(),
+        payment_type: payment_type.into(),
+        amount,
+        currency: "USDC".into(),
+        method: "CRYPTO_ADDRESS".into(),
+        contact_email: None,
+        contact_phone: None,
+        tags: vec![],
+        receiver_address: None,
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Deposit {
@@ -237,19 +260,7 @@ proptest! {
                     let payment = Uuid::new_v4();
                     // `to == AGENTS`: an agent that does not exist.
                     let receiver = w.agents.get(to).copied().unwrap_or(Uuid::from_u128(77));
-                    let cmd = w.gateway(w.agents[from], CommandPayload::RegisterPayment(RegisterPayment {
-                        payment_id: payment.to_string(),
-                        receiver_agent_id: receiver.to_string(),
-                        name: "p".into(),
-                        payment_type: "EXTERNAL".into(),
-                        amount: units(n),
-                        currency: "USDC".into(),
-                        method: "CRYPTO_ADDRESS".into(),
-                        contact_email: None,
-                        contact_phone: None,
-                        tags: vec![],
-                        receiver_address: None,
-                    }));
+                    let cmd = w.gateway(w.agents[from], CommandPayload::RegisterPayment(plain_payment(payment, receiver, units(n), "EXTERNAL")));
                     let r = w.deliver(&cmd)?;
                     if !matches!(r.reply, Some(Outcome::Rejected { .. })) {
                         w.payments.push(payment);
@@ -358,19 +369,7 @@ fn documented_lifecycles() {
         run(&cmd(agent, CommandPayload::CreateAgent(c)), &mut states);
     }
     let pay = |to: Uuid, n: i64| {
-        CommandPayload::RegisterPayment(RegisterPayment {
-            payment_id: Uuid::new_v4().to_string(),
-            receiver_agent_id: to.to_string(),
-            name: "p".into(),
-            payment_type: "INTERNAL".into(),
-            amount: units(n),
-            currency: "USDC".into(),
-            method: "CRYPTO_ADDRESS".into(),
-            contact_email: None,
-            contact_phone: None,
-            tags: vec![],
-            receiver_address: None,
-        })
+        CommandPayload::RegisterPayment(plain_payment(Uuid::new_v4(), to, units(n), "INTERNAL"))
     };
     let balance = |states: &HashMap<Uuid, Option<AgentState>>, x: Uuid| {
         states[&x].as_ref().unwrap().view.balance

@@ -14,9 +14,10 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::apply_at_default_rate as apply;
+use super::payment_tests::plain_payment;
 use super::*;
 use schemas::command::{
-    agent_field, AccrueInterest, CreateAgent, FieldChange, PaymentRef, RegisterPayment, UpdateAgent,
+    agent_field, AccrueInterest, CreateAgent, FieldChange, PaymentRef, UpdateAgent,
 };
 use schemas::payment::approval;
 use schemas::policy::{windows, SpendingPolicies};
@@ -164,19 +165,12 @@ proptest! {
                 Op::Pay { amount, to } => {
                     let receiver = recipients()[*to];
                     let id = Uuid::from_u128(50_000 + w.n as u128);
-                    let out = w.run(CommandPayload::RegisterPayment(RegisterPayment {
-                        payment_id: id.to_string(),
-                        receiver_agent_id: receiver.to_string(),
-                        name: "p".into(),
-                        payment_type: "INTERNAL".into(),
-                        amount: Decimal::from(*amount),
-                        currency: "USDC".into(),
-                        method: "CRYPTO_ADDRESS".into(),
-                        contact_email: None,
-                        contact_phone: None,
-                        tags: vec![],
-                        receiver_address: None,
-                    }));
+                    let out = w.run(CommandPayload::RegisterPayment(plain_payment(
+                        id,
+                        receiver,
+                        Decimal::from(*amount),
+                        "INTERNAL",
+                    )));
                     let refused = matches!(out.reply, Some(Outcome::Rejected { .. }));
                     if p.refuses(&receiver.to_string()).is_some() {
                         prop_assert!(refused, "a payment reached a refused recipient");
