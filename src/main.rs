@@ -224,6 +224,14 @@ struct HttpArgs {
     settlement_wait_ms: u64,
     #[arg(long, env = "AGENTBANK_NETWORK_ID", default_value = "ledger")]
     network_id: String,
+    /// Most one `POST /user/wallet/fund` may add to a user's wallet (the
+    /// documented test-funding route); 0 turns the route off (production).
+    #[arg(
+        long,
+        env = "AGENTBANK_WALLET_TEST_FUNDING_MAX",
+        default_value = "10000"
+    )]
+    wallet_test_funding_max: rust_decimal::Decimal,
     /// Requests per API key per minute (the Mage docs' limit).
     #[arg(long, env = "AGENTBANK_RATE_LIMIT_PER_MINUTE", default_value_t = 100)]
     rate_limit_per_minute: u32,
@@ -398,6 +406,7 @@ impl Common {
             topics: self.topics(),
             reply_timeout: Duration::from_millis(http.reply_timeout_ms),
             settlement_wait: Duration::from_millis(http.settlement_wait_ms),
+            wallet_test_funding_max: http.wallet_test_funding_max,
             network_id: http.network_id.clone(),
             rate_limit_per_minute: http.rate_limit_per_minute,
             rate_limit_per_day: http.rate_limit_per_day,

@@ -151,7 +151,9 @@ fn decode_everything(bytes: &[u8]) {
             .expect("a decoded execution request encodes again");
     }
     let record = || vec![("k@1.2".to_string(), Some(bytes.to_vec()))];
-    let _ = processors::runtime::checkpoint::restore::<processors::agents::AgentState, _>(record());
+    let _ = processors::runtime::checkpoint::restore::<processors::agents::machine::BankState, _>(
+        record(),
+    );
     let _ =
         processors::runtime::checkpoint::restore::<processors::pricing::PricingState, _>(record());
     let _ =

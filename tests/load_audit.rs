@@ -57,6 +57,8 @@ async fn mixed_run_audited(name: &str, url: &str, database_url: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn mixed_workload_on_agentbank_and_baseline_passes_the_audit() {
     let d = Deployment::new("loadmix").await;
+    // The tenant funds its agents' balances in one test funding.
+    d.set_env(&[("AGENTBANK_WALLET_TEST_FUNDING_MAX", "1000000000")]);
     d.start_dev().await;
     mixed_run_audited("agentbank", &d.url(""), &d.database_url).await;
 
@@ -64,6 +66,7 @@ async fn mixed_workload_on_agentbank_and_baseline_passes_the_audit() {
     let b = Deployment::new("loadbase").await;
     let pool = b.pool().await;
     connectors::db::migrate(&pool).await.unwrap();
+    load_tests::baseline::prepare(&pool).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let baseline = load_tests::baseline::router(pool);

@@ -2,6 +2,8 @@
 //! Postgres: sign up (with the sandbox bonus) → two agents → deposit →
 //! instant payment → payment needing approval → approve → decline → the
 //! user's payments → summary → export as CSV, XLSX and PDF, each parsed back.
+//! And the user's wallet as the source of agents' funds: the bonus funds an
+//! agent, a deposit past the wallet is refused, withdrawals come back.
 
 mod common;
 
@@ -79,14 +81,15 @@ async fn documented_payment_flows() {
     d.start_dev().await;
     let (user, key) = d.sign_up("ada").await;
 
-    // The sandbox bonus is in the user's wallet, from the ledger.
+    // The sandbox bonus and the test funding are in the user's wallet, from the ledger.
     let (status, wallet) = d.get("/user/wallet-balance", &key).await;
     assert_eq!(status, 200, "{wallet}");
     assert_eq!(
         (wallet["success"].clone(), wallet["asset"].clone()),
         (json!(true), json!("USDC"))
     );
-    assert_eq!(dec(&wallet["balance"]), Decimal::new(20, 0));
+    let funded: Decimal = common::TEST_FUNDING.parse().unwrap();
+    assert_eq!(dec(&wallet["balance"]), Decimal::new(20, 0) + funded);
     assert_eq!(wallet["source"], "ledger");
 
     let (status, created) = d
@@ -430,4 +433,185 @@ async fn documented_payment_flows() {
     .await
     .unwrap();
     assert!(clearing.is_zero(), "clearing holds {clearing}");
+}
+
+async fn wallet(d: &Deployment, key: &str) -> Decimal {
+    let (status, w) = d.get("/user/wallet-balance", key).await;
+    assert_eq!((status, w["source"].as_str()), (200, Some("ledger")), "{w}");
+    dec(&w["balance"])
+}
+
+/// Waits until the wallet shows `want` (its saga steps land after the answer).
+async fn eventually_wallet(d: &Deployment, key: &str, want: &str) {
+    let want: Decimal = want.parse().unwrap();
+    common::eventually(&format!("wallet at {want}"), || async {
+        (wallet(d, key).await == want).then_some(())
+    })
+    .await;
+}
+
+/// The ledger's own figure for an account (journal postings).
+async fn posted(pool: &sqlx::PgPool, account: &str) -> Decimal {
+    sqlx::query_scalar("SELECT coalesce(sum(amount), 0) FROM journal_postings WHERE account = $1")
+        .bind(account)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_users_wallet_funds_agents() {
+    let d = Deployment::new("walletflow").await;
+    d.start_dev().await;
+    let (user, key) = d.sign_up_unfunded("wendy").await;
+    let user_id = schemas::ids::parse(schemas::ids::Kind::User, &user).unwrap();
+    let wallet_account = schemas::event::accounts::user_wallet(user_id);
+    assert_eq!(
+        wallet(&d, &key).await,
+        Decimal::new(20, 0),
+        "the sign-up bonus"
+    );
+
+    // The bonus funds an agent at its creation.
+    let (status, a) = d
+        .post(
+            "/agents/create",
+            Some(&key),
+            json!({"userid": user, "name": "Funded", "balance": 15}),
+        )
+        .await;
+    assert_eq!((status, a["balance"].as_str()), (200, Some("15")), "{a}");
+    let agent = a["id"].as_str().unwrap().to_string();
+    eventually_wallet(&d, &key, "5").await;
+
+    // More than the wallet holds: refused with the seed's message, nothing moves,
+    // and an agent asked for with too large a balance is not created.
+    let (status, body) = d
+        .post(
+            "/agents/deposit",
+            Some(&key),
+            json!({"userid": user, "agentid": agent, "amount": 6}),
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (
+            400,
+            json!({"success": false, "error": "Transfer failed on-chain: insufficient funds"})
+        )
+    );
+    let (status, body) = d
+        .post(
+            "/agents/create",
+            Some(&key),
+            json!({"userid": user, "name": "Too rich", "balance": 6}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("Transfer failed on-chain: insufficient funds")),
+        "{body}"
+    );
+    let (_, list) = d.get(&format!("/agents/{user}"), &key).await;
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(balance(&d, &key, &agent).await, Decimal::new(15, 0));
+
+    // Exactly the wallet: accepted; a retry with the same Idempotency-Key
+    // answers the same and debits once.
+    for _ in 0..2 {
+        let (status, body) = d
+            .post_keyed(
+                "/agents/deposit",
+                &key,
+                "wallet-all-in",
+                json!({"userid": user, "agentid": agent, "amount": 5}),
+            )
+            .await;
+        assert_eq!(
+            (status, body["updatedBalance"].as_str()),
+            (200, Some("20")),
+            "{body}"
+        );
+    }
+    eventually_wallet(&d, &key, "0").await;
+
+    // A withdrawal comes back to the wallet.
+    let (status, body) = d
+        .post(
+            "/agents/withdraw",
+            Some(&key),
+            json!({"userid": user, "agentid": agent, "amount": 8}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["updatedBalance"].as_str()),
+        (200, Some("12")),
+        "{body}"
+    );
+    eventually_wallet(&d, &key, "8").await;
+
+    // Another user's agent: 404, and the amount held for it comes back.
+    let (other, other_key) = d.sign_up_unfunded("otto").await;
+    let foreign = d.create_agent(&other, &other_key, json!({})).await;
+    let (status, body) = d
+        .post(
+            "/agents/deposit",
+            Some(&key),
+            json!({"userid": user, "agentid": foreign, "amount": 3}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("Agent not found")),
+        "{body}"
+    );
+    eventually_wallet(&d, &key, "8").await;
+
+    // The documented test funding: bounded, validated, the caller's own wallet only.
+    let (status, body) = d
+        .post("/user/wallet/fund", Some(&key), json!({"amount": "100.5"}))
+        .await;
+    assert_eq!(
+        (status, body["balance"].as_str()),
+        (200, Some("108.5")),
+        "{body}"
+    );
+    for (amount, error) in [
+        (json!(-1), "Invalid deposit amount"),
+        (json!("abc"), "Invalid deposit amount"),
+        (
+            json!(10_001),
+            "amount must be at most 10000 per test funding",
+        ),
+    ] {
+        let (status, body) = d
+            .post("/user/wallet/fund", Some(&key), json!({"amount": amount}))
+            .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some(error)),
+            "{amount}"
+        );
+    }
+    let (status, _) = d
+        .post("/user/wallet/fund", None, json!({"amount": 1}))
+        .await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        wallet(&d, &other_key).await,
+        Decimal::new(20, 0),
+        "the other user's wallet untouched"
+    );
+
+    // The figure shown is the ledger's, and nothing is left in transit.
+    let pool = d.pool().await;
+    common::eventually("transit empty", || async {
+        posted(&pool, &schemas::event::accounts::wallet_transit("USDC"))
+            .await
+            .is_zero()
+            .then_some(())
+    })
+    .await;
+    assert_eq!(posted(&pool, &wallet_account).await, wallet(&d, &key).await);
+    assert_eq!(wallet(&d, &key).await, "108.5".parse::<Decimal>().unwrap());
 }

@@ -108,7 +108,7 @@ async fn replaying_the_commands_topic_rebuilds_positions_to_the_unit() {
     .unwrap();
     assert_eq!(rows.len(), 4);
     for (id, agent, status, principal, rate_ms, accrued_to, posted) in rows {
-        let state = states[&agent].as_ref().unwrap();
+        let state = states[&agent].as_ref().and_then(|s| s.agent()).unwrap();
         match state.savings.get(&id) {
             Some(p) => {
                 assert_eq!(status, "active");
@@ -128,7 +128,12 @@ async fn replaying_the_commands_topic_rebuilds_positions_to_the_unit() {
         .unwrap();
     for (agent, balance) in balances {
         assert_eq!(
-            states[&agent].as_ref().unwrap().view.balance,
+            states[&agent]
+                .as_ref()
+                .and_then(|s| s.agent())
+                .unwrap()
+                .view
+                .balance,
             balance,
             "agent {agent}"
         );

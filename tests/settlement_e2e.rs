@@ -2,7 +2,8 @@
 //! compiled with solc-js): faucet funds at agent creation, deposits mirrored
 //! from the treasury, withdrawals and EXTERNAL payments to addresses with
 //! exact token balances, a transfer the wallet cannot pay failing and
-//! releasing its hold, and the user's wallet balance read from the chain.
+//! releasing its hold, and a withdrawal to the user's custodial wallet
+//! landing in the user's wallet (the ledger's figure, the chain's beside it).
 
 mod common;
 
@@ -223,8 +224,19 @@ async fn agents_deposits_withdrawals_and_payments_settle_on_chain() {
     .await;
     assert_eq!(chain.usdc(&nowhere).await, Decimal::ZERO);
 
-    // A withdrawal without an address lands in the user's custodial wallet,
-    // which /user/wallet-balance reads from the chain.
+    // A withdrawal without an address goes on chain to the user's custodial
+    // wallet and, once confirmed, lands in the user's wallet: the figure
+    // /user/wallet-balance shows is the ledger's, the chain's beside it.
+    let wallet_balance = || async {
+        let (status, bal) = d.get("/user/wallet-balance", &key).await;
+        assert_eq!(
+            (status, bal["source"].as_str()),
+            (200, Some("ledger")),
+            "{bal}"
+        );
+        bal
+    };
+    let before = dec(wallet_balance().await["balance"].as_str().unwrap());
     let (status, w) = d
         .post(
             "/agents/withdraw",
@@ -238,11 +250,30 @@ async fn agents_deposits_withdrawals_and_payments_settle_on_chain() {
         (chain.usdc(&user_wallet).await == dec("4")).then_some(())
     })
     .await;
-    let (status, bal) = d.get("/user/wallet-balance", &key).await;
-    assert_eq!(status, 200);
-    assert_eq!(bal["balance"], "4", "{bal}");
-    assert_eq!(bal["asset"], "USDC");
+    let bal = eventually("the withdrawal in the wallet", || async {
+        let bal = wallet_balance().await;
+        (dec(bal["balance"].as_str().unwrap()) == before + dec("4")).then_some(bal)
+    })
+    .await;
+    assert_eq!(
+        bal["onChain"],
+        json!({"balance": "4", "asset": "USDC"}),
+        "{bal}"
+    );
     assert_eq!(bal["address"], user_wallet.as_str());
+    let user_id = schemas::ids::parse(schemas::ids::Kind::User, &user).unwrap();
+    let ledger: Decimal = sqlx::query_scalar(
+        "SELECT coalesce(sum(amount), 0) FROM journal_postings WHERE account = $1",
+    )
+    .bind(schemas::event::accounts::user_wallet(user_id))
+    .fetch_one(&d.pool().await)
+    .await
+    .unwrap();
+    assert_eq!(
+        ledger,
+        before + dec("4"),
+        "wallet-balance is the ledger's figure"
+    );
 
     // Bad addresses are refused up front.
     let (status, body) = d

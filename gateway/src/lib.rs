@@ -57,6 +57,8 @@ pub struct GatewayConfig {
     pub reply_timeout: Duration,
     /// How long an on-chain withdrawal waits for its outcome before 202.
     pub settlement_wait: Duration,
+    /// Most one test funding may add to a user's wallet; zero: route off.
+    pub wallet_test_funding_max: rust_decimal::Decimal,
     /// Shown as `walletAddress.networkId` until on-chain settlement exists.
     pub network_id: String,
     /// Requests per API key per minute and per day.
@@ -182,6 +184,7 @@ fn api() -> Router<AppState> {
         .route("/settlements/{id}", get(bank::agents::settlement))
         .route("/user/payments", get(bank::payments::list_for_user))
         .route("/user/wallet-balance", get(bank::reports::wallet_balance))
+        .route("/user/wallet/fund", post(bank::users::fund_wallet))
         .route("/transactions/summary", get(bank::reports::summary))
         .route("/savings/deposit", post(bank::savings::deposit))
         .route("/savings/withdraw", post(bank::savings::withdraw))

@@ -9,7 +9,9 @@
 //! sqlx's cached prepared statements. Uses agentbank's migrations, in its own
 //! database. An agent created with `requireapprovalforall` gets payments that
 //! wait (`New / Waiting for Sender Approval`, nothing moved) until
-//! `setApprove` moves the money, checking the balance then.
+//! `setApprove` moves the money, checking the balance then. Agents are
+//! funded from the user's wallet (a row locked per creation or deposit), as
+//! in agentbank: the sign-up bonus and `POST /user/wallet/fund` fill it.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -59,6 +61,24 @@ async fn sign_up(
             "A user with this email already exists".into(),
         ));
     }
+    let mut tx = pool.begin().await?;
+    sqlx::query("INSERT INTO baseline_wallets (user_id, balance) VALUES ($1, $2)")
+        .bind(user)
+        .bind(money::SIGNUP_BONUS)
+        .execute(&mut *tx)
+        .await?;
+    post_entry(
+        &mut tx,
+        &format!("{user}:signup-bonus"),
+        (
+            &accounts::sandbox_bonus("USDC"),
+            &accounts::user_wallet(user),
+        ),
+        money::SIGNUP_BONUS,
+        user,
+    )
+    .await?;
+    tx.commit().await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"id": ids::short(Kind::User, user), "apikey": key.text})),
@@ -76,6 +96,9 @@ async fn create_agent(
     let approval_for_all = body.opt_bool("requireapprovalforall")?.unwrap_or(false);
     let agent = Uuid::new_v4();
     let mut tx = pool.begin().await?;
+    if !balance.is_zero() {
+        debit_wallet(&mut tx, user, balance).await?;
+    }
     sqlx::query(
         "INSERT INTO agents (id, user_id, name, description, currency, require_approval_for_all, tags, status,
             balance, version, created_at, updated_at)
@@ -97,7 +120,7 @@ async fn create_agent(
         .bind(format!("{agent}:initial balance"))
         .bind(accounts::agent_available(agent))
         .bind(balance)
-        .bind(accounts::external_funding("USDC"))
+        .bind(accounts::user_wallet(user))
         .bind(agent)
         .execute(&mut *tx)
         .await?;
@@ -105,6 +128,96 @@ async fn create_agent(
     tx.commit().await?;
     Ok(Json(
         json!({"id": ids::short(Kind::Agent, agent), "balance": money::display(balance)}),
+    ))
+}
+
+/// Takes `amount` out of the user's wallet (locked until the transaction
+/// ends); the seed's answer when it holds less.
+async fn debit_wallet(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    user: Uuid,
+    amount: Decimal,
+) -> Result<(), ApiError> {
+    let held: Option<Decimal> =
+        sqlx::query_scalar("SELECT balance FROM baseline_wallets WHERE user_id = $1 FOR UPDATE")
+            .bind(user)
+            .fetch_optional(&mut **tx)
+            .await?;
+    match held {
+        None => Err(ApiError::BadRequest(
+            schemas::reply::WALLET_NOT_FOUND.into(),
+        )),
+        Some(held) if held < amount => Err(ApiError::BadRequest(
+            schemas::reply::INSUFFICIENT_WALLET_FUNDS.into(),
+        )),
+        Some(held) => {
+            sqlx::query("UPDATE baseline_wallets SET balance = $2 WHERE user_id = $1")
+                .bind(user)
+                .bind(held - amount)
+                .execute(&mut **tx)
+                .await?;
+            Ok(())
+        }
+    }
+}
+
+/// One balanced journal entry moving `amount` from one account to another.
+async fn post_entry(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    entry: &str,
+    (from, to): (&str, &str),
+    amount: Decimal,
+    owner: Uuid,
+) -> Result<(), ApiError> {
+    sqlx::query(
+        "INSERT INTO journal_postings (entry_id, account, amount, currency, event_id, agent_id, occurred_at)
+         VALUES ($1, $2, $3, 'USDC', $5, $5, now()), ($1, $4, -$3, 'USDC', $5, $5, now())",
+    )
+    .bind(entry)
+    .bind(to)
+    .bind(amount)
+    .bind(from)
+    .bind(owner)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// `POST /user/wallet/fund`: outside money into the caller's wallet.
+async fn fund_wallet(
+    State(pool): State<PgPool>,
+    headers: HeaderMap,
+    body: JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    let user = user_of(&pool, &headers).await?;
+    let amount = body
+        .opt_amount("amount")
+        .ok()
+        .flatten()
+        .and_then(|a| money::validate_positive(a, "USDC").ok())
+        .ok_or_else(|| ApiError::BadRequest("Invalid deposit amount".into()))?;
+    let mut tx = pool.begin().await?;
+    let balance: Decimal = sqlx::query_scalar(
+        "UPDATE baseline_wallets SET balance = balance + $2 WHERE user_id = $1 RETURNING balance",
+    )
+    .bind(user)
+    .bind(amount)
+    .fetch_one(&mut *tx)
+    .await?;
+    post_entry(
+        &mut tx,
+        &format!("{}:wallet-funded", Uuid::new_v4()),
+        (
+            &accounts::external_funding("USDC"),
+            &accounts::user_wallet(user),
+        ),
+        amount,
+        user,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(
+        json!({"success": true, "balance": money::display(balance)}),
     ))
 }
 
@@ -130,6 +243,8 @@ async fn deposit(
         .ok_or_else(|| ApiError::BadRequest("Invalid deposit amount".into()))?;
     let event = Uuid::new_v4();
     let mut tx = pool.begin().await?;
+    // Wallet first, then the agent: every transaction locks in this order.
+    debit_wallet(&mut tx, user, amount).await?;
     let balance: Option<Decimal> =
         sqlx::query_scalar("SELECT balance FROM agents WHERE id = $1 AND user_id = $2 FOR UPDATE")
             .bind(agent)
@@ -152,7 +267,7 @@ async fn deposit(
     .bind(&entry)
     .bind(accounts::agent_available(agent))
     .bind(amount)
-    .bind(accounts::external_funding("USDC"))
+    .bind(accounts::user_wallet(user))
     .bind(event)
     .bind(agent)
     .execute(&mut *tx)
@@ -413,6 +528,7 @@ pub async fn prepare(pool: &PgPool) -> Result<(), ApiError> {
             sequence bigint NOT NULL, head text NOT NULL)",
         "CREATE TABLE IF NOT EXISTS baseline_subscribers (tenant_id uuid NOT NULL, key text NOT NULL,
             subscriber jsonb NOT NULL, PRIMARY KEY (tenant_id, key))",
+        "CREATE TABLE IF NOT EXISTS baseline_wallets (user_id uuid PRIMARY KEY, balance numeric NOT NULL)",
     ] {
         sqlx::query(ddl).execute(pool).await?;
     }
@@ -521,6 +637,7 @@ pub fn router(pool: PgPool) -> Router {
         .route("/users", post(sign_up))
         .route("/agents/create", post(create_agent))
         .route("/agents/deposit", post(deposit))
+        .route("/user/wallet/fund", post(fund_wallet))
         .route("/payments/register", post(pay))
         .route("/payments/setApprove", post(approve))
         .route("/agentsWith/{id}", get(get_agent))

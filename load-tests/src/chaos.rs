@@ -339,6 +339,8 @@ impl Stack {
             .env("AGENTBANK_REPLY_TIMEOUT_MS", "3000")
             .env("AGENTBANK_RATE_LIMIT_PER_MINUTE", "1000000000")
             .env("AGENTBANK_RATE_LIMIT_PER_DAY", "1000000000")
+            // Tenants fund their agents' balances in one test funding.
+            .env("AGENTBANK_WALLET_TEST_FUNDING_MAX", "1000000000000")
             .env("RUST_LOG", "info,rdkafka=warn,sqlx=warn,librdkafka=error");
         c
     }

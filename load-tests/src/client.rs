@@ -10,6 +10,10 @@ pub struct Api {
     pub http: reqwest::Client,
 }
 
+/// What a tenant's wallet holds beyond its agents' balances, for the
+/// deposits of a run (a billion of the workloads' 0.000001 deposits).
+pub const DEPOSIT_FUNDS: u32 = 1_000;
+
 /// A signed-up user with its key and agents. `approval_agents` are created
 /// with `requireapprovalforall`, so their payments wait for `setApprove`.
 pub struct Tenant {
@@ -92,7 +96,7 @@ impl Api {
         self.post("/agents/create", Some(&t.key), None, body).await
     }
 
-    /// Signs up a user and creates `agents` agents for it, each holding
+    /// Signs up a user, funds its wallet and creates `agents` agents for it, each holding
     /// `balance` (enough for a payments run never to run dry), plus
     /// `approval_agents` whose every payment waits for approval.
     pub async fn tenant(
@@ -111,6 +115,17 @@ impl Api {
             agents: Vec::with_capacity(agents),
             approval_agents: Vec::with_capacity(approval_agents),
         };
+        // Agents are funded from the user's wallet: fill it first, with
+        // room for the run's deposits besides.
+        let each: rust_decimal::Decimal = balance.parse().context("balance")?;
+        let total = each * rust_decimal::Decimal::from(agents + approval_agents)
+            + rust_decimal::Decimal::from(DEPOSIT_FUNDS);
+        {
+            let (s, b) = self.fund_wallet(&tenant, &total.to_string()).await?;
+            if s != 200 {
+                bail!("wallet funding failed: {s} {b}");
+            }
+        }
         for i in 0..agents + approval_agents {
             let approval = i >= agents;
             let extra = json!({"balance": balance, "requireapprovalforall": approval});
@@ -128,6 +143,18 @@ impl Api {
             }
         }
         Ok(tenant)
+    }
+
+    /// `POST /user/wallet/fund`: `amount` into the tenant's wallet (the
+    /// server's `AGENTBANK_WALLET_TEST_FUNDING_MAX` must allow it).
+    pub async fn fund_wallet(&self, t: &Tenant, amount: &str) -> anyhow::Result<Answer> {
+        self.post(
+            "/user/wallet/fund",
+            Some(&t.key),
+            None,
+            json!({"amount": amount}),
+        )
+        .await
     }
 
     /// One deposit of `amount` into `agent`.

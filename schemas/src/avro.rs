@@ -33,7 +33,7 @@ pub const COMMAND_AVSC: &str = include_str!("../avro/command.avsc");
 /// The event envelope schema, as published.
 pub const EVENT_AVSC: &str = include_str!("../avro/event.avsc");
 /// Earlier versions, oldest first; records written with them still decode.
-pub const COMMAND_HISTORY: [&str; 9] = [
+pub const COMMAND_HISTORY: [&str; 10] = [
     include_str!("../avro/history/command.v1.avsc"),
     include_str!("../avro/history/command.v2.avsc"),
     include_str!("../avro/history/command.v3.avsc"),
@@ -43,8 +43,9 @@ pub const COMMAND_HISTORY: [&str; 9] = [
     include_str!("../avro/history/command.v7.avsc"),
     include_str!("../avro/history/command.v8.avsc"),
     include_str!("../avro/history/command.v9.avsc"),
+    include_str!("../avro/history/command.v10.avsc"),
 ];
-pub const EVENT_HISTORY: [&str; 9] = [
+pub const EVENT_HISTORY: [&str; 10] = [
     include_str!("../avro/history/event.v1.avsc"),
     include_str!("../avro/history/event.v2.avsc"),
     include_str!("../avro/history/event.v3.avsc"),
@@ -54,6 +55,7 @@ pub const EVENT_HISTORY: [&str; 9] = [
     include_str!("../avro/history/event.v7.avsc"),
     include_str!("../avro/history/event.v8.avsc"),
     include_str!("../avro/history/event.v9.avsc"),
+    include_str!("../avro/history/event.v10.avsc"),
 ];
 
 /// Single-object encoding marker.
@@ -287,6 +289,10 @@ impl Command {
             CommandPayload::OpenPosition(p) => codec.payload(21, p)?,
             CommandPayload::ApplyRebalance(p) => codec.payload(22, p)?,
             CommandPayload::UpdateAgent(p) => codec.payload(23, p)?,
+            CommandPayload::FundWallet(p) => codec.payload(24, p)?,
+            CommandPayload::FundAgent(p) => codec.payload(25, p)?,
+            CommandPayload::CreditFromWallet(p) => codec.payload(26, p)?,
+            CommandPayload::SettleWallet(p) => codec.payload(27, p)?,
         };
         codec.encode(vec![
             ("id", Value::String(self.id.to_string())),
@@ -327,6 +333,10 @@ impl Command {
             (21, v) => CommandPayload::OpenPosition(branch(v)?),
             (22, v) => CommandPayload::ApplyRebalance(branch(v)?),
             (23, v) => CommandPayload::UpdateAgent(branch(v)?),
+            (24, v) => CommandPayload::FundWallet(branch(v)?),
+            (25, v) => CommandPayload::FundAgent(branch(v)?),
+            (26, v) => CommandPayload::CreditFromWallet(branch(v)?),
+            (27, v) => CommandPayload::SettleWallet(branch(v)?),
             (i, _) => return Err(SchemaError::Shape(format!("unknown command branch {i}"))),
         };
         check_type(payload.type_name(), type_name)?;
@@ -373,6 +383,7 @@ impl Event {
             EventPayload::PositionOpened(p) => codec.payload(24, p)?,
             EventPayload::PortfolioRebalanced(p) => codec.payload(25, p)?,
             EventPayload::AgentUpdated(p) => codec.payload(26, p)?,
+            EventPayload::WalletChanged(p) => codec.payload(27, p)?,
         };
         codec.encode(vec![
             ("id", Value::String(self.id.to_string())),
@@ -418,6 +429,7 @@ impl Event {
             (24, v) => EventPayload::PositionOpened(branch(v)?),
             (25, v) => EventPayload::PortfolioRebalanced(branch(v)?),
             (26, v) => EventPayload::AgentUpdated(branch(v)?),
+            (27, v) => EventPayload::WalletChanged(branch(v)?),
             (i, _) => return Err(SchemaError::Shape(format!("unknown event branch {i}"))),
         };
         check_type(payload.type_name(), type_name)?;
@@ -655,6 +667,91 @@ mod tests {
             Command::decode(&bytes).is_err(),
             "an event is not a command"
         );
+    }
+
+    /// The wallet's commands and event, optional values in both states.
+    #[test]
+    fn wallet_records_round_trip() {
+        use crate::command::{CreditFromWallet, FundAgent, FundWallet, SettleWallet};
+        use crate::event::{JournalEntry, Posting, WalletChange};
+        let CommandPayload::CreateAgent(create) = create_agent().payload else {
+            unreachable!()
+        };
+        let amount = Decimal::new(1_234_567, 6);
+        let payloads = [
+            CommandPayload::FundWallet(FundWallet {
+                amount,
+                currency: "USDC".into(),
+                memo: "test funding".into(),
+            }),
+            CommandPayload::FundAgent(Box::new(FundAgent {
+                agent_id: Uuid::new_v4().to_string(),
+                amount,
+                currency: "USDC".into(),
+                settle_on_chain: true,
+                create: Some(create.clone()),
+            })),
+            CommandPayload::FundAgent(Box::new(FundAgent {
+                agent_id: Uuid::new_v4().to_string(),
+                amount,
+                currency: "USDC".into(),
+                settle_on_chain: false,
+                create: None,
+            })),
+            CommandPayload::CreditFromWallet(Box::new(CreditFromWallet {
+                request_id: Uuid::new_v4().to_string(),
+                amount,
+                currency: "USDC".into(),
+                settle_on_chain: false,
+                create: Some(create),
+                origin_partition: 3,
+                origin_offset: 1 << 40,
+                origin_sub: 7,
+            })),
+            CommandPayload::SettleWallet(SettleWallet {
+                agent_id: Uuid::new_v4().to_string(),
+                amount,
+                currency: "USDC".into(),
+                request_id: Some(Uuid::new_v4().to_string()),
+                refund_reason: Some("Agent not found".into()),
+                origin_partition: 0,
+                origin_offset: 5,
+                origin_sub: 0,
+            }),
+        ];
+        for payload in payloads {
+            let cmd = Command {
+                payload,
+                ..create_agent()
+            };
+            assert_eq!(Command::decode(&cmd.encode().unwrap()).unwrap(), cmd);
+        }
+        for agent in [None, Some(Uuid::new_v4().to_string())] {
+            let ev = Event {
+                id: Uuid::new_v4(),
+                agent_id: Uuid::new_v4(),
+                user_id: Uuid::new_v4(),
+                command_id: Uuid::new_v4(),
+                correlation_id: None,
+                timestamp_ms: 1,
+                agent_version: 0,
+                payload: EventPayload::WalletChanged(WalletChange {
+                    amount,
+                    currency: "USDC".into(),
+                    balance_after: amount,
+                    memo: "funded".into(),
+                    agent,
+                    journal: JournalEntry {
+                        entry_id: "e".into(),
+                        postings: vec![Posting {
+                            account: "a".into(),
+                            amount,
+                        }],
+                    },
+                }),
+            };
+            assert_eq!(Event::decode(&ev.encode().unwrap()).unwrap(), ev);
+        }
     }
 
     /// An agent's update, command and event, with optional values in both states.

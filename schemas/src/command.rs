@@ -100,6 +100,13 @@ pub enum CommandPayload {
     /// The agent bank: change an agent's description, tags, payment rules
     /// or status (pause, resume, deactivate).
     UpdateAgent(UpdateAgent),
+    /// The user's wallet (key: the user): money from outside, and funding an
+    /// agent from it (a saga: `CreditFromWallet` on the agent, `SettleWallet`
+    /// back with its answer; withdrawals land by `SettleWallet` too).
+    FundWallet(FundWallet),
+    FundAgent(Box<FundAgent>),
+    CreditFromWallet(Box<CreditFromWallet>),
+    SettleWallet(SettleWallet),
 }
 
 impl CommandPayload {
@@ -149,6 +156,10 @@ impl CommandPayload {
             CommandPayload::SetRevenueTarget(_) => "SetRevenueTarget",
             CommandPayload::OpenPosition(_) => "OpenPosition",
             CommandPayload::ApplyRebalance(_) => "ApplyRebalance",
+            CommandPayload::FundWallet(_) => "FundWallet",
+            CommandPayload::FundAgent(_) => "FundAgent",
+            CommandPayload::CreditFromWallet(_) => "CreditFromWallet",
+            CommandPayload::SettleWallet(_) => "SettleWallet",
         }
     }
 }
@@ -237,6 +248,10 @@ pub struct Withdraw {
     pub currency: String,
     #[serde(default)]
     pub to_address: Option<String>,
+    /// `to_address` is the user's own custodial wallet: once the transfer
+    /// confirms, the amount lands in the user's wallet.
+    #[serde(default)]
+    pub to_user_wallet: bool,
 }
 
 /// Keyed by the sender agent: check its rules, reserve the amount, then wait
@@ -294,6 +309,69 @@ pub struct GrantSignupBonus {
     #[serde(with = "rust_decimal::serde::str")]
     pub amount: Decimal,
     pub currency: String,
+}
+
+/// Keyed by the user: money from outside into the user's wallet (the
+/// documented test-funding route). Applied once per command id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FundWallet {
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    pub currency: String,
+    pub memo: String,
+}
+
+/// Keyed by the user: `amount` from the wallet to `agent_id`, creating the
+/// agent first when `create` is set (agent creation with a balance).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FundAgent {
+    pub agent_id: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    pub currency: String,
+    /// Mirror it on chain: the treasury sends the amount to the agent's wallet.
+    #[serde(default)]
+    pub settle_on_chain: bool,
+    pub create: Option<CreateAgent>,
+}
+
+/// Saga step keyed by the agent: credit `amount` from the wallets' transit
+/// account (creating the agent when `create` is set), or refuse and send the
+/// amount back with `SettleWallet`. `request_id`, the caller's command id,
+/// is the `command_id` of the agent's events (an idempotent retry finds them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreditFromWallet {
+    pub request_id: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    pub currency: String,
+    #[serde(default)]
+    pub settle_on_chain: bool,
+    pub create: Option<CreateAgent>,
+    pub origin_partition: i32,
+    pub origin_offset: i64,
+    #[serde(default)]
+    pub origin_sub: i32,
+}
+
+/// Saga step keyed by the user: the wallet's side of a movement with an
+/// agent. Without `request_id`: an agent's withdrawal, credited from transit
+/// (applied once per origin). With it: the agent's answer to that funding —
+/// landed (`refund_reason` none; nothing moves) or refused (the amount back
+/// from transit, the caller answered with the reason). Only an in-flight
+/// funding settles, so a repeated answer changes nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SettleWallet {
+    pub agent_id: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    pub currency: String,
+    pub request_id: Option<String>,
+    pub refund_reason: Option<String>,
+    pub origin_partition: i32,
+    pub origin_offset: i64,
+    #[serde(default)]
+    pub origin_sub: i32,
 }
 
 /// Keyed by the agent: `amount` from available into a new vault position.

@@ -57,6 +57,8 @@ pub enum EventPayload {
     PortfolioRebalanced(crate::revenue::portfolio::PortfolioRebalanced),
     /// The agent bank: an agent's description, tags, rules or status changed.
     AgentUpdated(AgentUpdated),
+    /// The agent bank: the user's wallet moved (on the user's key).
+    WalletChanged(WalletChange),
 }
 
 /// An opportunity event's payload: the whole record after it.
@@ -95,6 +97,7 @@ impl EventPayload {
             EventPayload::PositionOpened(_) => "PositionOpened",
             EventPayload::PortfolioRebalanced(_) => "PortfolioRebalanced",
             EventPayload::AgentUpdated(_) => "AgentUpdated",
+            EventPayload::WalletChanged(_) => "WalletChanged",
         }
     }
 
@@ -105,6 +108,7 @@ impl EventPayload {
             EventPayload::FundsDeposited(e) => Some(&e.journal),
             EventPayload::FundsWithdrawn(e) => Some(&e.journal),
             EventPayload::SignupBonusGranted(e) => Some(&e.journal),
+            EventPayload::WalletChanged(e) => Some(&e.journal),
             EventPayload::SavingsDeposited(e)
             | EventPayload::InterestAccrued(e)
             | EventPayload::SavingsWithdrawn(e) => Some(&e.journal),
@@ -213,6 +217,28 @@ pub struct BonusGranted {
     pub amount: Decimal,
     pub currency: String,
     pub journal: JournalEntry,
+}
+
+/// The user's wallet moved: `memo` says why ([`wallet_memo`]); `agent` is
+/// the agent on the other side, if any.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WalletChange {
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    pub currency: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub balance_after: Decimal,
+    pub memo: String,
+    pub agent: Option<String>,
+    pub journal: JournalEntry,
+}
+
+/// Why a user's wallet moved (`WalletChange::memo`).
+pub mod wallet_memo {
+    pub const FUNDED: &str = "funded";
+    pub const AGENT_FUNDING: &str = "agent funding";
+    pub const REFUND: &str = "refund";
+    pub const AGENT_WITHDRAWAL: &str = "withdrawal from agent";
 }
 
 /// A double-entry journal entry: postings whose signed amounts sum to zero.
@@ -330,6 +356,12 @@ pub mod accounts {
     /// A user's wallet: the sign-up bonus and agents' withdrawals land here.
     pub fn user_wallet(user_id: Uuid) -> String {
         format!("user:{user_id}:wallet")
+    }
+
+    /// Funding between a user's wallet and an agent, in flight between the
+    /// two machines; nets to zero once every funding saga has finished.
+    pub fn wallet_transit(currency: &str) -> String {
+        format!("wallet:{currency}:transit")
     }
 
     /// Where the sandbox sign-up bonuses come from.

@@ -58,6 +58,11 @@ pub enum Outcome {
     Quote(Box<crate::revenue::pricing::Quote>),
     /// A revenue event's posted entry.
     RevenueEntry(Box<crate::revenue::ledger::LedgerEntry>),
+    /// A user's wallet balance after the command (in its currency).
+    Wallet {
+        #[serde(with = "rust_decimal::serde::str")]
+        balance: Decimal,
+    },
     /// Done; nothing to show (e.g. the sign-up bonus).
     Done,
     Rejected {
@@ -65,6 +70,12 @@ pub enum Outcome {
         message: String,
     },
 }
+
+/// The seed's answer when a user's wallet holds less than a funding asks
+/// for (agent creation with a balance, `POST /agents/deposit`).
+pub const INSUFFICIENT_WALLET_FUNDS: &str = "Transfer failed on-chain: insufficient funds";
+/// The seed's answer when the user has no wallet yet.
+pub const WALLET_NOT_FOUND: &str = "User wallet not found or inaccessible";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reply {

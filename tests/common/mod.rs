@@ -267,8 +267,24 @@ impl Deployment {
         (status, h, r.json().await.unwrap_or(Value::Null))
     }
 
-    /// Signs up a user; returns (user id, api key).
+    /// Signs up a user and funds its wallet with [`TEST_FUNDING`] (agents
+    /// are funded from it); returns (user id, api key).
     pub async fn sign_up(&self, name: &str) -> (String, String) {
+        let (user, key) = self.sign_up_unfunded(name).await;
+        self.fund_wallet(&key, TEST_FUNDING).await;
+        (user, key)
+    }
+
+    /// Adds `amount` to the caller's wallet by the test-funding route.
+    pub async fn fund_wallet(&self, key: &str, amount: &str) {
+        let (status, body) = self
+            .post("/user/wallet/fund", Some(key), json!({"amount": amount}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// Signs up a user whose wallet holds only the sign-up bonus.
+    pub async fn sign_up_unfunded(&self, name: &str) -> (String, String) {
         let email = format!("{name}-{}@example.com", uuid::Uuid::new_v4().simple());
         let (status, body) = self
             .post(
@@ -323,6 +339,9 @@ impl Deployment {
         .unwrap();
     }
 }
+
+/// What [`Deployment::sign_up`] puts in a new user's wallet besides the bonus.
+pub const TEST_FUNDING: &str = "10000";
 
 /// Polls `check` until it gives `Some`, or fails naming `what` after 90 s.
 pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T

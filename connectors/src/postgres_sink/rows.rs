@@ -148,6 +148,7 @@ impl Rows {
                 &w.journal,
             ),
             EventPayload::SignupBonusGranted(b) => self.postings(e, &b.currency, &b.journal),
+            EventPayload::WalletChanged(w) => self.postings(e, &w.currency, &w.journal),
             EventPayload::PaymentConfirmed(c) => {
                 self.payment_change(e, c, Some("payment sent"));
                 self.set_payment(e, c);

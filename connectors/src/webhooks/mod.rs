@@ -48,7 +48,7 @@ pub const DEFAULT_SCHEDULE: [Duration; 8] = [
 pub const DISABLE_AFTER_DEAD: i32 = 5;
 
 /// Every event type a webhook can subscribe to (`*` subscribes to all).
-pub const EVENT_TYPES: [&str; 30] = [
+pub const EVENT_TYPES: [&str; 31] = [
     "agent.created",
     "deposit.completed",
     "withdrawal.completed",
@@ -59,6 +59,7 @@ pub const EVENT_TYPES: [&str; 30] = [
     "payment.failed",
     "payment.received",
     "bonus.granted",
+    "wallet.changed",
     "savings.deposited",
     "savings.interest_accrued",
     "savings.withdrawn",
@@ -94,6 +95,7 @@ pub fn event_type(p: &EventPayload) -> &'static str {
         EventPayload::PaymentFailed(_) => "payment.failed",
         EventPayload::PaymentReceived(_) => "payment.received",
         EventPayload::SignupBonusGranted(_) => "bonus.granted",
+        EventPayload::WalletChanged(_) => "wallet.changed",
         EventPayload::SavingsDeposited(_) => "savings.deposited",
         EventPayload::InterestAccrued(_) => "savings.interest_accrued",
         EventPayload::SavingsWithdrawn(_) => "savings.withdrawn",

@@ -8,10 +8,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use schemas::command::{CreateAgent, Deposit, Withdraw};
+use schemas::command::{CreateAgent, FundAgent, Withdraw};
 use schemas::ids::{self, Kind};
 use schemas::money;
-use schemas::reply::{AgentView, Outcome};
+use schemas::reply::{self, AgentView, Outcome};
 use schemas::CommandPayload;
 
 use connectors::read_model::{agents, identity};
@@ -162,15 +162,22 @@ pub async fn create(
     };
     let key = mint_key(caller.account_id, Some(agent_id), caller.mode);
     identity::insert_key(&state.pool, &key.row).await?;
-    let outcome = state
-        .bus
-        .execute(command(
-            id,
-            agent_id,
-            &caller,
-            CommandPayload::CreateAgent(payload),
-        ))
-        .await;
+    // A balance comes from the user's wallet: the wallet creates the agent
+    // (or refuses, and nothing is created).
+    let create = if initial_balance.is_zero() {
+        command(id, agent_id, &caller, CommandPayload::CreateAgent(payload))
+    } else {
+        let funding = FundAgent {
+            agent_id: agent_id.to_string(),
+            amount: initial_balance,
+            currency: payload.currency.clone(),
+            settle_on_chain: payload.settle_on_chain,
+            create: Some(payload),
+        };
+        let funding = CommandPayload::FundAgent(Box::new(funding));
+        command(id, caller.user_id, &caller, funding)
+    };
+    let outcome = state.bus.execute(create).await;
     let view = match outcome {
         Ok(Outcome::Agent(view)) => view,
         other => {
@@ -235,26 +242,39 @@ impl Movement {
         }
     }
 
-    /// `on_chain`: deposits are mirrored by the treasury; withdrawals go to
-    /// the address given.
+    /// The command, and the key it goes to: a deposit is the user's wallet
+    /// funding the agent (mirrored on chain by the treasury with
+    /// `on_chain`); a withdrawal is the agent's, to the address given.
     fn payload(
         self,
+        agent_id: Uuid,
         amount: Decimal,
         currency: String,
         on_chain: bool,
-        to_address: Option<String>,
+        (to_address, to_user_wallet): (Option<String>, bool),
     ) -> CommandPayload {
         match self {
-            Movement::Deposit => CommandPayload::Deposit(Deposit {
+            Movement::Deposit => CommandPayload::FundAgent(Box::new(FundAgent {
+                agent_id: agent_id.to_string(),
                 amount,
                 currency,
                 settle_on_chain: on_chain,
-            }),
+                create: None,
+            })),
             Movement::Withdraw => CommandPayload::Withdraw(Withdraw {
                 amount,
                 currency,
                 to_address,
+                to_user_wallet,
             }),
+        }
+    }
+
+    /// Which machine's key decides it: the user's wallet funds, the agent withdraws.
+    fn key(self, agent_id: Uuid, caller: &Caller) -> Uuid {
+        match self {
+            Movement::Deposit => caller.user_id,
+            Movement::Withdraw => agent_id,
         }
     }
 
@@ -347,6 +367,14 @@ async fn move_funds(
         }
         _ => None,
     };
+    // To the user's own custodial wallet: the amount lands in the user's
+    // wallet (the ledger's) once the transfer confirms.
+    let to_user_wallet = match (&state.chain, &to_address) {
+        (Some(chain), Some(to)) => {
+            to.eq_ignore_ascii_case(&chain.wallets.user_address(caller.user_id).to_string())
+        }
+        _ => false,
+    };
     let settlement = schemas::settlement::settlement_id(id, movement.settlement_kind());
     let answer = |balance: Decimal, transfer: Option<Transfer>| {
         let mut out = json!({
@@ -412,17 +440,24 @@ async fn move_funds(
         }
     }
     let payload = movement.payload(
+        agent_id,
         amount,
         currency.clone(),
         state.chain.is_some(),
-        to_address.clone(),
+        (to_address.clone(), to_user_wallet),
     );
+    let key = movement.key(agent_id, &caller);
     match state
         .bus
-        .execute(command(id, agent_id, &caller, payload))
+        .execute(command(id, key, &caller, payload))
         .await?
     {
         Outcome::Agent(view) => Ok(answer(view.balance, transfer(state.clone()).await?)),
+        // The seed's shape for a wallet that holds too little.
+        Outcome::Rejected { message, .. } if message == reply::INSUFFICIENT_WALLET_FUNDS => Ok((
+            StatusCode::BAD_REQUEST,
+            Json(json!({"success": false, "error": message})),
+        )),
         other => Err(unexpected(other)),
     }
 }

@@ -113,56 +113,51 @@ pub async fn summary(
     .into_response())
 }
 
-/// `GET /user/wallet-balance` — with a chain: the user's custodial wallet on
-/// chain, USDC first, then ETH (the seed's fallback; a chain that cannot be
-/// read answers the seed's zero-balance message). Without one: the ledger's
-/// user wallet account (`source: "ledger"`).
+/// `GET /user/wallet-balance` — the user's wallet as the ledger holds it
+/// (`source: "ledger"`), in either mode: the figure agents are funded from.
+/// With a chain, also the user's custodial address there and what it holds
+/// on chain (`onChain`: USDC first, then ETH — the seed's fallback).
 pub async fn wallet_balance(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    if let Some(chain) = &state.chain {
-        let address = chain.wallets.user_address(caller.user_id);
-        let decimals = chain.chain.config.token_decimals;
-        let read = async {
-            let usdc = chain.chain.token_balance(address).await?;
-            if !usdc.is_zero() {
-                return Ok::<_, connectors::ConnectorError>(Some((usdc, decimals, "USDC")));
-            }
-            let eth = chain.chain.native_balance(address).await?;
-            Ok((!eth.is_zero()).then_some((eth, 18, "ETH")))
-        };
-        let out = match read.await {
-            Ok(Some((units, decimals, asset))) => json!({
-                "success": true,
-                "balance": connectors::chain::plan::from_units(units, decimals)
-                    .map_or_else(|| units.to_string(), money::display),
-                "asset": asset,
-                "address": address.to_string(),
-                "networkId": chain.network(),
-                "source": "chain",
-            }),
-            Ok(None) => json!({
-                "success": true, "balance": "0.00", "asset": "USDC",
-                "address": address.to_string(), "networkId": chain.network(), "source": "chain",
-            }),
-            Err(e) => {
-                tracing::warn!(error = %e, "wallet balance: chain unreadable");
-                json!({"success": true, "balance": "0.00",
-                    "message": "All balance fetching methods failed", "address": address.to_string()})
-            }
-        };
-        return Ok(Json(out));
-    }
     let balance =
         ledger::account_balance(&state.pool, &accounts::user_wallet(caller.user_id)).await?;
-    Ok(Json(json!({
+    let mut out = json!({
         "success": true,
         "balance": money::display(balance),
         "asset": "USDC",
         "source": "ledger",
-        "message": "Balance from the agentbank ledger (on-chain settlement is not enabled)",
-    })))
+    });
+    let Some(chain) = &state.chain else {
+        out["message"] = json!("Balance of the user's wallet in the agentbank ledger (on-chain settlement is not enabled)");
+        return Ok(Json(out));
+    };
+    let address = chain.wallets.user_address(caller.user_id);
+    let decimals = chain.chain.config.token_decimals;
+    let read = async {
+        let usdc = chain.chain.token_balance(address).await?;
+        if !usdc.is_zero() {
+            return Ok::<_, connectors::ConnectorError>(Some((usdc, decimals, "USDC")));
+        }
+        let eth = chain.chain.native_balance(address).await?;
+        Ok((!eth.is_zero()).then_some((eth, 18, "ETH")))
+    };
+    out["address"] = json!(address.to_string());
+    out["networkId"] = json!(chain.network());
+    out["onChain"] = match read.await {
+        Ok(Some((units, decimals, asset))) => json!({
+            "balance": connectors::chain::plan::from_units(units, decimals)
+                .map_or_else(|| units.to_string(), money::display),
+            "asset": asset,
+        }),
+        Ok(None) => json!({"balance": "0.00", "asset": "USDC"}),
+        Err(e) => {
+            tracing::warn!(error = %e, "wallet balance: chain unreadable");
+            json!({"balance": null, "message": "All balance fetching methods failed"})
+        }
+    };
+    Ok(Json(out))
 }
 
 /// Export formats and their HTTP shape.

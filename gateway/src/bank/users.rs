@@ -1,12 +1,13 @@
-//! Users: sign-up. A user is identity (the gateway's own table); money is
-//! only ever moved through the pipeline.
+//! Users: sign-up and the test funding of a user's wallet. A user is
+//! identity (the gateway's own table); money is only ever moved through the
+//! pipeline (the wallet is a machine keyed by the user).
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde_json::{json, Value};
 
-use schemas::command::GrantSignupBonus;
+use schemas::command::{FundWallet, GrantSignupBonus};
 use schemas::ids::{self, Kind};
 use schemas::reply::Outcome;
 use schemas::{Command, CommandPayload};
@@ -14,9 +15,9 @@ use uuid::Uuid;
 
 use connectors::read_model::identity;
 
-use crate::auth::{hash_password, mint_key};
+use crate::auth::{hash_password, mint_key, Caller};
 use crate::body::{JsonObject, NAME_CHARS_MAX};
-use crate::commands::unexpected;
+use crate::commands::{command, command_id, unexpected};
 use crate::error::ApiError;
 use crate::tenant::Mode;
 use crate::AppState;
@@ -121,7 +122,71 @@ async fn grant_bonus(state: &AppState, user_id: Uuid) -> Result<(), ApiError> {
         }),
     };
     match state.bus.execute(command).await? {
-        Outcome::Done => Ok(()),
+        // `Wallet`: a repeated bonus, answered with the wallet as it is.
+        Outcome::Done | Outcome::Wallet { .. } => Ok(()),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// `POST /user/wallet/fund` — `{amount, currency?}`: adds money from outside
+/// to the caller's wallet, the documented way to fund it for tests and
+/// development (at most `AGENTBANK_WALLET_TEST_FUNDING_MAX` per call; off
+/// when that is 0, as in production, where wallets are funded on chain).
+/// Idempotent by `Idempotency-Key`.
+pub async fn fund_wallet(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_user_key()?;
+    let max = state.config.wallet_test_funding_max;
+    if max <= rust_decimal::Decimal::ZERO {
+        return Err(ApiError::Forbidden(
+            "Test funding is turned off on this deployment".into(),
+        ));
+    }
+    let currency = body
+        .opt_str("currency", 10)?
+        .unwrap_or_else(|| "USDC".into())
+        .to_ascii_uppercase();
+    if schemas::money::currency_scale(&currency).is_none() {
+        return Err(ApiError::BadRequest(format!(
+            "Unsupported currency '{currency}'; supported: USDC"
+        )));
+    }
+    let amount = body
+        .opt_amount("amount")
+        .ok()
+        .flatten()
+        .and_then(|a| schemas::money::validate_positive(a, &currency).ok())
+        .ok_or_else(|| ApiError::BadRequest("Invalid deposit amount".into()))?;
+    if amount > max {
+        return Err(ApiError::BadRequest(format!(
+            "amount must be at most {} per test funding",
+            schemas::money::display(max)
+        )));
+    }
+    let id = command_id(&headers, caller.user_id, "user/wallet/fund")?;
+    let payload = CommandPayload::FundWallet(FundWallet {
+        amount,
+        currency: currency.clone(),
+        memo: "test funding".into(),
+    });
+    match state
+        .bus
+        .execute(command(id, caller.user_id, &caller, payload))
+        .await?
+    {
+        Outcome::Wallet { balance } => Ok(Json(json!({
+            "success": true,
+            "balance": schemas::money::display(balance),
+            "asset": currency,
+            "message": format!(
+                "Added {} {currency} to the wallet (test funding)",
+                schemas::money::display(amount)
+            ),
+        }))),
         other => Err(unexpected(other)),
     }
 }

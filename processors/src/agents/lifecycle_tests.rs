@@ -80,6 +80,7 @@ fn payload(op: &Op) -> CommandPayload {
             amount: usd(*n),
             currency: "USDC".into(),
             to_address: None,
+            to_user_wallet: false,
         }),
         Op::Pay(n) => CommandPayload::RegisterPayment(plain_payment(
             Uuid::from_u128(*n as u128 + 7),

@@ -9,8 +9,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use schemas::command::{CreateAgent, Deposit, GrantSignupBonus, Withdraw};
-use schemas::event::{accounts, AgentCreated, BonusGranted, FundsMovement, JournalEntry, Posting};
+use schemas::command::{CreateAgent, Deposit, SettleWallet, Withdraw};
+use schemas::event::{accounts, AgentCreated, FundsMovement, JournalEntry, Posting};
 use schemas::interest::RateSchedule;
 use schemas::money;
 use schemas::payment::Payment;
@@ -34,6 +34,9 @@ pub mod settlement;
 pub(crate) mod settlement_tests;
 #[cfg(test)]
 mod tests;
+pub mod wallet;
+#[cfg(test)]
+mod wallet_tests;
 
 pub use crate::runtime::machine::Position;
 pub use machine::AgentMachine;
@@ -167,6 +170,7 @@ impl Answer {
             Outcome::Payment(p) => Answer::Payment(p.id()),
             Outcome::PaymentSettled { payment_id } => Answer::Payment(*payment_id),
             // Never an agent's answer (another machine's); kept as "done".
+            Outcome::Wallet { balance } => Answer::Balance(*balance),
             Outcome::Done
             | Outcome::Opportunity(_)
             | Outcome::Quote(_)
@@ -175,6 +179,19 @@ impl Answer {
                 code: *code,
                 message: message.clone(),
             },
+        }
+    }
+
+    /// The answer again, for a wallet's repeated command (`None`: a funding
+    /// under way, which the agent answers).
+    fn wallet_outcome(&self) -> Option<Outcome> {
+        match self {
+            Answer::Balance(balance) => Some(Outcome::Wallet { balance: *balance }),
+            Answer::Payment(_) => None,
+            Answer::Rejected { code, message } => Some(Outcome::Rejected {
+                code: *code,
+                message: message.clone(),
+            }),
         }
     }
 
@@ -281,21 +298,22 @@ pub fn apply(
             | CommandPayload::SettlePayment(_)
             | CommandPayload::AccrueInterest(_)
             | CommandPayload::CompleteSettlement(_)
+            | CommandPayload::CreditFromWallet(_)
     );
     let decided = match &command.payload {
         CommandPayload::CreateAgent(c) => create_agent(state, command, c),
         CommandPayload::Deposit(d) => deposit(state.as_mut(), command, d),
-        CommandPayload::Withdraw(w) => withdraw(state.as_mut(), command, w),
+        CommandPayload::Withdraw(w) => withdraw(state.as_mut(), command, w, at),
         CommandPayload::RegisterPayment(r) => payments::register(state.as_mut(), command, r, at),
         CommandPayload::ApprovePayment(r) => payments::approve(state.as_mut(), command, r, at),
         CommandPayload::DeclinePayment(r) => payments::decline(state.as_mut(), command, r),
         CommandPayload::CreditPayment(c) => payments::credit(state.as_mut(), c),
         CommandPayload::SettlePayment(c) => payments::settle(state.as_mut(), c),
-        CommandPayload::GrantSignupBonus(b) => return grant_bonus(state, command, b, id),
         CommandPayload::DepositSavings(d) => savings::deposit(state.as_mut(), command, d, rates),
         CommandPayload::WithdrawSavings(w) => savings::withdraw(state.as_mut(), command, w, rates),
-        CommandPayload::CompleteSettlement(r) => settlement::complete(state.as_mut(), r),
+        CommandPayload::CompleteSettlement(r) => settlement::complete(state.as_mut(), r, at),
         CommandPayload::UpdateAgent(u) => lifecycle::update(state.as_mut(), command, u),
+        CommandPayload::CreditFromWallet(c) => wallet::credit_from_wallet(state, command, c),
         // A tick: the runtime hands it to every agent of the partition.
         CommandPayload::AccrueInterest(t) => Ok(state.as_mut().map(|s| Decision {
             payloads: [
@@ -322,6 +340,14 @@ pub fn apply(
             RejectCode::Invalid,
             "not a command for the agent bank".to_string(),
         )),
+        // The user's wallet decides these (`wallet::apply`), never an agent.
+        CommandPayload::GrantSignupBonus(_)
+        | CommandPayload::FundWallet(_)
+        | CommandPayload::FundAgent(_)
+        | CommandPayload::SettleWallet(_) => Err((
+            RejectCode::Invalid,
+            "not a command for an agent".to_string(),
+        )),
     };
     let decision = match decided {
         Ok(Some(d)) => d,
@@ -337,6 +363,12 @@ pub fn apply(
         }
         Err((code, message)) => Decision::answer(vec![], Outcome::Rejected { code, message }),
     };
+    // A funding's events carry the caller's command id, so a retried
+    // deposit finds what it did in the read model.
+    let command_id = match &command.payload {
+        CommandPayload::CreditFromWallet(c) => Uuid::parse_str(&c.request_id).unwrap_or(command.id),
+        _ => command.id,
+    };
     let mut events = Vec::with_capacity(decision.payloads.len());
     if let Some(s) = state.as_mut() {
         for (i, payload) in decision.payloads.into_iter().enumerate() {
@@ -349,7 +381,7 @@ pub fn apply(
                 // The state's agent: a broadcast tick's own key names none.
                 agent_id: s.view.agent_id,
                 user_id: s.view.user_id,
-                command_id: command.id,
+                command_id,
                 correlation_id: command.correlation_id.clone(),
                 timestamp_ms: command.timestamp_ms,
                 agent_version: s.version,
@@ -401,66 +433,6 @@ fn apply_at_default_rate(
     apply(state, command, at, &RateSchedule::parse("4.5").unwrap(), id)
 }
 
-/// The sign-up bonus: keyed by the user, it has no state of its own; its
-/// journal entry id is the user's, so the ledger holds it once however often
-/// the command is replayed (the sink's key is the entry id).
-fn grant_bonus(
-    state: &Option<AgentState>,
-    command: &Command,
-    b: &GrantSignupBonus,
-    id: impl Fn(u32) -> Uuid,
-) -> Applied {
-    let rejected = |message: &str| Applied {
-        events: vec![],
-        commands: vec![],
-        settlements: vec![],
-        reply: Some(Outcome::Rejected {
-            code: RejectCode::Invalid,
-            message: message.into(),
-        }),
-        duplicate: false,
-    };
-    if state.is_some() || command.agent_id != command.user_id {
-        return rejected("A sign-up bonus is keyed by its user");
-    }
-    if money::validate_positive(b.amount, &b.currency).is_err() || b.amount > money::SIGNUP_BONUS {
-        return rejected("Invalid bonus amount");
-    }
-    let journal = JournalEntry {
-        entry_id: format!("{}:signup-bonus", command.user_id),
-        postings: vec![
-            Posting {
-                account: accounts::user_wallet(command.user_id),
-                amount: b.amount,
-            },
-            Posting {
-                account: accounts::sandbox_bonus(&b.currency),
-                amount: -b.amount,
-            },
-        ],
-    };
-    Applied {
-        events: vec![Event {
-            id: id(0),
-            agent_id: command.user_id,
-            user_id: command.user_id,
-            command_id: command.id,
-            correlation_id: command.correlation_id.clone(),
-            timestamp_ms: command.timestamp_ms,
-            agent_version: 0,
-            payload: EventPayload::SignupBonusGranted(BonusGranted {
-                amount: b.amount,
-                currency: b.currency.clone(),
-                journal,
-            }),
-        }],
-        commands: vec![],
-        settlements: vec![],
-        reply: Some(Outcome::Done),
-        duplicate: false,
-    }
-}
-
 /// `Ok(None)`: a replayed saga step, ignored.
 type Decided = Result<Option<Decision>, (RejectCode, String)>;
 
@@ -476,6 +448,18 @@ fn not_found() -> (RejectCode, String) {
 }
 
 fn create_agent(state: &mut Option<AgentState>, cmd: &Command, c: &CreateAgent) -> Decided {
+    let funding = accounts::external_funding(&c.currency);
+    create_agent_funded(state, cmd, c, &funding)
+}
+
+/// Creates the agent with its initial balance from `funding` (outside money,
+/// or the wallets' transit account for a balance from the user's wallet).
+fn create_agent_funded(
+    state: &mut Option<AgentState>,
+    cmd: &Command,
+    c: &CreateAgent,
+    funding: &str,
+) -> Decided {
     if state.is_some() {
         return Err((RejectCode::Conflict, "Agent already exists".into()));
     }
@@ -517,8 +501,7 @@ fn create_agent(state: &mut Option<AgentState>, cmd: &Command, c: &CreateAgent) 
     let mut new_state = AgentState::new(view);
     if !c.initial_balance.is_zero() {
         let memo = "initial balance";
-        let funding = accounts::external_funding(&c.currency);
-        let journal = post(&mut new_state, cmd.id, c.initial_balance, memo, &funding);
+        let journal = post(&mut new_state, cmd.id, c.initial_balance, memo, funding);
         payloads.push(EventPayload::FundsDeposited(FundsMovement {
             amount: c.initial_balance,
             currency: c.currency.clone(),
@@ -586,6 +569,16 @@ impl AgentState {
 
 /// Validates everything first, then mutates: a rejected deposit changes nothing.
 fn deposit(state: Option<&mut AgentState>, cmd: &Command, d: &Deposit) -> Decided {
+    deposit_funded(state, cmd, d, &accounts::external_funding(&d.currency))
+}
+
+/// A deposit from `funding` (outside money, or the wallets' transit account).
+fn deposit_funded(
+    state: Option<&mut AgentState>,
+    cmd: &Command,
+    d: &Deposit,
+    funding: &str,
+) -> Decided {
     let s = movable(state, cmd, d.amount, &d.currency, "Invalid deposit amount")?;
     if lifecycle::is_deactivated(s) {
         return Err((RejectCode::Invalid, "Agent is deactivated".into()));
@@ -602,8 +595,7 @@ fn deposit(state: Option<&mut AgentState>, cmd: &Command, d: &Deposit) -> Decide
         vec![]
     };
     let memo = "deposit";
-    let funding = accounts::external_funding(&d.currency);
-    let journal = post(s, cmd.id, d.amount, memo, &funding);
+    let journal = post(s, cmd.id, d.amount, memo, funding);
     let payload = EventPayload::FundsDeposited(FundsMovement {
         amount: d.amount,
         currency: d.currency.clone(),
@@ -617,8 +609,9 @@ fn deposit(state: Option<&mut AgentState>, cmd: &Command, d: &Deposit) -> Decide
     ))
 }
 
-/// Withdraws to the user's wallet; never below zero.
-fn withdraw(state: Option<&mut AgentState>, cmd: &Command, w: &Withdraw) -> Decided {
+/// Withdraws to the user's wallet (through transit: the wallet is another
+/// machine's, credited by a `SettleWallet` step); never below zero.
+fn withdraw(state: Option<&mut AgentState>, cmd: &Command, w: &Withdraw, at: Position) -> Decided {
     let s = movable(state, cmd, w.amount, &w.currency, "Invalid withdraw amount")?;
     if w.amount > s.view.balance {
         return Err((RejectCode::Invalid, "Insufficient balance".into()));
@@ -627,8 +620,8 @@ fn withdraw(state: Option<&mut AgentState>, cmd: &Command, w: &Withdraw) -> Deci
         return settlement::withdraw_on_chain(s, cmd, w, to);
     }
     let memo = "withdrawal";
-    let wallet = accounts::user_wallet(s.view.user_id);
-    let journal = post(s, cmd.id, -w.amount, memo, &wallet);
+    let transit = accounts::wallet_transit(&w.currency);
+    let journal = post(s, cmd.id, -w.amount, memo, &transit);
     debug_assert!(s.view.balance >= Decimal::ZERO);
     let payload = EventPayload::FundsWithdrawn(FundsMovement {
         amount: w.amount,
@@ -637,7 +630,20 @@ fn withdraw(state: Option<&mut AgentState>, cmd: &Command, w: &Withdraw) -> Deci
         memo: memo.into(),
         journal,
     });
-    agent_answer(vec![payload], s.view.clone())
+    let landing = CommandPayload::SettleWallet(SettleWallet {
+        agent_id: s.view.agent_id.to_string(),
+        amount: w.amount,
+        currency: w.currency.clone(),
+        request_id: None,
+        refund_reason: None,
+        origin_partition: at.partition,
+        origin_offset: at.offset,
+        origin_sub: at.sub as i32,
+    });
+    Ok(Some(Decision {
+        sagas: vec![(s.view.user_id, landing)],
+        ..Decision::answer(vec![payload], Outcome::Agent(Box::new(s.view.clone())))
+    }))
 }
 
 /// Moves `delta` between `counter` (an account outside the agent) and the

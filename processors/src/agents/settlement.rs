@@ -6,7 +6,9 @@
 //!   agent's custodial wallet; the ledger credit happens at once, as without a
 //!   chain, and the result only records the transaction.
 //! - Withdrawals to an address: available → reserved now; on `confirmed`
-//!   reserved → `external:<cur>:onchain`, on `failed` back to available.
+//!   reserved → `external:<cur>:onchain` — or, to the user's own custodial
+//!   wallet, reserved → the wallets' transit and a `SettleWallet` step that
+//!   lands it in the user's wallet; on `failed` back to available.
 //! - EXTERNAL payments to an address ([`super::payments`]): the payment's
 //!   reservation stays until the result confirms or fails it.
 //!
@@ -17,14 +19,14 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use schemas::command::Withdraw;
+use schemas::command::{SettleWallet, Withdraw};
 use schemas::event::{accounts, FundsMovement, TransferSettled};
 use schemas::payment;
 use schemas::reply::{Outcome, RejectCode};
 use schemas::settlement::{self, asset, kind, wallet, SettlementRequest, SettlementResult};
-use schemas::{Command, EventPayload};
+use schemas::{Command, CommandPayload, EventPayload};
 
-use super::{payments, post, AgentState, Decided, Decision};
+use super::{payments, post, AgentState, Decided, Decision, Position};
 
 /// Most transfers one agent may have waiting for their result: bounds the
 /// agent's state (every checkpoint carries it).
@@ -39,6 +41,9 @@ pub struct Settling {
     pub kind: String,
     #[serde(with = "rust_decimal::serde::str")]
     pub amount: Decimal,
+    /// A withdrawal to the user's own custodial wallet.
+    #[serde(default)]
+    pub to_user_wallet: bool,
 }
 
 pub(super) fn room(s: &AgentState, needed: usize) -> Result<(), (RejectCode, String)> {
@@ -82,6 +87,7 @@ fn ask(s: &mut AgentState, r: SettlementRequest) -> SettlementRequest {
         Settling {
             kind: r.kind.clone(),
             amount: r.amount,
+            to_user_wallet: false,
         },
     );
     r
@@ -184,6 +190,9 @@ pub(super) fn withdraw_on_chain(
             )
         },
     );
+    if let Some(waiting) = s.settling.get_mut(&request.id) {
+        waiting.to_user_wallet = w.to_user_wallet;
+    }
     Ok(Some(
         Decision::answer(vec![payload], Outcome::Agent(Box::new(s.view.clone())))
             .with_transfers(vec![request]),
@@ -216,7 +225,11 @@ pub(super) fn pay_on_chain(
 }
 
 /// Applies a settlement result once; a replay (no waiting entry) does nothing.
-pub(super) fn complete(state: Option<&mut AgentState>, r: &SettlementResult) -> Decided {
+pub(super) fn complete(
+    state: Option<&mut AgentState>,
+    r: &SettlementResult,
+    at: Position,
+) -> Decided {
     let Some(s) = state else {
         return Ok(None);
     };
@@ -229,8 +242,12 @@ pub(super) fn complete(state: Option<&mut AgentState>, r: &SettlementResult) -> 
         let id = payment::uuid(r.payment_id.as_deref().unwrap_or_default());
         return Ok(payments::settle_on_chain(s, id, r).map(Decision::events_only));
     }
+    let lands_in_wallet =
+        waiting.kind == kind::WITHDRAWAL && waiting.to_user_wallet && r.confirmed();
     let journal = (waiting.kind == kind::WITHDRAWAL).then(|| {
-        let to = if r.confirmed() {
+        let to = if lands_in_wallet {
+            accounts::wallet_transit(&currency)
+        } else if r.confirmed() {
             accounts::onchain_outflow(&currency)
         } else {
             s.view.balance += waiting.amount;
@@ -257,5 +274,19 @@ pub(super) fn complete(state: Option<&mut AgentState>, r: &SettlementResult) -> 
         balance_after: s.view.balance,
         journal,
     });
-    Ok(Some(Decision::events_only(vec![event])))
+    let mut decision = Decision::events_only(vec![event]);
+    if lands_in_wallet {
+        let landing = CommandPayload::SettleWallet(SettleWallet {
+            agent_id: agent.to_string(),
+            amount: waiting.amount,
+            currency,
+            request_id: None,
+            refund_reason: None,
+            origin_partition: at.partition,
+            origin_offset: at.offset,
+            origin_sub: at.sub as i32,
+        });
+        decision.sagas.push((s.view.user_id, landing));
+    }
+    Ok(Some(decision))
 }

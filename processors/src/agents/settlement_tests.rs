@@ -28,7 +28,7 @@ fn command(id: Uuid, agent: Uuid, user: Uuid, payload: CommandPayload) -> Comman
     }
 }
 
-fn result(r: &st::SettlementRequest, confirmed: bool) -> CommandPayload {
+pub(crate) fn result(r: &st::SettlementRequest, confirmed: bool) -> CommandPayload {
     CommandPayload::CompleteSettlement(SettlementResult {
         request_id: r.id,
         agent_id: r.agent_id,
@@ -122,7 +122,7 @@ proptest! {
                     requests.extend(step(&mut state, d, &mut ledger)?.settlements);
                 }
                 Op::Withdraw(n) => {
-                    let w = CommandPayload::Withdraw(Withdraw { amount: Decimal::new(n, 0), currency: "USDC".into(), to_address: Some(ADDRESS.into()) });
+                    let w = CommandPayload::Withdraw(Withdraw { amount: Decimal::new(n, 0), currency: "USDC".into(), to_address: Some(ADDRESS.into()), to_user_wallet: false });
                     requests.extend(step(&mut state, w, &mut ledger)?.settlements);
                 }
                 Op::Result { nth, confirmed } => {
@@ -175,6 +175,7 @@ fn withdrawals_to_bad_addresses_are_refused_without_effect() {
         amount: Decimal::ONE,
         currency: "USDC".into(),
         to_address: Some("0x12".into()),
+        to_user_wallet: false,
     });
     let before = state.clone();
     let applied = apply(

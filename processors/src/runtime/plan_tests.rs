@@ -17,8 +17,9 @@ use schemas::{Command, CommandPayload};
 use super::checkpoint::{self, Epoch, Marker, StateRecord};
 use super::machine::{Ids, Machine, Route, Step};
 use super::plan::{plan, Input, Output, Plan, Shard};
+use crate::agents::machine::BankState;
 use crate::agents::settlement_tests::create_agent;
-use crate::agents::{AgentMachine, AgentState};
+use crate::agents::AgentMachine;
 
 const TOPIC: &str = "t.commands";
 
@@ -259,10 +260,11 @@ fn many_payments_to_one_receiver_in_one_packed_record_are_each_credited_once() {
     records.push((2, packed_credits.clone()));
     // The same credits again (a replayed origin re-produces them).
     records.push((3, packed_credits));
-    let balance = |shards: &BTreeMap<i32, Shard<AgentState>>| {
+    let balance = |shards: &BTreeMap<i32, Shard<BankState>>| {
         shards[&0].states[&receiver]
             .0
             .as_ref()
+            .and_then(BankState::agent)
             .unwrap()
             .view
             .balance
@@ -417,12 +419,12 @@ impl<M: Machine> Sim<'_, M> {
 }
 
 /// Balances (available, reserved) per agent.
-fn balances(shard: &Shard<AgentState>) -> BTreeMap<Uuid, (Decimal, Decimal)> {
+fn balances(shard: &Shard<BankState>) -> BTreeMap<Uuid, (Decimal, Decimal)> {
     shard
         .states
         .iter()
         .map(|(k, (s, _))| {
-            let s = s.as_ref().unwrap();
+            let s = s.as_ref().and_then(BankState::agent).unwrap();
             (*k, (s.view.balance, s.reserved))
         })
         .collect()
@@ -510,7 +512,7 @@ proptest! {
             prop_assert_eq!(ids.len(), 1, "{} published under several ids", effect);
             prop_assert!(ids.values().all(|contents| contents.len() == 1), "{} repeated differently", effect);
         }
-        let open: usize = recovered.states.values().map(|(s, _)| s.as_ref().unwrap().open_payments.len()).sum();
+        let open: usize = recovered.states.values().map(|(s, _)| s.as_ref().and_then(BankState::agent).unwrap().open_payments.len()).sum();
         prop_assert_eq!(open, 0, "every payment finished");
     }
 }
