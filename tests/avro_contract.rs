@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 async fn outside_consumer_decodes_events_with_the_published_schema() {
     let d = Deployment::new("avro").await;
     d.start_dev().await;
-    let (user, key) = d.sign_up("avro").await;
+    let (user, key) = d.sign_up_unfunded("avro").await;
     let agent = d
         .create_agent(&user, &key, json!({"balance": 6, "tags": ["x"]}))
         .await;
@@ -45,15 +45,15 @@ async fn outside_consumer_decodes_events_with_the_published_schema() {
     consumer.assign(&tpl).unwrap();
     let mut values = vec![];
     let deadline = Instant::now() + Duration::from_secs(30);
-    while values.len() < 4 && Instant::now() < deadline {
+    while values.len() < 6 && Instant::now() < deadline {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
             values.push(hex::encode(m.payload().unwrap()));
         }
     }
     assert_eq!(
         values.len(),
-        4,
-        "SignupBonusGranted (user's key) + AgentCreated + two FundsDeposited (agent's key)"
+        6,
+        "SignupBonusGranted + two WalletChanged (user's key) + AgentCreated + two FundsDeposited (agent's key)"
     );
 
     let dir = std::env::temp_dir().join(format!("avro-{}", d.name));
@@ -72,15 +72,25 @@ async fn outside_consumer_decodes_events_with_the_published_schema() {
         "decoder failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (bonus, records): (Vec<Value>, Vec<Value>) = String::from_utf8(out.stdout)
+    let (wallet, records): (Vec<Value>, Vec<Value>) = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .partition(|r| r["type"] == "SignupBonusGranted");
+        .partition(|r| r["agent_id"] == r["user_id"]);
     // Different keys, maybe different partitions: only per-key order is given.
-    assert_eq!(bonus.len(), 1);
-    assert_eq!(bonus[0]["payload"]["amount"], "20");
-    assert_eq!(bonus[0]["agent_id"], bonus[0]["user_id"]);
+    let wallet_types: Vec<&str> = wallet.iter().map(|r| r["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        wallet_types,
+        ["SignupBonusGranted", "WalletChanged", "WalletChanged"]
+    );
+    assert_eq!(wallet[0]["payload"]["amount"], "20");
+    assert_eq!(wallet[1]["payload"]["memo"], "agent funding");
+    assert_eq!(wallet[1]["payload"]["balance_after"], "14");
+    assert_eq!(wallet[2]["payload"]["balance_after"], "13.999999");
+    assert_eq!(
+        wallet[2]["payload"]["agent"],
+        json!(records_agent_id(&agent))
+    );
     let types: Vec<&str> = records
         .iter()
         .map(|r| r["type"].as_str().unwrap())
@@ -94,4 +104,11 @@ async fn outside_consumer_decodes_events_with_the_published_schema() {
         .as_array()
         .unwrap();
     assert_eq!(postings.len(), 2);
+}
+
+/// The agent's UUID as events carry it (the API shows a short id).
+fn records_agent_id(short: &str) -> String {
+    schemas::ids::parse(schemas::ids::Kind::Agent, short)
+        .unwrap()
+        .to_string()
 }

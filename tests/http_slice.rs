@@ -382,8 +382,9 @@ async fn rate_limits_answer_429_with_retry_after_per_key() {
     let d = Deployment::new("ratelimit").await;
     d.start_with_env("dev", &["dev"], &[("AGENTBANK_RATE_LIMIT_PER_MINUTE", "5")]);
     d.wait_healthy().await;
-    let (user, key) = d.sign_up("limited").await;
-    let (other_user, other_key) = d.sign_up("other").await;
+    // Unfunded: funding the wallet would spend one of the five requests.
+    let (user, key) = d.sign_up_unfunded("limited").await;
+    let (other_user, other_key) = d.sign_up_unfunded("other").await;
     for remaining in (0..5).rev() {
         let r = d
             .client

@@ -42,13 +42,15 @@ pub fn channel_of(event_type: &str) -> &'static str {
         "revenue" | "quote" => "revenue",
         "position" | "portfolio" => "portfolio",
         "system" => "alerts",
+        "wallet" | "bonus" => "wallet",
         _ => "agents",
     }
 }
 
 /// Every channel a client may subscribe to.
-pub const CHANNELS: [&str; 7] = [
+pub const CHANNELS: [&str; 8] = [
     "payments",
+    "wallet",
     "agents",
     "savings",
     "opportunities",

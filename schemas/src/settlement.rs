@@ -36,6 +36,11 @@ pub mod kind {
     pub const WITHDRAWAL: &str = "withdrawal";
     /// An EXTERNAL payment to an address; the reservation is held until the result.
     pub const PAYMENT: &str = "payment";
+    /// The treasury → an agent's wallet, for what the wallet lacks of a
+    /// withdrawal or payment its ledger balance covers (it was paid by other
+    /// agents on the ledger only). Not the agent's money movement: the
+    /// agent's machine ignores its result.
+    pub const TOP_UP: &str = "top_up";
 }
 
 /// `from_wallet`: which custodial wallet sends.

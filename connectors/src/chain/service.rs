@@ -41,6 +41,23 @@ use super::{ChainConfig, Wallets};
 use crate::kafka::{produce_all, KafkaConfig, Outgoing};
 use crate::ConnectorError;
 
+/// What a sending wallet lacks for a transfer: why, and (when it is the
+/// token) how many units.
+struct Shortfall {
+    reason: String,
+    missing: Option<U256>,
+}
+
+/// Where an agent wallet's top-up from the treasury stands.
+enum TopUp {
+    /// Sent, not yet in a block: the request is taken up again shortly.
+    Waiting,
+    /// In a block: the agent's transfer can go.
+    Landed,
+    /// Refused or reverted, with the reason.
+    Failed(String),
+}
+
 #[derive(Clone)]
 pub struct SettlementConfig {
     pub chain: ChainConfig,
@@ -405,7 +422,29 @@ impl Service {
             Err(reason) => return self.refuse(r, from, to, &reason).await,
         };
         let fees = self.chain.fees().await?;
-        if let Some(reason) = self.lacks_funds(r, from, &transfer, fees).await? {
+        // An agent's wallet holds less than its ledger balance when other
+        // agents paid it on the ledger only: the treasury, custodian of the
+        // difference, tops it up first, and the transfer waits for that.
+        let topped = self.top_up_state(r).await?;
+        let waiting = || {
+            Err(ConnectorError::Chain(format!(
+                "waiting for the treasury's top-up of wallet {from}"
+            )))
+        };
+        if let Some(TopUp::Waiting) = topped {
+            return waiting();
+        }
+        if let Some(short) = self.lacks_funds(r, from, &transfer, fees).await? {
+            let reason = match topped {
+                Some(TopUp::Failed(why)) => {
+                    format!(
+                        "{}; the treasury could not top the wallet up: {why}",
+                        short.reason
+                    )
+                }
+                None if self.send_top_up(r, from, &short).await? => return waiting(),
+                _ => short.reason,
+            };
             return self.refuse(r, from, to, &reason).await;
         }
         let mined = self.chain.mined_nonce(from).await?;
@@ -463,7 +502,7 @@ impl Service {
         from: Address,
         t: &Transfer,
         fees: Fees,
-    ) -> Result<Option<String>, ConnectorError> {
+    ) -> Result<Option<Shortfall>, ConnectorError> {
         // The node's pending state already counts what it has in its
         // mempool; add what was signed but not yet handed to it. (Counting
         // included transfers again against the latest block refused payable
@@ -488,14 +527,17 @@ impl Service {
             Some(_) => self.chain.token_balance_at(from, pending).await?,
             None => self.chain.native_balance_at(from, pending).await?,
         };
-        if held < sending_units.saturating_add(t.units) {
-            return Ok(Some(format!(
+        let needs = sending_units.saturating_add(t.units);
+        if held < needs {
+            let reason = format!(
                 "insufficient {} balance in wallet {from}: holds {} (after transfers pending on chain), {} more being sent, needs {}",
                 r.asset,
                 show(held),
                 show(sending_units),
                 show(t.units)
-            )));
+            );
+            let missing = t.token.is_some().then(|| needs - held);
+            return Ok(Some(Shortfall { reason, missing }));
         }
         let gas = U256::from(self.chain.gas_limit(t)) * U256::from(fees.max_fee_per_gas);
         let native = self.chain.native_balance_at(from, pending).await?;
@@ -506,13 +548,68 @@ impl Service {
                 U256::ZERO
             };
         if native < needed {
-            return Ok(Some(format!(
+            let reason = format!(
                 "wallet {from} cannot pay for gas: holds {} ETH, needs {} ETH",
                 plan::from_units(native, 18).unwrap_or_default(),
                 plan::from_units(needed, 18).unwrap_or_default()
-            )));
+            );
+            return Ok(Some(Shortfall {
+                reason,
+                missing: None,
+            }));
         }
         Ok(None)
+    }
+
+    /// Where the top-up for `r` stands, if one was sent.
+    async fn top_up_state(&self, r: &SettlementRequest) -> Result<Option<TopUp>, ConnectorError> {
+        if r.from_wallet != wallet::AGENT {
+            return Ok(None);
+        }
+        let id = settlement::settlement_id(r.id, settlement::kind::TOP_UP);
+        let known: Option<(String, String)> =
+            sqlx::query_as("SELECT status, reason FROM chain_transfers WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(known.map(|(status, reason)| match status.as_str() {
+            "included" | "confirmed" => TopUp::Landed,
+            "failed" => TopUp::Failed(reason),
+            _ => TopUp::Waiting,
+        }))
+    }
+
+    /// Sends the treasury → agent wallet top-up of the tokens the wallet
+    /// lacks for `r` (its id derived from the request's, so once); false
+    /// when a top-up cannot help (gas, or the treasury's own transfer).
+    async fn send_top_up(
+        &self,
+        r: &SettlementRequest,
+        agent_wallet: Address,
+        short: &Shortfall,
+    ) -> Result<bool, ConnectorError> {
+        let Some(missing) = short.missing.filter(|_| r.from_wallet == wallet::AGENT) else {
+            return Ok(false);
+        };
+        let id = settlement::settlement_id(r.id, settlement::kind::TOP_UP);
+        let decimals = self.decimals_of(&r.asset);
+        let amount = plan::from_units(missing, decimals)
+            .ok_or_else(|| ConnectorError::Chain(format!("top-up of {missing} units too large")))?;
+        let request = SettlementRequest {
+            id,
+            kind: settlement::kind::TOP_UP.into(),
+            amount,
+            from_wallet: wallet::TREASURY.into(),
+            to_address: Some(agent_wallet.to_string()),
+            payment_id: None,
+            ..r.clone()
+        };
+        tracing::info!(settlement = %r.id, top_up = %id, wallet = %agent_wallet, %amount,
+            "the agent's wallet holds less than its ledger balance: topping it up from the treasury");
+        metrics::counter!("agentbank_settlement_top_ups_total").increment(1);
+        // The treasury's own request, through the same path (its funds checked).
+        Box::pin(self.intake(&request)).await?;
+        Ok(true)
     }
 
     /// Records a request that can never be sent; the tracker publishes it.

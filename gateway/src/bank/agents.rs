@@ -343,6 +343,14 @@ async fn move_funds(
         .and_then(|a| money::validate_positive(a, &currency).ok())
         .ok_or_else(|| ApiError::BadRequest(movement.invalid_amount().into()))?;
     let id = command_id(&headers, caller.user_id, movement.route())?;
+    // A deposit for a missing or another user's agent is refused before the
+    // wallet holds anything (its saga would refund it, but the journal would
+    // show the hold and the refund).
+    if let Movement::Deposit = movement {
+        if super::agent_owner(&state, agent_id).await? != Some(caller.user_id) {
+            return Err(ApiError::NotFound("Agent not found".into()));
+        }
+    }
     // With a chain, a withdrawal goes to `walletaddress` if given, else the
     // agent's funding wallet, else the user's custodial wallet.
     let to_address = match (&state.chain, movement) {

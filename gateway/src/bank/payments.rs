@@ -17,8 +17,8 @@ use schemas::reply::Outcome;
 use schemas::settlement;
 use schemas::CommandPayload;
 
+use connectors::read_model::payments;
 use connectors::read_model::payments::PaymentRow;
-use connectors::read_model::{agents, payments};
 
 use crate::auth::Caller;
 use crate::bank::agents::{page_bounds, PageQuery};
@@ -98,18 +98,6 @@ fn agent_id(text: &str, missing: &str) -> Result<Uuid, ApiError> {
     ids::parse(Kind::Agent, text).map_err(|_| ApiError::NotFound(missing.into()))
 }
 
-/// The owner of an agent, from the read model.
-async fn agent_owner(state: &AppState, agent: Uuid) -> Result<Option<Uuid>, ApiError> {
-    if let Some(owner) = state.caches.owners.get(agent) {
-        return Ok(Some(owner));
-    }
-    let owner = agents::owner(&state.pool, agent).await?;
-    if let Some(owner) = owner {
-        state.caches.owners.put(agent, owner);
-    }
-    Ok(owner)
-}
-
 /// The payment a finished command names, read back (a retried command whose
 /// payment has left the processor's open set since).
 async fn settled(state: &AppState, caller: &Caller, id: Uuid) -> Result<Payment, ApiError> {
@@ -180,7 +168,9 @@ pub async fn register(
     let tags = body.opt_strings("tags", TAGS_MAX, TAG_CHARS_MAX)?;
 
     let sender = agent_id(&sender_text, "Sender agent not found")?;
-    if !caller.may_act_for(sender) || agent_owner(&state, sender).await? != Some(caller.user_id) {
+    if !caller.may_act_for(sender)
+        || super::agent_owner(&state, sender).await? != Some(caller.user_id)
+    {
         return Err(ApiError::NotFound("Sender agent not found".into()));
     }
     // An EXTERNAL payment may name a wallet address instead of an agent: it
@@ -200,7 +190,7 @@ pub async fn register(
         (Uuid::nil(), Some(receiver_text.clone()))
     } else {
         let receiver = agent_id(&receiver_text, "Receiver agent not found")?;
-        let Some(receiver_owner) = agent_owner(&state, receiver).await? else {
+        let Some(receiver_owner) = super::agent_owner(&state, receiver).await? else {
             return Err(ApiError::NotFound("Receiver agent not found".into()));
         };
         if payment_type == "INTERNAL" && receiver_owner != caller.user_id {
