@@ -3,7 +3,8 @@
 //! from the treasury, withdrawals and EXTERNAL payments to addresses with
 //! exact token balances, a wallet short of its ledger balance topped up by
 //! the treasury before its withdrawal, and a withdrawal to the user's custodial wallet
-//! landing in the user's wallet (the ledger's figure, the chain's beside it).
+//! landing in the user's wallet (the ledger's figure, the chain's beside it),
+//! and a deposit sent to that custodial address from outside credited once.
 
 mod common;
 
@@ -282,6 +283,47 @@ async fn agents_deposits_withdrawals_and_payments_settle_on_chain() {
         ledger,
         before + dec("4"),
         "wallet-balance is the ledger's figure"
+    );
+
+    // Money sent to the user's custodial address from outside is credited to
+    // the wallet once confirmed, once. Anvil's second account (unlocked)
+    // stands in for an exchange: it gets 3 USDC by a withdrawal, then sends 2.
+    const EXCHANGE: &str = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+    let (status, w) = d
+        .post(
+            "/agents/withdraw",
+            Some(&key),
+            json!({"userid": user, "agentid": a, "amount": 3, "walletaddress": EXCHANGE}),
+        )
+        .await;
+    assert_eq!(status, 200, "{w}");
+    let transfer = format!(
+        "0xa9059cbb{:0>64}{:064x}",
+        user_wallet.trim_start_matches("0x").to_lowercase(),
+        2_000_000u64
+    );
+    let sent = chain
+        .rpc(
+            "eth_sendTransaction",
+            json!([{"from": EXCHANGE, "to": chain.token, "data": transfer}]),
+        )
+        .await;
+    assert!(sent.is_string(), "{sent}");
+    let bal = eventually("the on-chain deposit in the wallet", || async {
+        let bal = wallet_balance().await;
+        (dec(bal["balance"].as_str().unwrap()) == before + dec("6")).then_some(bal)
+    })
+    .await;
+    assert_eq!(bal["onChain"]["balance"], "6", "{bal}");
+    let credited: Vec<(String, Decimal, bool)> =
+        sqlx::query_as("SELECT from_address, amount, credited FROM chain_deposits")
+            .fetch_all(&d.pool().await)
+            .await
+            .unwrap();
+    assert_eq!(
+        credited,
+        [(EXCHANGE.to_string(), dec("2"), true)],
+        "only the outside transfer is a deposit (the withdrawal to the wallet is the bank's own)"
     );
 
     // Bad addresses are refused up front.

@@ -22,6 +22,25 @@ alloy::sol! {
     function decimals() external view returns (uint8);
 }
 
+/// The ERC-20 event, in a module of its own: our [`Transfer`] is the
+/// transfer we sign.
+mod erc20 {
+    alloy::sol! {
+        event Transfer(address indexed from, address indexed to, uint256 value);
+    }
+}
+
+/// A token transfer found in a block's logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenTransfer {
+    pub tx_hash: B256,
+    pub log_index: u64,
+    pub block: u64,
+    pub from: Address,
+    pub to: Address,
+    pub units: U256,
+}
+
 /// Gas of a plain native-coin transfer.
 pub const NATIVE_TRANSFER_GAS: u64 = 21_000;
 
@@ -262,6 +281,39 @@ impl Chain {
                 success: r.status(),
             })
         }))
+    }
+
+    /// The configured token's `Transfer` logs in blocks `from..=to`.
+    pub async fn token_transfers(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<TokenTransfer>, ConnectorError> {
+        use alloy::sol_types::SolEvent;
+        let filter = alloy::rpc::types::Filter::new()
+            .address(self.config.token)
+            .event_signature(erc20::Transfer::SIGNATURE_HASH)
+            .from_block(from)
+            .to_block(to);
+        let logs = self
+            .provider
+            .get_logs(&filter)
+            .await
+            .map_err(|e| self.err("eth_getLogs", e))?;
+        Ok(logs
+            .iter()
+            .filter_map(|log| {
+                let decoded = log.log_decode::<erc20::Transfer>().ok()?;
+                Some(TokenTransfer {
+                    tx_hash: log.transaction_hash?,
+                    log_index: log.log_index?,
+                    block: log.block_number?,
+                    from: decoded.inner.data.from,
+                    to: decoded.inner.data.to,
+                    units: decoded.inner.data.value,
+                })
+            })
+            .collect())
     }
 
     pub async fn head(&self) -> Result<u64, ConnectorError> {

@@ -11,9 +11,12 @@
 //! - [`service`]: the settlement service: records each transfer's intent
 //!   (with its nonce and signed bytes) in Postgres before broadcasting it,
 //!   tracks it to the confirmation depth, and publishes the result.
+//! - [`deposits`]: deposits to users' custodial addresses, watched on chain
+//!   and credited to their wallets.
 
 pub mod client;
 pub mod config;
+pub mod deposits;
 pub mod plan;
 pub mod service;
 pub mod wallets;

@@ -187,6 +187,7 @@ pub async fn run(
         poll,
         shutdown.clone(),
     ));
+    let watcher = tokio::spawn(deposit_loop(service.clone(), poll * 4, shutdown.clone()));
     // Every requests partition, from the offsets stored in Postgres (no
     // consumer group: one service instance reads them all, and a restart
     // resumes at once instead of waiting for a dead member's session to end).
@@ -226,7 +227,7 @@ pub async fn run(
                     tracing::warn!(settlement = %request.id, error = %e, retry_in = ?wait,
                         "could not record the transfer; retrying");
                     tokio::select! {
-                        _ = shutdown.changed() => { tracker.abort(); return Ok(()); }
+                        _ = shutdown.changed() => { tracker.abort(); watcher.abort(); return Ok(()); }
                         _ = tokio::time::sleep(wait) => {}
                     }
                 }
@@ -244,7 +245,40 @@ pub async fn run(
         wake.notify_one();
     }
     tracker.abort();
+    watcher.abort();
     Ok(())
+}
+
+/// Watches for deposits to users' custodial addresses
+/// ([`super::deposits`]), every `every`, with backoff on errors.
+async fn deposit_loop(service: Arc<Service>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut watcher = super::deposits::Watcher::default();
+    let mut backoff = Backoff::new();
+    loop {
+        let bank = super::deposits::Bank {
+            chain: &service.chain,
+            wallets: &service.wallets,
+            pool: &service.pool,
+            producer: &service.producer,
+            topics: &service.topics,
+        };
+        let wait = match watcher.scan(&bank).await {
+            Ok(_) => {
+                backoff = Backoff::new();
+                every
+            }
+            Err(e) => {
+                let wait = backoff.next();
+                metrics::counter!("agentbank_settlement_rpc_errors_total").increment(1);
+                tracing::warn!(error = %e, retry_in = ?wait, "deposit watch failed; retrying");
+                wait
+            }
+        };
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
 }
 
 async fn track_loop(
