@@ -46,6 +46,30 @@ async fn gateway_conforms_to_the_mage_openapi_document() {
     .await;
 }
 
+/// The agent bank's own routes (wallet, lifecycle, history, settlements)
+/// against the project's document for them, `gateway/api/agentbank-openapi.json`:
+/// no 5xx, documented statuses, schemas and content types, and no operation
+/// without a key.
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_conforms_to_its_agentbank_openapi_document() {
+    let d = Deployment::new("bankconformance").await;
+    d.start_dev().await;
+    let (user, key) = d.sign_up("schema").await;
+    let _ = d.create_agent(&user, &key, json!({"balance": 10})).await;
+    let spec = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/gateway/api/agentbank-openapi.json"
+    );
+    schemathesis(
+        spec,
+        &d.url(""),
+        &key,
+        "not_a_server_error,response_schema_conformance,content_type_conformance,status_code_conformance,ignored_auth",
+        &["--max-examples", "30", "--seed", "20261202"],
+    )
+    .await;
+}
+
 /// The revenue API against its own generated document (`/v1/openapi.json`):
 /// no 5xx, every response matching its schema and content type, and
 /// operations refusing a missing key.

@@ -1,7 +1,7 @@
 //! Request bodies: parsed as JSON into a `serde_json::Value` (numbers kept as
 //! their exact text), then read field by field with bounds, so every mistake
 //! gets a precise message in the API's format and amounts never pass through
-//! `f64`.
+//! `f64`. And query strings ([`Query`]), refused in the same format.
 
 use axum::extract::{FromRequest, Request};
 use axum::http::header;
@@ -17,6 +17,26 @@ pub const BODY_BYTES_MAX: usize = 64 * 1024;
 pub const TEXT_CHARS_MAX: usize = 1_000;
 /// Longest name-like field.
 pub const NAME_CHARS_MAX: usize = 100;
+
+/// Query parameters; a query string that does not parse is a 400 in the
+/// API's error format (axum's own extractor answers plain text).
+pub struct Query<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S>
+    for Query<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(q)| Query(q))
+            .map_err(|e| ApiError::BadRequest(format!("Invalid query string: {}", e.body_text())))
+    }
+}
 
 /// A JSON object body.
 pub struct JsonObject(pub Map<String, Value>);

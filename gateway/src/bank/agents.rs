@@ -1,6 +1,6 @@
 //! Agents: create, read, list, deposit — the Mage shapes.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use rust_decimal::Decimal;
@@ -17,7 +17,7 @@ use schemas::CommandPayload;
 use connectors::read_model::{agents, identity};
 
 use crate::auth::{mint_key, Caller};
-use crate::body::{number, JsonObject, NAME_CHARS_MAX, TEXT_CHARS_MAX};
+use crate::body::{number, JsonObject, Query, NAME_CHARS_MAX, TEXT_CHARS_MAX};
 use crate::chain::{self, Transfer};
 use crate::commands::{command, command_id, unexpected};
 use crate::error::ApiError;

@@ -4,7 +4,7 @@
 //! as CSV, XLSX or PDF).
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -20,6 +20,7 @@ use crate::auth::Caller;
 use crate::bank::agents::{PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX};
 use crate::bank::reports::{date_range, document, Format, EXPORT_ROWS_MAX};
 use crate::body::JsonObject;
+use crate::body::Query;
 use crate::error::ApiError;
 use crate::AppState;
 

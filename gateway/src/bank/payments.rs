@@ -2,7 +2,7 @@
 //! answered when the saga has finished) and the reads — one payment, the
 //! user's payments with direction — from the read model. Mage shapes.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::Json;
 use serde::Deserialize;
@@ -23,7 +23,7 @@ use connectors::read_model::payments::PaymentRow;
 use crate::auth::Caller;
 use crate::bank::agents::{page_bounds, PageQuery};
 use crate::bank::agents::{TAGS_MAX, TAG_CHARS_MAX};
-use crate::body::{number, JsonObject, NAME_CHARS_MAX};
+use crate::body::{number, JsonObject, Query, NAME_CHARS_MAX};
 use crate::commands::{command, command_id, unexpected};
 use crate::error::ApiError;
 use crate::AppState;

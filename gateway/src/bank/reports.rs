@@ -3,7 +3,7 @@
 //! PDF (built off the async runtime, bounded by [`EXPORT_ROWS_MAX`]).
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -16,7 +16,7 @@ use schemas::ids::{self, Kind};
 use schemas::money;
 
 use crate::auth::Caller;
-use crate::body::{number, JsonObject};
+use crate::body::{number, JsonObject, Query};
 use crate::error::ApiError;
 use crate::AppState;
 use connectors::read_model::ledger;

@@ -3,7 +3,7 @@
 //! request's instant exactly from the read model's growth (`rate_ms` to
 //! `accrued_to`) plus the rate history since (`schemas::interest`).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -22,7 +22,7 @@ use connectors::read_model::{agents, savings};
 
 use crate::auth::Caller;
 use crate::bank::agents::{page_bounds, PageQuery};
-use crate::body::{number, JsonObject};
+use crate::body::{number, JsonObject, Query};
 use crate::commands::{command, command_id, unexpected};
 use crate::{ApiError, AppState};
 

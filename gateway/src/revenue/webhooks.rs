@@ -4,7 +4,9 @@
 //! shown only once, when generated. Errors use the revenue API's envelope
 //! (`{"error": {code, message, details, request_id, timestamp}}`).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
+
+use crate::body::Query;
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::routing::{get, post};
