@@ -191,6 +191,9 @@ struct Common {
 enum Role {
     /// Every role in one process (creates topics and migrates first).
     Dev(HttpArgs),
+    /// An MCP server on stdin/stdout for desktop clients: its tools call
+    /// the gateway at `--url` with the key in AGENTBANK_API_KEY.
+    Mcp(McpArgs),
     /// The HTTP API.
     Gateway(HttpArgs),
     /// The agent processor (scale out by running more: one consumer group).
@@ -209,6 +212,16 @@ enum Role {
     Migrate,
     /// Creates the topics and exits.
     Topics,
+}
+
+#[derive(Args, Clone)]
+struct McpArgs {
+    /// The gateway's base URL.
+    #[arg(long, env = "AGENTBANK_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// The agent's or user's API key the tools act with (never logged).
+    #[arg(long, env = "AGENTBANK_API_KEY", hide_env_values = true)]
+    api_key: String,
 }
 
 #[derive(Args, Clone)]
@@ -551,13 +564,20 @@ fn log_filter() -> tracing_subscriber::EnvFilter {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // Logs go to stderr: over stdio, stdout is the MCP channel.
     tracing_subscriber::fmt()
         .with_env_filter(log_filter())
+        .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let common = cli.common;
     let shutdown = shutdown_signal();
     match cli.role {
+        Role::Mcp(args) => {
+            gateway::mcp::serve_stdio(args.url, args.api_key)
+                .await
+                .map_err(|e| anyhow::anyhow!("mcp over stdio: {e}"))?;
+        }
         Role::Topics => {
             let topics = common.topics();
             common.kafka().ensure_deployment_topics(&topics).await?;

@@ -23,6 +23,7 @@ pub mod commands;
 pub mod error;
 pub mod feed;
 pub mod health;
+pub mod mcp;
 pub mod rate_limit;
 pub mod revenue;
 pub mod sessions;
@@ -249,6 +250,22 @@ fn revenue_api() -> Router<AppState> {
 }
 
 pub fn router(state: AppState) -> Router {
+    let rest = rest_router(state.clone());
+    // MCP over Streamable HTTP: its tools call the REST routes above in
+    // process, with the caller's key; only a valid key reaches it.
+    let mcp = Router::new()
+        .route_service("/mcp", mcp::http_service(rest.clone()))
+        .route_layer(middleware::from_fn_with_state(state.clone(), mcp_key))
+        .with_state(state);
+    rest.merge(mcp)
+}
+
+/// `/mcp` is for holders of a valid key: the same check as every route.
+async fn mcp_key(_caller: auth::Caller, req: Request, next: Next) -> Response {
+    next.run(req).await
+}
+
+fn rest_router(state: AppState) -> Router {
     Router::new()
         .merge(api())
         .nest("/v1", api().merge(revenue_api()))
