@@ -144,4 +144,30 @@ async fn events_stream_live_and_resume_exactly_after_last_event_id() {
     let live = next(&mut ws).await;
     assert_eq!(live["data"]["amount"], "4");
     quiet(&mut ws, Duration::from_millis(700)).await;
+
+    // The user's wallet has a channel of its own: each deposit drew on it.
+    let mut ws = authed(&d, &key).await;
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "channels": ["wallet"]}),
+    )
+    .await;
+    assert_eq!(next(&mut ws).await["type"], "subscribed");
+    deposit(&d, &user, &key, &agent, "5").await;
+    let wallet = next(&mut ws).await;
+    assert_eq!(
+        (
+            &wallet["type"],
+            &wallet["channel"],
+            &wallet["data"]["memo"],
+            &wallet["data"]["amount"]
+        ),
+        (
+            &json!("wallet.changed"),
+            &json!("wallet"),
+            &json!("agent funding"),
+            &json!("5")
+        ),
+        "{wallet}"
+    );
 }

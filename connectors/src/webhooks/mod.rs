@@ -151,6 +151,19 @@ pub fn envelope(e: &Event) -> Value {
         EventPayload::RevenueMilestone(m) => return wrap(m.view()),
         EventPayload::PositionOpened(p) => return wrap(p.position.view()),
         EventPayload::PortfolioRebalanced(r) => return wrap(r.view()),
+        // On the user's key: the agent on the other side, if any, by its id.
+        EventPayload::WalletChanged(w) => {
+            return wrap(json!({
+                "amount": w.amount.to_string(),
+                "currency": w.currency,
+                "balance_after": w.balance_after.to_string(),
+                "memo": w.memo,
+                "agent_id": w.agent.as_deref()
+                    .and_then(|a| uuid::Uuid::parse_str(a).ok())
+                    .map(|a| ids::short(Kind::Agent, a)),
+                "user_id": ids::short(Kind::User, e.user_id),
+            }))
+        }
         EventPayload::RevenueTargetSet(t) => {
             return wrap(json!({
                 "currency": t.currency,

@@ -394,14 +394,28 @@ pub fn apply(
             .map(Answer::of)
             .or(decision.pending.map(Answer::Payment));
         if let (false, Some(answer)) = (saga_step, answer) {
-            s.recent.push_back((command.id, answer));
-            while s.recent.len() > RECENT_COMMANDS_MAX {
-                s.recent.pop_front();
-            }
+            remember(&mut s.recent, command.id, answer);
         }
     }
-    let commands = decision
-        .sagas
+    let commands = saga_commands(command, decision.sagas, &id);
+    Applied {
+        events,
+        commands,
+        settlements: decision.transfers,
+        reply: decision.reply,
+        duplicate: false,
+    }
+}
+
+/// The saga steps a command decided, as commands for their keys: ids
+/// derived from the input (above [`SAGA_ID_BASE`]), the caller's
+/// correlation so the last step answers it.
+fn saga_commands(
+    command: &Command,
+    sagas: Vec<(Uuid, CommandPayload)>,
+    id: &impl Fn(u32) -> Uuid,
+) -> Vec<Command> {
+    sagas
         .into_iter()
         .enumerate()
         .map(|(i, (target, payload))| Command {
@@ -412,13 +426,14 @@ pub fn apply(
             timestamp_ms: command.timestamp_ms,
             payload,
         })
-        .collect();
-    Applied {
-        events,
-        commands,
-        settlements: decision.transfers,
-        reply: decision.reply,
-        duplicate: false,
+        .collect()
+}
+
+/// Remembers a command's answer in a bounded dedupe window.
+fn remember(recent: &mut VecDeque<(Uuid, Answer)>, command: Uuid, answer: Answer) {
+    recent.push_back((command, answer));
+    while recent.len() > RECENT_COMMANDS_MAX {
+        recent.pop_front();
     }
 }
 

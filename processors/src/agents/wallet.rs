@@ -29,7 +29,7 @@ use schemas::reply::{Outcome, RejectCode};
 use schemas::{money, Command, CommandPayload, Event, EventPayload};
 
 use super::payments::entry;
-use super::{AgentState, Answer, Applied, Decided, Decision, Origin, Position, SAGA_ID_BASE};
+use super::{AgentState, Answer, Applied, Decided, Decision, Origin, Position};
 
 /// Most fundings one wallet may have in flight: bounds its state.
 pub const FUNDING_IN_FLIGHT_MAX: usize = 1_000;
@@ -196,25 +196,10 @@ pub fn apply(
                 // A funding under way: its answer comes from the agent.
                 None => Answer::Payment(command.id),
             };
-            s.recent.push_back((command.id, answer));
-            while s.recent.len() > super::RECENT_COMMANDS_MAX {
-                s.recent.pop_front();
-            }
+            super::remember(&mut s.recent, command.id, answer);
         }
     }
-    let commands = decision
-        .sagas
-        .into_iter()
-        .enumerate()
-        .map(|(i, (target, payload))| Command {
-            id: id(SAGA_ID_BASE + i as u32),
-            agent_id: target,
-            user_id: command.user_id,
-            correlation_id: command.correlation_id.clone(),
-            timestamp_ms: command.timestamp_ms,
-            payload,
-        })
-        .collect();
+    let commands = super::saga_commands(command, decision.sagas, &id);
     Applied {
         events,
         commands,
