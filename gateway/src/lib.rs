@@ -13,6 +13,7 @@
 //! - [`revenue`]: the revenue platform's handlers, under `/v1`.
 //! - [`health`]: `/health` and `/metrics`.
 
+pub mod a2a;
 pub mod auth;
 pub mod bank;
 pub mod body;
@@ -255,13 +256,21 @@ pub fn router(state: AppState) -> Router {
     // process, with the caller's key; only a valid key reaches it.
     let mcp = Router::new()
         .route_service("/mcp", mcp::http_service(rest.clone()))
-        .route_layer(middleware::from_fn_with_state(state.clone(), mcp_key))
-        .with_state(state);
-    rest.merge(mcp)
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_key))
+        .with_state(state.clone());
+    // A2A: the Agent Card (public) and the JSON-RPC binding, the same way.
+    let backend: Arc<dyn mcp::Backend> = Arc::new(mcp::InProcess(rest.clone()));
+    let a2a = Router::new()
+        .route("/a2a", post(a2a::rpc))
+        .route_layer(middleware::from_fn_with_state(state, require_key))
+        .with_state(backend)
+        .route("/.well-known/agent-card.json", get(a2a::agent_card));
+    rest.merge(mcp).merge(a2a)
 }
 
-/// `/mcp` is for holders of a valid key: the same check as every route.
-async fn mcp_key(_caller: auth::Caller, req: Request, next: Next) -> Response {
+/// `/mcp` and `/a2a` are for holders of a valid key: the same check as
+/// every route (their tools then act with it).
+async fn require_key(_caller: auth::Caller, req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
