@@ -21,6 +21,7 @@ pub mod bounds;
 pub mod cache;
 pub mod chain;
 pub mod commands;
+pub mod dashboard;
 pub mod error;
 pub mod feed;
 pub mod health;
@@ -264,7 +265,8 @@ pub fn router(state: AppState) -> Router {
         .route("/a2a", post(a2a::rpc))
         .route_layer(middleware::from_fn_with_state(state, require_key))
         .with_state(backend)
-        .route("/.well-known/agent-card.json", get(a2a::agent_card));
+        .route("/.well-known/agent-card.json", get(a2a::agent_card))
+        .route("/dashboard", get(dashboard::page));
     rest.merge(mcp).merge(a2a)
 }
 
