@@ -1,6 +1,6 @@
 //! The web dashboard at `/dashboard` in headless Chromium (Debian `chromium`
 //! and `chromedriver`, installed by `deploy/local/up`, driven by Selenium
-//! from `tests/python/dashboard_test.py`): sign in, the agents, a waiting
+//! from `tests/python/dashboard_test.py`): sign in (password, then key), the agents, a waiting
 //! payment approved with a click, a payment made over REST appearing live,
 //! a CSV export, a phone's width. Screenshots are kept in the test log
 //! directory (`.run/test-logs/dashboard-*`).
@@ -14,7 +14,21 @@ use serde_json::json;
 async fn a_person_supervises_agents_from_the_dashboard() {
     let d = Deployment::new("dashboard").await;
     d.start_dev().await;
-    let (user, key) = d.sign_up("dana").await;
+    // Signed up by hand to know the password the dashboard signs in with.
+    let email = format!("dana-{}@example.com", d.name);
+    let (status, body) = d
+        .post(
+            "/users",
+            None,
+            json!({"name": "Dana", "email": email, "password": "dashboard-pass"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (user, key) = (
+        body["id"].as_str().unwrap().to_string(),
+        body["apikey"].as_str().unwrap().to_string(),
+    );
+    d.fund_wallet(&key, "1000").await;
     let payer = d
         .create_agent(&user, &key, json!({"name": "Payer", "balance": 100, "requireapprovalaboveamount": 5, "tags": ["ops"]}))
         .await;
@@ -37,7 +51,9 @@ async fn a_person_supervises_agents_from_the_dashboard() {
     let scenario = format!("{artifacts}/scenario.json");
     std::fs::write(
         &scenario,
-        json!({"key": key, "payer": payer, "payee": payee, "waiting": waiting["id"]}).to_string(),
+        json!({"key": key, "email": email, "password": "dashboard-pass",
+               "payer": payer, "payee": payee, "waiting": waiting["id"]})
+        .to_string(),
     )
     .unwrap();
     let script = concat!(

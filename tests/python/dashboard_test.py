@@ -1,5 +1,6 @@
 """The web dashboard in headless Chromium (Debian `chromium` and its
-`chromedriver`, driven with Selenium): sign in with the keyboard, see the
+`chromedriver`, driven with Selenium): sign in with the keyboard (password,
+later the API key), see the
 agents, approve a waiting payment with a click, watch a payment made over
 REST appear live, export CSV, and fit a phone's width. Screenshots go to
 the artifacts directory.
@@ -51,10 +52,13 @@ def main():
     shot = lambda name: driver.save_screenshot(os.path.join(artifacts, f"dashboard-{name}.png"))
     try:
         driver.get(url + "/dashboard")
-        # Sign in with the keyboard: the field has a label, Enter submits.
-        field = driver.find_element(By.ID, "api-key")
-        check(driver.find_element(By.CSS_SELECTOR, "label[for=api-key]").text.startswith("Your API key"), "labelled key field")
-        field.send_keys(s["key"] + Keys.ENTER)
+        # Sign in with the keyboard: labelled fields, Tab between them, Enter submits.
+        for field, label in [("email", "Email"), ("password", "Password"), ("api-key", "Your API key")]:
+            text = driver.find_element(By.CSS_SELECTOR, f"label[for={field}]").text
+            check(text.startswith(label), f"{field} labelled: {text}")
+        email = driver.find_element(By.ID, "email")
+        email.send_keys(s["email"] + Keys.TAB)
+        driver.switch_to.active_element.send_keys(s["password"] + Keys.ENTER)
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#agents tbody tr")) == 2)
         names = [td.text for td in driver.find_elements(By.CSS_SELECTOR, "#agents tbody tr td:first-child")]
         check(sorted(names) == ["Payee", "Payer"], f"the agents: {names}")
@@ -89,6 +93,12 @@ def main():
         with open(target) as f:
             lines = f.read().strip().splitlines()
         check(len(lines) >= 3 and "live one" in "\n".join(lines), f"the CSV holds the payments: {lines[:3]}")
+
+        # Signed out, and in again with the API key.
+        driver.find_element(By.ID, "sign-out").click()
+        wait.until(lambda d: d.find_element(By.ID, "api-key").is_displayed())
+        driver.find_element(By.ID, "api-key").send_keys(s["key"] + Keys.ENTER)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#agents tbody tr")) == 2)
 
         # A phone's width: nothing wider than the screen.
         driver.set_window_size(390, 844)
