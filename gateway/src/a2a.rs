@@ -45,14 +45,14 @@ mod code {
     pub const TASK_NOT_CANCELABLE: i64 = -32002;
 }
 
-/// The Agent Card, for this gateway as `host` reaches it.
-pub fn card(host: &str) -> Value {
+/// The Agent Card, for this gateway as `scheme://host` reaches it.
+pub fn card(scheme: &str, host: &str) -> Value {
     json!({
         "name": "agentbank",
         "description": "A bank for autonomous agents: pay other agents within the spending rules the user set. A payment needing the user's approval waits as input-required and completes when the user approves it.",
         "version": env!("CARGO_PKG_VERSION"),
         "supportedInterfaces": [{
-            "url": format!("http://{host}/a2a"),
+            "url": format!("{scheme}://{host}/a2a"),
             "protocolBinding": "JSONRPC",
             "protocolVersion": "1.0"
         }],
@@ -76,17 +76,23 @@ pub fn card(host: &str) -> Value {
     })
 }
 
-/// `GET /.well-known/agent-card.json` (public).
+/// `GET /.well-known/agent-card.json` (public). The interface's URL is
+/// where the client reached the card: its `Host`, and `https` behind a
+/// proxy that says so (`X-Forwarded-Proto`).
 pub async fn agent_card(headers: HeaderMap) -> Json<Value> {
-    let host = headers
-        .get("host")
-        .and_then(|h| h.to_str().ok())
+    let header = |name: &str| headers.get(name).and_then(|h| h.to_str().ok());
+    let host = header("x-forwarded-host")
+        .or(header("host"))
         .filter(|h| {
             h.chars()
                 .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
         })
         .unwrap_or("localhost");
-    Json(card(host))
+    let scheme = match header("x-forwarded-proto") {
+        Some("https") => "https",
+        _ => "http",
+    };
+    Json(card(scheme, host))
 }
 
 #[derive(Deserialize)]
@@ -425,5 +431,54 @@ async fn unary(backend: Arc<dyn Backend>, key: String, request: RpcRequest) -> J
             code::METHOD_NOT_FOUND,
             &format!("Method not found: {other}"),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payment(status: &str, approval: &str) -> Value {
+        json!({"id": "payee_1", "senderagentid": "agent_1", "status": status, "approvalstatus": approval})
+    }
+
+    #[test]
+    fn a_payment_maps_to_its_task_state() {
+        let state = |p: Value| task_of(&p)["status"]["state"].as_str().unwrap().to_string();
+        assert_eq!(
+            state(payment("Confirmed", "Approved")),
+            "TASK_STATE_COMPLETED"
+        );
+        assert_eq!(
+            state(payment("New", "Waiting for Sender Approval")),
+            "TASK_STATE_INPUT_REQUIRED"
+        );
+        assert_eq!(state(payment("Failed", "Approved")), "TASK_STATE_FAILED");
+        assert_eq!(
+            state(payment("Confirmed", "Decline")),
+            "TASK_STATE_CANCELED"
+        );
+        assert_eq!(
+            state(payment("Confirmed", "Expired")),
+            "TASK_STATE_CANCELED"
+        );
+        assert_eq!(state(payment("New", "Approved")), "TASK_STATE_WORKING");
+        let task = task_of(&payment("Confirmed", "Approved"));
+        assert_eq!(
+            (task["id"].as_str(), task["contextId"].as_str()),
+            (Some("payee_1"), Some("agent_1"))
+        );
+        assert!(terminal("TASK_STATE_COMPLETED") && !terminal("TASK_STATE_INPUT_REQUIRED"));
+    }
+
+    #[test]
+    fn the_card_names_the_interface_where_it_was_reached() {
+        let c = card("https", "bank.example.com");
+        assert_eq!(
+            c["supportedInterfaces"][0]["url"],
+            "https://bank.example.com/a2a"
+        );
+        assert_eq!(c["supportedInterfaces"][0]["protocolBinding"], "JSONRPC");
+        assert_eq!(c["skills"][0]["id"], "pay");
     }
 }

@@ -349,19 +349,9 @@ pub fn apply(
             "not a command for an agent".to_string(),
         )),
     };
-    let decision = match decided {
-        Ok(Some(d)) => d,
-        // A replayed saga step: already applied, nothing to do or say.
-        Ok(None) => {
-            return Applied {
-                events: vec![],
-                commands: vec![],
-                settlements: vec![],
-                reply: None,
-                duplicate: true,
-            }
-        }
-        Err((code, message)) => Decision::answer(vec![], Outcome::Rejected { code, message }),
+    let decision = match decision_of(decided) {
+        Ok(d) => d,
+        Err(repeated) => return repeated,
     };
     // A funding's events carry the caller's command id, so a retried
     // deposit finds what it did in the read model.
@@ -404,6 +394,25 @@ pub fn apply(
         settlements: decision.transfers,
         reply: decision.reply,
         duplicate: false,
+    }
+}
+
+/// The decision to carry out: a refusal becomes the caller's answer; a
+/// replayed saga step (`Ok(None)`) is `Err` with its answer — nothing.
+fn decision_of(decided: Decided) -> Result<Decision, Applied> {
+    match decided {
+        Ok(Some(d)) => Ok(d),
+        Ok(None) => Err(Applied {
+            events: vec![],
+            commands: vec![],
+            settlements: vec![],
+            reply: None,
+            duplicate: true,
+        }),
+        Err((code, message)) => Ok(Decision::answer(
+            vec![],
+            Outcome::Rejected { code, message },
+        )),
     }
 }
 

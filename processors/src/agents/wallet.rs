@@ -160,19 +160,9 @@ pub fn apply(
             _ => Err(invalid("not a command for a wallet")),
         }
     };
-    let decision = match decided {
-        Ok(Some(d)) => d,
-        // A repeated saga step: already applied, nothing to do or say.
-        Ok(None) => {
-            return Applied {
-                events: vec![],
-                commands: vec![],
-                settlements: vec![],
-                reply: None,
-                duplicate: true,
-            }
-        }
-        Err((code, message)) => Decision::answer(vec![], Outcome::Rejected { code, message }),
+    let decision = match super::decision_of(decided) {
+        Ok(d) => d,
+        Err(repeated) => return repeated,
     };
     let mut events = Vec::with_capacity(decision.payloads.len());
     if let Some(s) = state.as_mut() {
