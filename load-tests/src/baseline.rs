@@ -75,7 +75,7 @@ async fn sign_up(
             &accounts::user_wallet(user),
         ),
         money::SIGNUP_BONUS,
-        user,
+        (user, user),
     )
     .await?;
     tx.commit().await?;
@@ -113,17 +113,12 @@ async fn create_agent(
     .await?;
     if !balance.is_zero() {
         // The initial balance is a journal entry like any other money.
-        sqlx::query(
-            "INSERT INTO journal_postings (entry_id, account, amount, currency, event_id, agent_id, occurred_at)
-             VALUES ($1, $2, $3, 'USDC', $5, $5, now()), ($1, $4, -$3, 'USDC', $5, $5, now())",
-        )
-        .bind(format!("{agent}:initial balance"))
-        .bind(accounts::agent_available(agent))
-        .bind(balance)
-        .bind(accounts::user_wallet(user))
-        .bind(agent)
-        .execute(&mut *tx)
-        .await?;
+        let funded = (
+            &accounts::user_wallet(user),
+            &accounts::agent_available(agent),
+        );
+        let entry = format!("{agent}:initial balance");
+        post_entry(&mut tx, &entry, funded, balance, (agent, agent)).await?;
     }
     tx.commit().await?;
     Ok(Json(
@@ -161,23 +156,25 @@ async fn debit_wallet(
     }
 }
 
-/// One balanced journal entry moving `amount` from one account to another.
+/// One balanced journal entry moving `amount` from one account to another,
+/// recorded under `event` and `agent` as the sink records the pipeline's.
 async fn post_entry(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     entry: &str,
-    (from, to): (&str, &str),
+    (from, to): (&String, &String),
     amount: Decimal,
-    owner: Uuid,
+    (event, agent): (Uuid, Uuid),
 ) -> Result<(), ApiError> {
     sqlx::query(
         "INSERT INTO journal_postings (entry_id, account, amount, currency, event_id, agent_id, occurred_at)
-         VALUES ($1, $2, $3, 'USDC', $5, $5, now()), ($1, $4, -$3, 'USDC', $5, $5, now())",
+         VALUES ($1, $2, $3, 'USDC', $5, $6, now()), ($1, $4, -$3, 'USDC', $5, $6, now())",
     )
     .bind(entry)
     .bind(to)
     .bind(amount)
     .bind(from)
-    .bind(owner)
+    .bind(event)
+    .bind(agent)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -212,7 +209,7 @@ async fn fund_wallet(
             &accounts::user_wallet(user),
         ),
         amount,
-        user,
+        (user, user),
     )
     .await?;
     tx.commit().await?;
@@ -260,18 +257,11 @@ async fn deposit(
     .execute(&mut *tx)
     .await?;
     let entry = format!("{event}:deposit");
-    sqlx::query(
-        "INSERT INTO journal_postings (entry_id, account, amount, currency, event_id, agent_id, occurred_at)
-         VALUES ($1, $2, $3, 'USDC', $5, $6, now()), ($1, $4, -$3, 'USDC', $5, $6, now())",
-    )
-    .bind(&entry)
-    .bind(accounts::agent_available(agent))
-    .bind(amount)
-    .bind(accounts::user_wallet(user))
-    .bind(event)
-    .bind(agent)
-    .execute(&mut *tx)
-    .await?;
+    let funded = (
+        &accounts::user_wallet(user),
+        &accounts::agent_available(agent),
+    );
+    post_entry(&mut tx, &entry, funded, amount, (event, agent)).await?;
     sqlx::query(
         "INSERT INTO transactions (event_id, agent_id, user_id, kind, amount, currency, balance_after, occurred_at)
          VALUES ($1, $2, $3, 'deposit', $4, 'USDC', $5, now())",
@@ -433,19 +423,18 @@ async fn transfer(
             "Insufficient balance in sender agent's wallet".into(),
         ));
     }
-    sqlx::query(
-        "INSERT INTO journal_postings (entry_id, account, amount, currency, event_id, agent_id, occurred_at)
-         VALUES ($1, $2, -$4, 'USDC', $5, $6, now()), ($1, $3, $4, 'USDC', $5, $6, now())",
+    let moved = (
+        &accounts::agent_available(sender),
+        &accounts::agent_available(receiver),
+    );
+    post_entry(
+        tx,
+        &format!("{payment}:pay"),
+        moved,
+        amount,
+        (payment, sender),
     )
-    .bind(format!("{payment}:pay"))
-    .bind(accounts::agent_available(sender))
-    .bind(accounts::agent_available(receiver))
-    .bind(amount)
-    .bind(payment)
-    .bind(sender)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    .await
 }
 
 async fn get_agent(
