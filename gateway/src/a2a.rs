@@ -282,13 +282,11 @@ fn stream(
         async move {
             let mut last = last?;
             loop {
-                let get = ApiCall {
-                    method: "GET",
-                    path: format!("/payments/{task_id}"),
-                    body: None,
-                    idempotency_key: None,
+                let read = match crate::mcp::tools::get_payment(&task_id) {
+                    Ok(get) => backend.send(get, key.clone()).await,
+                    Err(e) => Err(e),
                 };
-                let payment = match backend.send(get, key.clone()).await {
+                let payment = match read {
                     Ok((200, p)) => p,
                     _ => {
                         let e = json!({"jsonrpc": "2.0", "id": rpc_id,
@@ -376,17 +374,10 @@ async fn unary(backend: Arc<dyn Backend>, key: String, request: RpcRequest) -> J
             let Ok(params) = serde_json::from_value::<TaskParams>(request.params) else {
                 return rpc_error(&id, code::INVALID_PARAMS, "params.id is required");
             };
-            let get = crate::mcp::tools::plan(
-                "get_payment",
-                &json!({"payment_id": params.id})
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default(),
-            );
-            let Ok(crate::mcp::tools::Plan::Call(get)) = get else {
+            let Ok(get) = crate::mcp::tools::get_payment(&params.id) else {
                 return rpc_error(&id, code::TASK_NOT_FOUND, "Task not found");
             };
-            let payment = match call(get).await {
+            let payment = match call(get.clone()).await {
                 Ok((200, payment)) => payment,
                 Ok(_) => return rpc_error(&id, code::TASK_NOT_FOUND, "Task not found"),
                 Err(e) => return rpc_error(&id, -32603, &format!("the bank did not answer: {e}")),
@@ -398,12 +389,11 @@ async fn unary(backend: Arc<dyn Backend>, key: String, request: RpcRequest) -> J
             if payment["approvalstatus"] != "Waiting for Sender Approval" {
                 return rpc_error(&id, code::TASK_NOT_CANCELABLE, "Task cannot be canceled");
             }
-            let decline = ApiCall {
-                method: "POST",
-                path: "/payments/setDecline".into(),
-                body: Some(json!({"paymentId": params.id})),
-                idempotency_key: None,
-            };
+            let decline = ApiCall::post(
+                "/payments/setDecline",
+                json!({"paymentId": params.id}),
+                None,
+            );
             match call(decline).await {
                 Ok((200, _)) => {}
                 Ok((status, body)) => {
@@ -415,13 +405,8 @@ async fn unary(backend: Arc<dyn Backend>, key: String, request: RpcRequest) -> J
                 }
                 Err(e) => return rpc_error(&id, -32603, &format!("the bank did not answer: {e}")),
             }
-            let get = ApiCall {
-                method: "GET",
-                path: format!("/payments/{}", params.id),
-                body: None,
-                idempotency_key: None,
-            };
-            match call(get).await {
+            // Read again: the task as the decline left it.
+            match call(get.clone()).await {
                 Ok((200, payment)) => rpc_result(&id, task_of(&payment)),
                 _ => rpc_error(&id, code::TASK_NOT_FOUND, "Task not found"),
             }

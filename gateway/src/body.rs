@@ -17,6 +17,10 @@ pub const BODY_BYTES_MAX: usize = 64 * 1024;
 pub const TEXT_CHARS_MAX: usize = 1_000;
 /// Longest name-like field.
 pub const NAME_CHARS_MAX: usize = 100;
+/// Longest currency code accepted.
+pub const CURRENCY_CHARS_MAX: usize = 10;
+/// The currency an amount is in unless the request names one.
+pub const DEFAULT_CURRENCY: &str = "USDC";
 
 /// Query parameters; a query string that does not parse is a 400 in the
 /// API's error format (axum's own extractor answers plain text).
@@ -156,6 +160,36 @@ impl JsonObject {
             Some(Value::Bool(b)) => Ok(Some(*b)),
             Some(_) => Err(bad(format!("{name} must be a boolean"))),
         }
+    }
+
+    /// The `currency` field: the default when absent, upper-cased, and one
+    /// the bank holds (400 naming the supported ones otherwise).
+    pub fn currency(&self) -> Result<String, ApiError> {
+        let currency = self
+            .opt_str("currency", CURRENCY_CHARS_MAX)?
+            .unwrap_or_else(|| DEFAULT_CURRENCY.into())
+            .to_ascii_uppercase();
+        if money::currency_scale(&currency).is_none() {
+            return Err(ApiError::BadRequest(format!(
+                "Unsupported currency '{currency}'; supported: {DEFAULT_CURRENCY}"
+            )));
+        }
+        Ok(currency)
+    }
+
+    /// `name` as a positive amount of `currency` within its scale; anything
+    /// else (absent, not a number, zero, too precise) is `invalid`.
+    pub fn positive_amount(
+        &self,
+        name: &str,
+        currency: &str,
+        invalid: &str,
+    ) -> Result<Decimal, ApiError> {
+        self.opt_amount(name)
+            .ok()
+            .flatten()
+            .and_then(|a| money::validate_positive(a, currency).ok())
+            .ok_or_else(|| ApiError::BadRequest(invalid.into()))
     }
 
     /// An amount given as a JSON number or a decimal string, parsed exactly.

@@ -17,7 +17,9 @@ use schemas::CommandPayload;
 use connectors::read_model::{agents, identity};
 
 use crate::auth::{mint_key, Caller};
-use crate::body::{number, JsonObject, Query, NAME_CHARS_MAX, TEXT_CHARS_MAX};
+use crate::body::{
+    number, JsonObject, Query, CURRENCY_CHARS_MAX, DEFAULT_CURRENCY, NAME_CHARS_MAX, TEXT_CHARS_MAX,
+};
 use crate::chain::{self, Transfer};
 use crate::commands::{command, command_id, unexpected};
 use crate::error::ApiError;
@@ -28,7 +30,6 @@ pub const TAG_CHARS_MAX: usize = 50;
 pub const WALLET_ADDRESS_CHARS_MAX: usize = 100;
 pub const PAGE_LIMIT_DEFAULT: i64 = 20;
 pub const PAGE_LIMIT_MAX: i64 = 100;
-const DEFAULT_CURRENCY: &str = "USDC";
 
 /// The Mage JSON of an agent; with a chain, `walletAddress` is the agent's
 /// custodial wallet there.
@@ -130,15 +131,7 @@ pub async fn create(
     let wallet_address = body
         .opt_str("walletaddress", WALLET_ADDRESS_CHARS_MAX)?
         .filter(|s| !s.is_empty());
-    let currency = body
-        .opt_str("currency", 10)?
-        .unwrap_or_else(|| DEFAULT_CURRENCY.into())
-        .to_ascii_uppercase();
-    if money::currency_scale(&currency).is_none() {
-        return Err(ApiError::BadRequest(format!(
-            "Unsupported currency '{currency}'; supported: USDC"
-        )));
-    }
+    let currency = body.currency()?;
     let initial_balance = limit(&body, "balance")?.unwrap_or(Decimal::ZERO);
     let payload = CreateAgent {
         name,
@@ -333,15 +326,10 @@ async fn move_funds(
     let agent_id = ids::parse(Kind::Agent, &agent_text)
         .map_err(|_| ApiError::NotFound("Agent not found".into()))?;
     let currency = body
-        .opt_str("currency", 10)?
+        .opt_str("currency", CURRENCY_CHARS_MAX)?
         .unwrap_or_else(|| DEFAULT_CURRENCY.into())
         .to_ascii_uppercase();
-    let amount = body
-        .opt_amount("amount")
-        .ok()
-        .flatten()
-        .and_then(|a| money::validate_positive(a, &currency).ok())
-        .ok_or_else(|| ApiError::BadRequest(movement.invalid_amount().into()))?;
+    let amount = body.positive_amount("amount", &currency, movement.invalid_amount())?;
     let id = command_id(&headers, caller.user_id, movement.route())?;
     // A deposit for a missing or another user's agent is refused before the
     // wallet holds anything (its saga would refund it, but the journal would

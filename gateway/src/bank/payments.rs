@@ -11,7 +11,6 @@ use uuid::Uuid;
 
 use schemas::command::{PaymentRef, RegisterPayment};
 use schemas::ids::{self, Kind};
-use schemas::money;
 use schemas::payment::{approval, Payment, PAYMENT_TYPES};
 use schemas::reply::Outcome;
 use schemas::settlement;
@@ -134,23 +133,12 @@ pub async fn register(
     }
     let details =
         nested(&body, "paymentdetails")?.ok_or_else(|| ApiError::BadRequest(REQUIRED.into()))?;
-    let currency = details
-        .opt_str("currency", 10)?
-        .unwrap_or_else(|| "USDC".into())
-        .to_ascii_uppercase();
-    if money::currency_scale(&currency).is_none() {
-        return Err(ApiError::BadRequest(format!(
-            "Unsupported currency '{currency}'; supported: USDC"
-        )));
-    }
-    let amount = details
-        .opt_amount("amount")
-        .ok()
-        .flatten()
-        .and_then(|a| money::validate_positive(a, &currency).ok())
-        .ok_or_else(|| {
-            ApiError::BadRequest("Invalid payment details. Amount must be positive.".into())
-        })?;
+    let currency = details.currency()?;
+    let amount = details.positive_amount(
+        "amount",
+        &currency,
+        "Invalid payment details. Amount must be positive.",
+    )?;
     let method = details
         .opt_str("method", METHOD_CHARS_MAX)?
         .filter(|m| !m.is_empty())

@@ -146,21 +146,8 @@ pub async fn fund_wallet(
             "Test funding is turned off on this deployment".into(),
         ));
     }
-    let currency = body
-        .opt_str("currency", 10)?
-        .unwrap_or_else(|| "USDC".into())
-        .to_ascii_uppercase();
-    if schemas::money::currency_scale(&currency).is_none() {
-        return Err(ApiError::BadRequest(format!(
-            "Unsupported currency '{currency}'; supported: USDC"
-        )));
-    }
-    let amount = body
-        .opt_amount("amount")
-        .ok()
-        .flatten()
-        .and_then(|a| schemas::money::validate_positive(a, &currency).ok())
-        .ok_or_else(|| ApiError::BadRequest("Invalid deposit amount".into()))?;
+    let currency = body.currency()?;
+    let amount = body.positive_amount("amount", &currency, "Invalid deposit amount")?;
     if amount > max {
         return Err(ApiError::BadRequest(format!(
             "amount must be at most {} per test funding",

@@ -138,12 +138,7 @@ impl BankTools {
         let call = match plan {
             Plan::Call(call) => call,
             Plan::WithUser(then) => {
-                let me = ApiCall {
-                    method: "GET",
-                    path: "/v1/auth/me".into(),
-                    body: None,
-                    idempotency_key: None,
-                };
+                let me = ApiCall::get("/v1/auth/me".into());
                 match self.backend.send(me, key.clone()).await {
                     Ok((200, who)) => match who["tenant_id"].as_str() {
                         Some(user) => then(user),

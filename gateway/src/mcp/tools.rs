@@ -14,7 +14,7 @@ pub struct ApiCall {
 }
 
 impl ApiCall {
-    fn get(path: String) -> Self {
+    pub fn get(path: String) -> Self {
         ApiCall {
             method: "GET",
             path,
@@ -23,7 +23,7 @@ impl ApiCall {
         }
     }
 
-    fn post(path: &str, body: Value, idempotency_key: Option<String>) -> Self {
+    pub fn post(path: &str, body: Value, idempotency_key: Option<String>) -> Self {
         ApiCall {
             method: "POST",
             path: path.into(),
@@ -245,6 +245,15 @@ fn number_text(args: &Map<String, Value>, name: &str) -> Option<String> {
     }
 }
 
+/// `GET /payments/{id}`, for an id that can only name a payment.
+pub fn get_payment(id: &str) -> Result<ApiCall, String> {
+    let id = segment(
+        &Map::from_iter([("payment_id".into(), json!(id))]),
+        "payment_id",
+    )?;
+    Ok(ApiCall::get(format!("/payments/{id}")))
+}
+
 /// The request(s) tool `name` makes with `args`; a message for bad input.
 pub fn plan(name: &str, args: &Map<String, Value>) -> Result<Plan, String> {
     let key = text(args, "idempotency_key")?;
@@ -286,10 +295,7 @@ pub fn plan(name: &str, args: &Map<String, Value>) -> Result<Plan, String> {
                 key,
             ))
         }
-        "get_payment" => Plan::Call(ApiCall::get(format!(
-            "/payments/{}",
-            segment(args, "payment_id")?
-        ))),
+        "get_payment" => Plan::Call(get_payment(&required(args, "payment_id")?)?),
         "list_payments" => Plan::Call(ApiCall::get(format!(
             "/user/payments{}",
             query(&[
