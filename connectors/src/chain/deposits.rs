@@ -211,16 +211,18 @@ impl Watcher {
             })
             .collect::<Result<Vec<_>, ConnectorError>>()?;
         produce_all(bank.producer, &records).await?;
-        for (tx_hash, log_index, user, amount) in &rows {
-            sqlx::query(
-                "UPDATE chain_deposits SET credited = true
-                 WHERE chain_id = $1 AND tx_hash = $2 AND log_index = $3",
-            )
-            .bind(chain_id)
-            .bind(tx_hash)
-            .bind(log_index)
-            .execute(bank.pool)
-            .await?;
+        let hashes: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+        let indexes: Vec<i64> = rows.iter().map(|r| r.1).collect();
+        sqlx::query(
+            "UPDATE chain_deposits SET credited = true
+             WHERE chain_id = $1 AND (tx_hash, log_index) IN (SELECT * FROM unnest($2::text[], $3::bigint[]))",
+        )
+        .bind(chain_id)
+        .bind(&hashes)
+        .bind(&indexes)
+        .execute(bank.pool)
+        .await?;
+        for (tx_hash, _, user, amount) in &rows {
             tracing::info!(%user, %amount, tx_hash, "on-chain deposit credited to the user's wallet");
         }
         metrics::counter!("agentbank_wallet_chain_deposits_total").increment(rows.len() as u64);
