@@ -116,6 +116,21 @@ pub fn derived_at(
     }
 }
 
+/// Deterministic id of an output of a saga step applied in the same batch as
+/// the input at (topic, partition, offset, item `sub`) that caused it: the
+/// `step`-th (from 1) step of that input's chain, for `key`.
+pub fn derived_step(
+    topic: &str,
+    (partition, offset, sub): (i32, i64, u32),
+    step: u32,
+    key: Option<Uuid>,
+    index: u32,
+) -> Uuid {
+    let key = key.unwrap_or_default();
+    let name = format!("{topic}/{partition}/{offset}.{sub}+{step}/{key}/{index}");
+    Uuid::new_v5(&DERIVED_NAMESPACE, name.as_bytes())
+}
+
 /// Deterministic id from a user-chosen key (e.g. an `Idempotency-Key` header),
 /// scoped to the user so two users' keys never collide.
 pub fn from_idempotency_key(user_id: Uuid, route: &str, key: &str) -> Uuid {

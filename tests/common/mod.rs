@@ -79,7 +79,7 @@ impl Deployment {
             .env("DATABASE_URL", &self.database_url)
             .env("AGENTBANK_TOPIC_PREFIX", format!("{}.", self.name))
             .env("AGENTBANK_HTTP_ADDR", &self.http)
-            .env("AGENTBANK_PARTITIONS", "4")
+            .env("AGENTBANK_PARTITIONS", PARTITIONS.to_string())
             .env("AGENTBANK_REPLY_TIMEOUT_MS", "3000")
             // Tests push thousands of requests through one key; the rate-limit
             // test sets its own small budget.
@@ -323,7 +323,7 @@ impl Deployment {
     pub async fn tick(&self, through_ms: i64) {
         let kafka = connectors::kafka::KafkaConfig {
             bootstrap_servers: self.bootstrap.clone(),
-            partitions: 4,
+            partitions: PARTITIONS,
             replication_factor: 1,
             fetch_wait_ms: connectors::kafka::DEFAULT_FETCH_WAIT_MS,
         };
@@ -744,6 +744,10 @@ impl RpcProxy {
 }
 
 /// One record of a topic, as read back for a replay.
+/// Partitions of every topic the harness creates (more than one, so sagas
+/// cross partitions as well as run within one).
+pub const PARTITIONS: i32 = 4;
+
 pub struct Record {
     pub partition: i32,
     pub offset: i64,
@@ -803,7 +807,8 @@ pub type Replayed<S> = (
 );
 
 /// Applies `records` (a machine's whole commands topic, named `topic`: ids
-/// and random draws derive from it) to empty state with the runtime's own
+/// and random draws derive from it; [`PARTITIONS`] partitions: saga steps
+/// within one are applied in place) to empty state with the runtime's own
 /// planner.
 pub fn replay<M: processors::runtime::machine::Machine>(
     machine: &M,
@@ -811,7 +816,7 @@ pub fn replay<M: processors::runtime::machine::Machine>(
     records: &[Record],
 ) -> Replayed<M::State> {
     use processors::runtime::checkpoint::Epoch;
-    use processors::runtime::plan::{plan, Input, Shard};
+    use processors::runtime::plan::{plan, Input, Shard, Topic};
     let epoch = Epoch {
         number: 0,
         nonce: 0,
@@ -828,6 +833,10 @@ pub fn replay<M: processors::runtime::machine::Machine>(
         record_ms: r.timestamp_ms,
         payload: &r.payload,
     });
+    let topic = Topic {
+        name: topic,
+        partitions: PARTITIONS,
+    };
     let planned = plan(machine, topic, &mut shards, inputs);
     let events = planned
         .outputs

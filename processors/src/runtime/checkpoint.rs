@@ -16,7 +16,18 @@
 //!   `last_offset`.
 //! - Nothing is ever deleted by another owner (see `runtime::claim` for the
 //!   lost update that deleting caused): a marker's records stay, and the
-//!   changelog holds one record per agent per epoch that touched it.
+//!   changelog holds up to two records per key per epoch that touched it.
+//! - Checkpoints are restored only whole. A checkpoint is every state changed
+//!   since the last one, cut at a batch boundary, numbered (`seq`) within its
+//!   owner; its marker carries that number and is written once its records
+//!   are acknowledged and before the next checkpoint begins. Restore ignores
+//!   an owner's records numbered above its highest marker — a checkpoint a
+//!   crash interrupted half-written — so every key comes back as of one cut.
+//!   This is what lets a batch apply a saga step for another key of the same
+//!   partition in place (see `plan`): sender and receiver are saved together
+//!   or not at all. Each key alternates between two slots (changelog keys),
+//!   so under compaction a half-written record never replaces the last whole
+//!   one.
 
 use std::collections::HashMap;
 
@@ -26,10 +37,11 @@ use uuid::Uuid;
 
 use crate::ProcessorError;
 
-/// The last input position a key's state reflects: (offset, item).
-pub type Reflects = (i64, u32);
+/// The last input position a key's state reflects: (offset, item, step of
+/// that input's chain applied in place — 0 for the input itself).
+pub type Reflects = (i64, u32, u32);
 /// What a key that has seen no input reflects.
-pub const NOTHING: Reflects = (-1, 0);
+pub const NOTHING: Reflects = (-1, 0, 0);
 
 /// Key prefix of markers; state keys start with a UUID, so they never clash.
 pub const MARKER_PREFIX: &str = "__checkpoint__";
@@ -43,14 +55,29 @@ pub struct StateRecord<S> {
     /// The item within a packed record (absent before packing: 0).
     #[serde(default)]
     pub last_sub: u32,
+    /// The step of that item's chain (absent before in-place steps: 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub last_step: u32,
+    /// The checkpoint it belongs to, numbered within its owner (absent
+    /// before whole checkpoints: always valid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
     pub state: S,
 }
 
-/// Everything below `next_offset` on the commands partition is checkpointed.
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Everything below `next_offset` on the commands partition is checkpointed,
+/// by the owner's checkpoints up to number `seq`, all acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Marker {
     pub epoch: u64,
     pub next_offset: i64,
+    /// The last whole checkpoint (absent before numbering: all of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
 }
 
 /// A partition owner's identity: its epoch and a nonce so two owners that
@@ -62,8 +89,9 @@ pub struct Epoch {
 }
 
 impl Epoch {
-    pub fn state_key(&self, key: Uuid) -> String {
-        format!("{key}@{}.{:08x}", self.number, self.nonce)
+    /// The changelog key of `key`'s state in `slot` (0 or 1).
+    pub fn state_key(&self, key: Uuid, slot: u8) -> String {
+        format!("{key}@{}.{:08x}.{slot}", self.number, self.nonce)
     }
 
     pub fn marker_key(&self) -> String {
@@ -73,11 +101,17 @@ impl Epoch {
 
 /// The owner identity in a marker key, if `key` is a marker's.
 pub fn marker_owner(key: &str) -> Option<Epoch> {
-    let rest = key.strip_prefix(MARKER_PREFIX)?.strip_prefix('@')?;
-    let (number, nonce) = rest.split_once('.')?;
+    owner_of(key.strip_prefix(MARKER_PREFIX)?)
+}
+
+/// The owner identity after a changelog key's `@` (a state key may end in
+/// its slot).
+fn owner_of(key: &str) -> Option<Epoch> {
+    let (_, suffix) = key.rsplit_once('@')?;
+    let mut parts = suffix.split('.');
     Some(Epoch {
-        number: number.parse().ok()?,
-        nonce: u32::from_str_radix(nonce, 16).ok()?,
+        number: parts.next()?.parse().ok()?,
+        nonce: u32::from_str_radix(parts.next()?, 16).ok()?,
     })
 }
 
@@ -90,8 +124,7 @@ impl Epoch {
 }
 
 fn epoch_of(key: &str) -> Option<u64> {
-    let (_, suffix) = key.rsplit_once('@')?;
-    suffix.split('.').next()?.parse().ok()
+    owner_of(key).map(|o| o.number)
 }
 
 /// The machine key a state record's changelog key names.
@@ -133,21 +166,35 @@ where
         next_offset: 0,
         max_epoch,
     };
-    for (key, value) in &latest {
-        if key.starts_with(MARKER_PREFIX) {
-            let m: Marker = serde_json::from_slice(value)
-                .map_err(|e| ProcessorError::Checkpoint(format!("marker {key}: {e}")))?;
-            out.next_offset = out.next_offset.max(m.next_offset);
-        } else {
-            let r: StateRecord<S> = serde_json::from_slice(value)
-                .map_err(|e| ProcessorError::Checkpoint(format!("record {key}: {e}")))?;
-            let id = state_key_of(key)
-                .ok_or_else(|| ProcessorError::Checkpoint(format!("record key {key}")))?;
-            let reflects = (r.last_offset, r.last_sub);
-            let newer = out.states.get(&id).is_none_or(|(_, last)| reflects > *last);
-            if newer {
-                out.states.insert(id, (r.state, reflects));
-            }
+    // Per owner, the last checkpoint its markers say is whole.
+    let mut whole: HashMap<(u64, u32), u64> = HashMap::new();
+    for (key, value) in latest.iter().filter(|(k, _)| k.starts_with(MARKER_PREFIX)) {
+        let m: Marker = serde_json::from_slice(value)
+            .map_err(|e| ProcessorError::Checkpoint(format!("marker {key}: {e}")))?;
+        out.next_offset = out.next_offset.max(m.next_offset);
+        if let Some(owner) = marker_owner(key) {
+            let seq = whole.entry((owner.number, owner.nonce)).or_default();
+            *seq = (*seq).max(m.seq.unwrap_or(u64::MAX));
+        }
+    }
+    for (key, value) in latest.iter().filter(|(k, _)| !k.starts_with(MARKER_PREFIX)) {
+        let r: StateRecord<S> = serde_json::from_slice(value)
+            .map_err(|e| ProcessorError::Checkpoint(format!("record {key}: {e}")))?;
+        let id = state_key_of(key)
+            .ok_or_else(|| ProcessorError::Checkpoint(format!("record key {key}")))?;
+        let owner = owner_of(key).map(|o| (o.number, o.nonce));
+        let is_whole = r.seq.is_none_or(|seq| {
+            owner
+                .and_then(|o| whole.get(&o))
+                .is_some_and(|last| seq <= *last)
+        });
+        if !is_whole {
+            continue; // part of a checkpoint a crash interrupted
+        }
+        let reflects = (r.last_offset, r.last_sub, r.last_step);
+        let newer = out.states.get(&id).is_none_or(|(_, last)| reflects > *last);
+        if newer {
+            out.states.insert(id, (r.state, reflects));
         }
     }
     Ok(out)
@@ -184,10 +231,12 @@ mod tests {
             epoch: epoch.number,
             last_offset: last,
             last_sub: 0,
+            last_step: 0,
+            seq: None,
             state: state(agent, balance),
         };
         (
-            epoch.state_key(agent),
+            epoch.state_key(agent, 0),
             Some(serde_json::to_vec(&r).unwrap()),
         )
     }
@@ -196,6 +245,7 @@ mod tests {
         let m = Marker {
             epoch: epoch.number,
             next_offset: next,
+            seq: None,
         };
         (epoch.marker_key(), Some(serde_json::to_vec(&m).unwrap()))
     }
@@ -207,7 +257,7 @@ mod tests {
             nonce: 0xab,
         };
         assert_eq!(marker_owner(&e.marker_key()), Some(e));
-        assert_eq!(marker_owner(&e.state_key(Uuid::nil())), None);
+        assert_eq!(marker_owner(&e.state_key(Uuid::nil(), 1)), None);
         assert!(e.superseded_by(Epoch {
             number: 4,
             nonce: 0
@@ -243,7 +293,7 @@ mod tests {
         )])
         .unwrap();
         let (state, last) = &r.states[&Uuid::parse_str(agent).unwrap()];
-        assert_eq!(*last, (3, 0));
+        assert_eq!(*last, (3, 0, 0));
         assert_eq!(state.view.balance, Decimal::new(61, 1));
         assert_eq!(state.recent.len(), 2);
         assert_eq!(
@@ -273,7 +323,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(r.next_offset, 10);
-        assert_eq!(r.states[&a].1, (9, 0));
+        assert_eq!(r.states[&a].1, (9, 0, 0));
         assert_eq!(r.states[&a].0.view.balance, Decimal::from(20));
     }
 
@@ -301,7 +351,7 @@ mod tests {
             rec(ea, a, 12, 2),
         ])
         .unwrap();
-        assert_eq!(r.states[&a].1, (20, 0));
+        assert_eq!(r.states[&a].1, (20, 0, 0));
         assert_eq!(r.max_epoch, 2);
         assert_eq!(r.next_offset, 21);
     }
@@ -325,13 +375,83 @@ mod tests {
             rec(e2, a, 1, 1),
             marker(e2, 2),
         ];
-        log.push((e1.state_key(a), None));
+        log.push((e1.state_key(a, 0), None));
         log.push((e1.marker_key(), None));
         // A batch whose marker never made it: b's record counts, the marker stays at 2.
         log.push(rec(e2, b, 5, 9));
         let r: Restored<AgentState> = restore(log).unwrap();
         assert_eq!(r.next_offset, 2);
         assert_eq!(r.states.len(), 2);
-        assert_eq!(r.states[&b].1, (5, 0));
+        assert_eq!(r.states[&b].1, (5, 0, 0));
+    }
+
+    fn numbered(
+        epoch: Epoch,
+        agent: Uuid,
+        (last, step): (i64, u32),
+        (seq, slot): (u64, u8),
+        balance: i64,
+    ) -> (String, Option<Vec<u8>>) {
+        let r = StateRecord {
+            epoch: epoch.number,
+            last_offset: last,
+            last_sub: 0,
+            last_step: step,
+            seq: Some(seq),
+            state: state(agent, balance),
+        };
+        (
+            epoch.state_key(agent, slot),
+            Some(serde_json::to_vec(&r).unwrap()),
+        )
+    }
+
+    fn marker_of(epoch: Epoch, next: i64, seq: u64) -> (String, Option<Vec<u8>>) {
+        let m = Marker {
+            epoch: epoch.number,
+            next_offset: next,
+            seq: Some(seq),
+        };
+        (epoch.marker_key(), Some(serde_json::to_vec(&m).unwrap()))
+    }
+
+    #[test]
+    fn a_half_written_checkpoint_is_ignored_whole() {
+        // Checkpoint 1 (a paid b in place at offset 4, step 1) is whole;
+        // checkpoint 2 (offset 7) reached the log for a only, in the other
+        // slot, before the crash. Restore must bring both back as of
+        // checkpoint 1 — a at 7 with b at 4 would lose b's credit on replay.
+        let e = Epoch {
+            number: 1,
+            nonce: 9,
+        };
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let log = vec![
+            marker_of(e, 0, 0),
+            numbered(e, a, (4, 0), (1, 0), 6),
+            numbered(e, b, (4, 1), (1, 0), 4),
+            marker_of(e, 5, 1),
+            numbered(e, a, (7, 0), (2, 1), 3),
+        ];
+        let r: Restored<AgentState> = restore(log.clone()).unwrap();
+        assert_eq!(r.next_offset, 5);
+        assert_eq!(r.states[&a].1, (4, 0, 0));
+        assert_eq!(r.states[&a].0.view.balance, Decimal::from(6));
+        assert_eq!(r.states[&b].1, (4, 0, 1));
+
+        // Once its marker lands, checkpoint 2 counts.
+        let mut whole = log;
+        whole.push(marker_of(e, 8, 2));
+        let r: Restored<AgentState> = restore(whole).unwrap();
+        assert_eq!((r.next_offset, r.states[&a].1), (8, (7, 0, 0)));
+
+        // Records of an owner with no marker at all never count.
+        let lone = Epoch {
+            number: 2,
+            nonce: 1,
+        };
+        let r: Restored<AgentState> = restore(vec![numbered(lone, a, (9, 0), (1, 0), 1)]).unwrap();
+        assert!(r.states.is_empty());
+        assert_eq!(r.max_epoch, 2);
     }
 }

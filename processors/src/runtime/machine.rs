@@ -25,6 +25,12 @@ use schemas::{ids, Command, Event};
 /// record, its item index (`sub`, 0 for a single-command record). Saga
 /// commands an input emits carry it as their origin, which is how receivers
 /// apply each one once. Ordered as the log is: by offset, then item.
+///
+/// A saga step applied in place (its key on the same partition, see
+/// `plan`) sees the position of the input that began its chain, so one
+/// chain must not send two origin-deduplicated steps to the same key (none
+/// does: a payment credits once, a funding credits once, a withdrawal lands
+/// once).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Position {
     pub partition: i32,
@@ -51,6 +57,9 @@ pub struct Ids<'a> {
     key: Option<Uuid>,
     /// The input record's timestamp (ms), as the log stores it.
     record_ms: Option<i64>,
+    /// 0 for the input itself; n for the n-th saga step its chain applied in
+    /// the same batch (a step whose key lives on the same partition).
+    step: u32,
 }
 
 impl<'a> Ids<'a> {
@@ -60,7 +69,14 @@ impl<'a> Ids<'a> {
             at,
             key,
             record_ms: None,
+            step: 0,
         }
+    }
+
+    /// For the `step`-th saga step of this input's chain, applied in place.
+    pub fn at_step(mut self, step: u32) -> Self {
+        self.step = step;
+        self
     }
 
     /// With the input record's timestamp.
@@ -84,6 +100,10 @@ impl<'a> Ids<'a> {
     /// The `index`-th output id.
     pub fn id(&self, index: u32) -> Uuid {
         let at = self.at;
+        if self.step > 0 {
+            let input = (at.partition, at.offset, at.sub);
+            return ids::derived_step(self.topic, input, self.step, self.key, index);
+        }
         ids::derived_at(self.topic, at.partition, at.offset, at.sub, self.key, index)
     }
 

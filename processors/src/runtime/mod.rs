@@ -10,11 +10,12 @@
 //!    (packed, one record per destination partition) and transfer requests,
 //!    and wait for their acks (the events' offsets let the gateway wait for
 //!    the sink: read-your-writes);
+//!    The markers the last checkpoint earned (its states are acknowledged)
+//!    go in this round too, so they land before the next checkpoint begins;
+//!    then the group offsets they cover are committed.
 //! 3. produce the replies (packed, one record per gateway partition) and, when
 //!    a checkpoint is due ([`CHECKPOINT_EVERY`]), the states changed since the
-//!    last one with the markers that last one earned (its states are
-//!    acknowledged, so its markers are now safe); wait; commit the group
-//!    offsets the markers cover. When idle, everything unsaved is flushed.
+//!    last one; wait. When idle, everything unsaved is flushed.
 //!
 //! Two produce rounds per batch instead of three: measured, the third round
 //! cost a third of the batch time on Tansu.
@@ -139,10 +140,12 @@ pub const CHECKPOINT_KEYS_MAX: usize = 10_000;
 
 /// What the next checkpoint must cover, and markers that may be written.
 ///
-/// The rule: a marker (`next_offset`) is written only once every key record
-/// reflecting the input below it is acknowledged. So `reached` becomes
-/// `markers` only after a checkpoint of `dirty` is acknowledged, and the
-/// markers ride with the next checkpoint (or an idle flush).
+/// The rules (see `checkpoint`): a checkpoint is every key changed since the
+/// last one, at a batch boundary, numbered; its marker (`next_offset`, the
+/// number) is written only once its records are acknowledged, and before
+/// the next checkpoint begins. So `reached` becomes `markers` only after a
+/// checkpoint of `dirty` is acknowledged, and no checkpoint is cut while
+/// markers are pending.
 struct Unsaved {
     /// Keys changed since the last checkpoint.
     dirty: BTreeSet<(i32, Uuid)>,
@@ -150,6 +153,8 @@ struct Unsaved {
     reached: PendingMarkers,
     /// Markers whose records are acknowledged but not written yet.
     markers: PendingMarkers,
+    /// The number of the last checkpoint cut (the pending markers').
+    seq: u64,
     last_checkpoint: Instant,
 }
 
@@ -159,41 +164,56 @@ impl Unsaved {
             dirty: BTreeSet::new(),
             reached: PendingMarkers::new(),
             markers: PendingMarkers::new(),
+            seq: 0,
             last_checkpoint: Instant::now(),
         }
     }
 
     fn due(&self) -> bool {
         !self.reached.is_empty()
+            && self.markers.is_empty()
             && (self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY
                 || self.dirty.len() >= CHECKPOINT_KEYS_MAX)
     }
 
-    /// The states of `dirty` and the pending markers, to produce together.
+    /// The states of `dirty`, numbered as the next checkpoint, each in the
+    /// slot its last record is not in.
     fn checkpoint<S: machine::State>(
-        &self,
+        &mut self,
         topics: &Topics,
-        owned: &Owned<S>,
+        owned: &mut Owned<S>,
     ) -> Result<Vec<Outgoing>, ProcessorError> {
-        let mut out = Vec::with_capacity(self.dirty.len() + self.markers.len());
+        debug_assert!(
+            self.markers.is_empty(),
+            "the last checkpoint is vouched for first"
+        );
+        self.seq += 1;
+        let mut out = Vec::with_capacity(self.dirty.len());
         for (p, key) in &self.dirty {
-            let Some(part) = owned.get(p) else {
+            let Some(part) = owned.get_mut(p) else {
                 continue; // no longer ours
             };
-            if let Some((Some(state), last)) = part.states.get(key) {
-                out.push(state_record(topics, *p, part.epoch, *key, state, *last)?);
-            }
+            let Some((Some(state), last)) = part.states.get(key) else {
+                continue;
+            };
+            let (state, last) = (state.clone(), *last);
+            let at = (part.epoch, part.next_slot(*key), self.seq);
+            out.push(state_record(topics, *p, at, *key, &state, last)?);
         }
-        out.extend(marker_records(topics, owned, &self.markers));
         Ok(out)
     }
 
-    /// The checkpoint from [`Unsaved::checkpoint`] is acknowledged: its
-    /// markers are written, and what it saved may be vouched for next.
+    /// The checkpoint from [`Unsaved::checkpoint`] is acknowledged: what it
+    /// saved may be vouched for now.
     fn saved(&mut self) {
         self.dirty.clear();
         self.markers = std::mem::take(&mut self.reached);
         self.last_checkpoint = Instant::now();
+    }
+
+    /// The markers the last checkpoint earned, to write.
+    fn marker_records<S>(&self, topics: &Topics, owned: &Owned<S>) -> Vec<Outgoing> {
+        marker_records(topics, owned, &self.markers, self.seq)
     }
 
     /// Drops a partition this instance no longer owns.
@@ -270,7 +290,7 @@ pub async fn run<M: Machine>(
             m = consumer.recv() => m.map(|m| m.detach()),
             // When idle: checkpoint what is unsaved, act on rebalances.
             _ = tokio::time::sleep(IDLE_TICK) => {
-                flush(&config, &consumer, &producer, &owned, &mut pending).await?;
+                flush(&config, &consumer, &producer, &mut owned, &mut pending).await?;
                 sync_assignment(&config, &consumer, &fence, &producer, &mut owned, &mut pending, &status).await?;
                 step_down(&config, &consumer, &fence, &mut owned, &mut pending, &status)?;
                 continue;
@@ -321,7 +341,7 @@ pub async fn run<M: Machine>(
             break;
         }
     }
-    flush(&config, &consumer, &producer, &owned, &mut pending).await?;
+    flush(&config, &consumer, &producer, &mut owned, &mut pending).await?;
     tracing::info!("processor stopped");
     Ok(())
 }
@@ -464,7 +484,7 @@ async fn claim<S: machine::State>(
             &config.topics,
             p,
             epoch,
-            restored.next_offset,
+            (restored.next_offset, 0),
         )],
     )
     .await?;
@@ -514,34 +534,45 @@ async fn read_partition(
     .map_err(|e| ProcessorError::Checkpoint(format!("restore task: {e}")))?
 }
 
+/// `key`'s state as record of checkpoint `seq`, in `slot`.
 fn state_record<S: machine::State>(
     topics: &Topics,
     p: i32,
-    epoch: Epoch,
+    (epoch, slot, seq): (Epoch, u8, u64),
     key: Uuid,
     state: &S,
-    (last_offset, last_sub): checkpoint::Reflects,
+    (last_offset, last_sub, last_step): checkpoint::Reflects,
 ) -> Result<Outgoing, ProcessorError> {
     let record = StateRecord {
         epoch: epoch.number,
         last_offset,
         last_sub,
+        last_step,
+        seq: Some(seq),
         state,
     };
     let payload = serde_json::to_vec(&record)
         .map_err(|e| ProcessorError::Checkpoint(format!("state of {key}: {e}")))?;
     Ok(Outgoing {
         topic: topics.state.clone(),
-        key: epoch.state_key(key),
+        key: epoch.state_key(key, slot),
         payload: Some(payload),
         partition: Some(p),
     })
 }
 
-fn marker_record(topics: &Topics, p: i32, epoch: Epoch, next_offset: i64) -> Outgoing {
+/// The marker of partition `p`: below `next_offset` everything is in this
+/// owner's checkpoints up to `seq`.
+fn marker_record(
+    topics: &Topics,
+    p: i32,
+    epoch: Epoch,
+    (next_offset, seq): (i64, u64),
+) -> Outgoing {
     let marker = Marker {
         epoch: epoch.number,
         next_offset,
+        seq: Some(seq),
     };
     Outgoing {
         topic: topics.state.clone(),
@@ -551,13 +582,18 @@ fn marker_record(topics: &Topics, p: i32, epoch: Epoch, next_offset: i64) -> Out
     }
 }
 
-fn marker_records<S>(topics: &Topics, owned: &Owned<S>, pending: &PendingMarkers) -> Vec<Outgoing> {
+fn marker_records<S>(
+    topics: &Topics,
+    owned: &Owned<S>,
+    pending: &PendingMarkers,
+    seq: u64,
+) -> Vec<Outgoing> {
     pending
         .iter()
         .filter_map(|(p, next)| {
             owned
                 .get(p)
-                .map(|part| marker_record(topics, *p, part.epoch, *next))
+                .map(|part| marker_record(topics, *p, part.epoch, (*next, seq)))
         })
         .collect()
 }
@@ -583,31 +619,40 @@ fn commit_offsets(
 }
 
 /// Checkpoints everything unsaved and writes its markers now (idle,
-/// shutdown, handover): two rounds, states then markers.
+/// shutdown, handover): pending markers, then states, then their markers.
 async fn flush<S: machine::State>(
+    config: &ProcessorConfig,
+    consumer: &rdkafka::consumer::StreamConsumer<Context>,
+    producer: &FutureProducer,
+    owned: &mut Owned<S>,
+    pending: &mut Unsaved,
+) -> Result<(), ProcessorError> {
+    write_markers(config, consumer, producer, owned, pending).await?;
+    if !pending.reached.is_empty() {
+        let round = Instant::now();
+        produce_all(producer, &pending.checkpoint(&config.topics, owned)?).await?;
+        pending.saved();
+        metrics::histogram!("agentbank_processor_checkpoint_seconds")
+            .record(round.elapsed().as_secs_f64());
+        write_markers(config, consumer, producer, owned, pending).await?;
+    }
+    Ok(())
+}
+
+/// Writes the pending markers and commits the offsets they cover.
+async fn write_markers<S>(
     config: &ProcessorConfig,
     consumer: &rdkafka::consumer::StreamConsumer<Context>,
     producer: &FutureProducer,
     owned: &Owned<S>,
     pending: &mut Unsaved,
 ) -> Result<(), ProcessorError> {
-    if !pending.reached.is_empty() {
-        let round = Instant::now();
-        produce_all(producer, &pending.checkpoint(&config.topics, owned)?).await?;
-        commit_offsets(config, consumer, &pending.markers)?;
-        pending.saved();
-        metrics::histogram!("agentbank_processor_checkpoint_seconds")
-            .record(round.elapsed().as_secs_f64());
+    if pending.markers.is_empty() {
+        return Ok(());
     }
-    if !pending.markers.is_empty() {
-        produce_all(
-            producer,
-            &marker_records(&config.topics, owned, &pending.markers),
-        )
-        .await?;
-        commit_offsets(config, consumer, &pending.markers)?;
-        pending.markers.clear();
-    }
+    produce_all(producer, &pending.marker_records(&config.topics, owned)).await?;
+    commit_offsets(config, consumer, &pending.markers)?;
+    pending.markers.clear();
     Ok(())
 }
 
@@ -702,7 +747,11 @@ async fn process_batch<M: Machine>(
         record_ms: m.timestamp().to_millis(),
         payload: m.payload().unwrap_or_default(),
     });
-    let plan = plan::plan(machine, &topics.commands, owned, inputs);
+    let topic = plan::Topic {
+        name: &topics.commands,
+        partitions,
+    };
+    let plan = plan::plan(machine, topic, owned, inputs);
     let (events, saga_steps) = (plan.events(), plan.saga_steps());
     metrics::counter!("agentbank_processor_undecodable_total").increment(plan.undecodable);
 
@@ -720,10 +769,17 @@ async fn process_batch<M: Machine>(
         .record(started.elapsed().as_secs_f64());
 
     // 2. events, saga steps and transfer requests first: the events' offsets
-    // tell the gateway what the sink must pass.
-    let (records, record_of) = output_records(machine, topics, partitions, &plan.outputs)?;
+    // tell the gateway what the sink must pass. The last checkpoint's
+    // markers ride along: it is acknowledged, and they must land before the
+    // next checkpoint begins.
+    let (mut records, record_of) = output_records(machine, topics, partitions, &plan.outputs)?;
+    records.extend(pending.marker_records(topics, owned));
     let positions = produce_all(producer, &records).await?;
     debug_assert_eq!(positions.len(), records.len(), "every output acknowledged");
+    if !pending.markers.is_empty() {
+        commit_offsets(config, consumer, &pending.markers)?;
+        pending.markers.clear();
+    }
 
     // 3. replies, and a checkpoint when one is due.
     debug_assert!(
@@ -746,7 +802,7 @@ async fn process_batch<M: Machine>(
         .collect();
     let mut out = reply_records(topics, replies);
     // The states of everything applied so far (its outputs are acknowledged,
-    // above) and the markers the previous checkpoint earned.
+    // above).
     let due = pending.due();
     if due {
         out.extend(pending.checkpoint(topics, owned)?);
@@ -754,7 +810,6 @@ async fn process_batch<M: Machine>(
     let round = Instant::now();
     produce_all(producer, &out).await?;
     if due {
-        commit_offsets(config, consumer, &pending.markers)?;
         pending.saved();
         metrics::histogram!("agentbank_processor_checkpoint_seconds")
             .record(round.elapsed().as_secs_f64());

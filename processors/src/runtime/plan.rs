@@ -10,9 +10,18 @@
 //! - a jump ahead of `next_offset` before the partition was positioned means
 //!   the group's committed offset is ahead of the checkpoint: seek back;
 //! - every reply points into this batch's outputs (its events), so the
-//!   gateway can wait for the sink to pass them.
+//!   gateway can wait for the sink to pass them;
+//! - a saga step whose key lives on the same partition is applied at once,
+//!   in the same batch, right after the command that caused it (before the
+//!   next input): a payment between two agents of one partition is one
+//!   hop, not three. Its key then reflects (offset, item, n) — the n-th
+//!   step of that input's chain — so a replay skips it exactly when the
+//!   checkpoint has it. This is safe because checkpoints are cut at batch
+//!   boundaries and restored only whole (see `checkpoint`): a restored
+//!   sender that reflects a payment comes with a receiver that reflects
+//!   its credit.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::Range;
 
 use uuid::Uuid;
@@ -38,6 +47,9 @@ pub struct Shard<S> {
     pub states: HashMap<Uuid, (Option<S>, Reflects)>,
     /// The first input after restore has been checked against `next_offset`.
     pub positioned: bool,
+    /// Per key, the changelog slot its last record went to under this epoch
+    /// (the next goes to the other: see `checkpoint`).
+    pub slots: HashMap<Uuid, u8>,
 }
 
 impl<S> Shard<S> {
@@ -50,7 +62,16 @@ impl<S> Shard<S> {
                 .map(|(k, (s, o))| (k, (Some(s), o)))
                 .collect(),
             positioned: false,
+            slots: HashMap::new(),
         }
+    }
+
+    /// The changelog slot for `key`'s next record: never the one holding its
+    /// last record, which stays the valid one until this one is vouched for.
+    pub fn next_slot(&mut self, key: Uuid) -> u8 {
+        let slot = self.slots.get(&key).map_or(0, |s| 1 - s);
+        self.slots.insert(key, slot);
+        slot
     }
 }
 
@@ -113,11 +134,19 @@ impl Plan {
     }
 }
 
+/// The input topic, as derived ids name it, and its partition count (which
+/// partition a saga step's key lives on).
+#[derive(Debug, Clone, Copy)]
+pub struct Topic<'a> {
+    pub name: &'a str,
+    pub partitions: i32,
+}
+
 /// Applies `batch` to `shards` (partitions not in `shards` are skipped: they
-/// were revoked mid-batch). `topic` names the input topic in derived ids.
+/// were revoked mid-batch).
 pub fn plan<'a, M: Machine>(
     machine: &M,
-    topic: &str,
+    topic: Topic<'_>,
     shards: &mut BTreeMap<i32, Shard<M::State>>,
     batch: impl IntoIterator<Item = Input<'a>>,
 ) -> Plan {
@@ -147,7 +176,7 @@ pub fn plan<'a, M: Machine>(
             match command {
                 Ok(command) => {
                     let at = (at, input.record_ms);
-                    apply_one(machine, topic, shard, &mut plan, &command, at)
+                    apply_chain(machine, topic, shard, &mut plan, command, at)
                 }
                 Err(e) => {
                     tracing::error!(partition = p, offset, sub, error = %e, "undecodable command skipped");
@@ -165,68 +194,134 @@ pub fn plan<'a, M: Machine>(
     plan
 }
 
-/// Applies one command read at `at` to the shard of its partition.
-fn apply_one<M: Machine>(
+/// Applies one command read at `at` and then, in order, every saga step of
+/// its chain whose key lives on this partition; steps for other partitions
+/// become outputs. The chain's events come first in `plan.outputs`, its
+/// other outputs after them, so a reply covers the events of the whole
+/// chain so far (the caller reads both sides of a payment once answered).
+fn apply_chain<M: Machine>(
     machine: &M,
-    topic: &str,
+    topic: Topic<'_>,
     shard: &mut Shard<M::State>,
     plan: &mut Plan,
-    command: &Command,
+    command: Command,
     (at, record_ms): (Position, Option<i64>),
 ) {
-    let (p, here) = (at.partition, (at.offset, at.sub));
-    let ids = |key| Ids::new(topic, at, key).at_record_time(record_ms);
-    match machine.route(command) {
-        Route::Broadcast => {
-            plan.applied += 1;
-            for (key, slot) in shard.states.iter_mut() {
-                let wanted = slot.0.as_ref().is_some_and(|s| machine.wants_broadcast(s));
-                if !wanted || slot.1 >= here {
-                    continue; // not concerned, or its checkpoint has it
-                }
-                let step = machine.apply(&mut slot.0, command, &ids(Some(*key)));
-                slot.1 = here;
-                plan.changed.insert((p, *key));
-                plan.outputs
-                    .extend(step.events.into_iter().map(Output::Event));
+    let first_event = plan.outputs.len();
+    let mut others = vec![];
+    let mut chain = VecDeque::from([command]);
+    let mut step = 0;
+    while let Some(command) = chain.pop_front() {
+        let applying = Applying {
+            machine,
+            topic: topic.name,
+            at,
+            step,
+            record_ms,
+        };
+        for c in applying.apply(shard, plan, &command, (first_event, &mut others)) {
+            if partition_of(&c, topic.partitions) == at.partition {
+                chain.push_back(c);
+            } else {
+                others.push(Output::Command(c));
             }
         }
-        Route::Key(key) => {
-            let slot = shard.states.entry(key).or_insert((None, NOTHING));
-            if slot.1 >= here {
-                return; // this key's checkpoint already reflects the command
+        step += 1;
+    }
+    plan.outputs.extend(others);
+}
+
+/// The partition a saga step's key lives on, as the producers' partitioner
+/// places it.
+fn partition_of(command: &Command, partitions: i32) -> i32 {
+    schemas::topics::partition_for(command.agent_id.to_string().as_bytes(), partitions)
+}
+
+/// One command of a chain, where it applies.
+struct Applying<'a, M> {
+    machine: &'a M,
+    topic: &'a str,
+    /// The chain's input.
+    at: Position,
+    /// 0 for the input, n for its n-th step applied in place.
+    step: u32,
+    record_ms: Option<i64>,
+}
+
+impl<M: Machine> Applying<'_, M> {
+    /// Applies `command` to the shard; returns the saga steps it emitted
+    /// (for the caller to route). Events go to `plan.outputs`, transfer
+    /// requests and executions to `others`; a reply covers the events from
+    /// `first_event`.
+    fn apply(
+        &self,
+        shard: &mut Shard<M::State>,
+        plan: &mut Plan,
+        command: &Command,
+        (first_event, others): (usize, &mut Vec<Output>),
+    ) -> Vec<Command> {
+        let Applying {
+            machine,
+            topic,
+            at,
+            step: n,
+            record_ms,
+        } = *self;
+        let (p, here) = (at.partition, (at.offset, at.sub, n));
+        let ids = |key| {
+            Ids::new(topic, at, key)
+                .at_record_time(record_ms)
+                .at_step(n)
+        };
+        match machine.route(command) {
+            Route::Broadcast => {
+                plan.applied += 1;
+                for (key, slot) in shard.states.iter_mut() {
+                    let wanted = slot.0.as_ref().is_some_and(|s| machine.wants_broadcast(s));
+                    if !wanted || slot.1 >= here {
+                        continue; // not concerned, or its checkpoint has it
+                    }
+                    let step = machine.apply(&mut slot.0, command, &ids(Some(*key)));
+                    slot.1 = here;
+                    plan.changed.insert((p, *key));
+                    plan.outputs
+                        .extend(step.events.into_iter().map(Output::Event));
+                }
+                vec![]
             }
-            plan.applied += 1;
-            let step = machine.apply(&mut slot.0, command, &ids(None));
-            if slot.0.is_some() {
-                slot.1 = here;
-                plan.changed.insert((p, key));
-            } else {
-                shard.states.remove(&key);
-            }
-            let first = plan.outputs.len();
-            plan.outputs
-                .extend(step.events.into_iter().map(Output::Event));
-            let events = first..plan.outputs.len();
-            // Saga steps, transfer requests and executions travel with the events: all
-            // must be acknowledged before a checkpoint covers this command,
-            // or a crash could lose them.
-            plan.outputs
-                .extend(step.commands.into_iter().map(Output::Command));
-            plan.outputs
-                .extend(step.settlements.into_iter().map(Output::Settlement));
-            plan.outputs
-                .extend(step.executions.into_iter().map(Output::Execution));
-            if let (Some(correlation_id), Some(outcome)) =
-                (command.correlation_id.clone(), step.reply)
-            {
-                let reply = Reply {
-                    correlation_id,
-                    command_id: command.id,
-                    outcome,
-                    wait_for: vec![],
-                };
-                plan.replies.push((reply, events));
+            Route::Key(key) => {
+                let slot = shard.states.entry(key).or_insert((None, NOTHING));
+                if slot.1 >= here {
+                    return vec![]; // this key's checkpoint already reflects the command
+                }
+                plan.applied += 1;
+                let step = machine.apply(&mut slot.0, command, &ids(None));
+                if slot.0.is_some() {
+                    slot.1 = here;
+                    plan.changed.insert((p, key));
+                } else {
+                    shard.states.remove(&key);
+                }
+                plan.outputs
+                    .extend(step.events.into_iter().map(Output::Event));
+                let events = first_event..plan.outputs.len();
+                // Transfer requests and executions travel with the events:
+                // all must be acknowledged before a checkpoint covers this
+                // command, or a crash could lose them.
+                others.extend(step.settlements.into_iter().map(Output::Settlement));
+                others.extend(step.executions.into_iter().map(Output::Execution));
+                if let (Some(correlation_id), Some(outcome)) =
+                    (command.correlation_id.clone(), step.reply)
+                {
+                    let reply = Reply {
+                        correlation_id,
+                        command_id: command.id,
+                        outcome,
+                        wait_for: vec![],
+                    };
+                    plan.replies.push((reply, events));
+                }
+                step.commands
             }
         }
     }

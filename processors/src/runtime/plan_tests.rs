@@ -16,7 +16,7 @@ use schemas::{Command, CommandPayload};
 
 use super::checkpoint::{self, Epoch, Marker, StateRecord};
 use super::machine::{Ids, Machine, Route, Step};
-use super::plan::{plan, Input, Output, Plan, Shard};
+use super::plan::{plan, Input, Output, Plan, Shard, Topic};
 use crate::agents::machine::BankState;
 use crate::agents::settlement_tests::create_agent;
 use crate::agents::AgentMachine;
@@ -116,8 +116,20 @@ fn fresh<S>() -> BTreeMap<i32, Shard<S>> {
     BTreeMap::from([(0, Shard::new(epoch(1), 0, HashMap::new()))])
 }
 
+/// Plans `records` of partition 0 of a one-partition topic: every saga step
+/// is applied in place.
 fn plan_all<M: Machine>(
     machine: &M,
+    shards: &mut BTreeMap<i32, Shard<M::State>>,
+    records: &[(i64, Vec<u8>)],
+) -> Plan {
+    plan_on(machine, 1, shards, records)
+}
+
+/// Plans `records` of partition 0 of a topic of `partitions`.
+fn plan_on<M: Machine>(
+    machine: &M,
+    partitions: i32,
     shards: &mut BTreeMap<i32, Shard<M::State>>,
     records: &[(i64, Vec<u8>)],
 ) -> Plan {
@@ -127,7 +139,21 @@ fn plan_all<M: Machine>(
         offset: *offset,
         payload,
     });
-    plan(machine, TOPIC, shards, inputs)
+    let topic = Topic {
+        name: TOPIC,
+        partitions,
+    };
+    plan(machine, topic, shards, inputs)
+}
+
+/// A key that lives on partition 1 of 2 (its saga steps leave partition 0).
+fn elsewhere() -> Uuid {
+    loop {
+        let key = Uuid::new_v4();
+        if schemas::topics::partition_for(key.to_string().as_bytes(), 2) == 1 {
+            return key;
+        }
+    }
 }
 
 fn encoded(commands: &[Command]) -> Vec<(i64, Vec<u8>)> {
@@ -154,7 +180,7 @@ fn a_second_machine_keyed_by_user_runs_on_the_same_planner() {
     assert_eq!(p.touched, BTreeMap::from([(0, 3)]));
     let states = &shards[&0].states;
     assert_eq!(states[&u1].0.as_ref().unwrap().deposits, 2);
-    assert_eq!(states[&u1].1, (1, 0), "u1 reflects offset 1");
+    assert_eq!(states[&u1].1, (1, 0, 0), "u1 reflects offset 1");
     assert_eq!(states[&u2].0.as_ref().unwrap().deposits, 1);
 
     // Redelivered input is skipped; so is input a key's checkpoint reflects.
@@ -192,7 +218,7 @@ fn a_malformed_command_inside_a_packed_record_fails_alone() {
     let p = plan_all(&Counter, &mut shards, &[(0, record)]);
     assert_eq!((p.applied, p.undecodable), (3, 1), "its neighbours apply");
     assert_eq!(shards[&0].states[&u].0.as_ref().unwrap().deposits, 3);
-    assert_eq!(shards[&0].states[&u].1, (0, 3), "reflects the last item");
+    assert_eq!(shards[&0].states[&u].1, (0, 3, 0), "reflects the last item");
 }
 
 #[test]
@@ -208,13 +234,16 @@ fn input_ahead_of_the_checkpoint_seeks_back_until_positioned() {
     assert_eq!(p.applied, 2);
 }
 
+fn bank() -> AgentMachine {
+    AgentMachine::new(schemas::interest::RateSchedule::parse("4.5").unwrap())
+}
+
 #[test]
 fn agent_replies_point_at_their_events_and_sagas_travel_with_them() {
-    let (a, b, user) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let (a, b, user) = (Uuid::new_v4(), elsewhere(), Uuid::new_v4());
     let records = encoded(&[create(a, user, 10), create(b, user, 0), pay(a, b, user, 4)]);
     let mut shards = fresh();
-    let machine = AgentMachine::new(schemas::interest::RateSchedule::parse("4.5").unwrap());
-    let p = plan_all(&machine, &mut shards, &records);
+    let p = plan_on(&bank(), 2, &mut shards, &records);
     // Two creations answer; the payment waits for its saga (no reply yet).
     assert_eq!(p.replies.len(), 2);
     for (_, range) in &p.replies {
@@ -227,11 +256,62 @@ fn agent_replies_point_at_their_events_and_sagas_travel_with_them() {
 }
 
 #[test]
+fn a_payment_within_one_partition_completes_in_one_batch() {
+    let (a, b, user) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let records = encoded(&[create(a, user, 10), create(b, user, 0), pay(a, b, user, 4)]);
+    let mut shards = fresh();
+    let p = plan_all(&bank(), &mut shards, &records);
+    assert_eq!(
+        p.saga_steps(),
+        0,
+        "register, credit and settle applied in place"
+    );
+    assert_eq!(p.replies.len(), 3, "the payment is answered in this batch");
+    let (reply, events) = &p.replies[2];
+    assert!(
+        matches!(reply.outcome, Outcome::Payment(_)),
+        "{:?}",
+        reply.outcome
+    );
+    // The answer covers both sides: the sender's and the receiver's events.
+    let agents: BTreeSet<Uuid> = p.outputs[events.clone()]
+        .iter()
+        .map(|o| match o {
+            Output::Event(e) => e.agent_id,
+            other => panic!("a reply points at {other:?}"),
+        })
+        .collect();
+    assert_eq!(agents, BTreeSet::from([a, b]));
+    let balance = |k: &Uuid, shards: &BTreeMap<i32, Shard<BankState>>| {
+        let s = shards[&0].states[k]
+            .0
+            .as_ref()
+            .and_then(BankState::agent)
+            .unwrap();
+        (s.view.balance, s.reserved)
+    };
+    assert_eq!(balance(&a, &shards), (Decimal::from(6), Decimal::ZERO));
+    assert_eq!(balance(&b, &shards), (Decimal::from(4), Decimal::ZERO));
+    // b reflects the payment's record as the chain's first step, a its last.
+    assert_eq!(shards[&0].states[&b].1, (2, 0, 1));
+    assert_eq!(shards[&0].states[&a].1, (2, 0, 2));
+
+    // Replayed from a checkpoint that has it, the chain is skipped whole;
+    // from one that does not, it yields the same events, id for id.
+    let again = plan_all(&bank(), &mut shards, &records);
+    assert_eq!((again.applied, again.outputs.len()), (0, 0));
+    let mut other = fresh();
+    let replay = plan_all(&bank(), &mut other, &records);
+    assert_eq!(replay.outputs, p.outputs);
+}
+
+#[test]
 fn many_payments_to_one_receiver_in_one_packed_record_are_each_credited_once() {
     let user = Uuid::new_v4();
-    let receiver = Uuid::new_v4();
+    // The receiver lives on another partition: its credits travel as records.
+    let receiver = elsewhere();
     let senders: Vec<Uuid> = (0..20).map(|_| Uuid::new_v4()).collect();
-    let machine = AgentMachine::new(schemas::interest::RateSchedule::parse("4.5").unwrap());
+    let machine = bank();
     let mut setup: Vec<Command> = senders.iter().map(|s| create(*s, user, 10)).collect();
     setup.push(create(receiver, user, 0));
     let payments: Vec<Command> = senders.iter().map(|s| pay(*s, receiver, user, 3)).collect();
@@ -242,7 +322,7 @@ fn many_payments_to_one_receiver_in_one_packed_record_are_each_credited_once() {
         (1, schemas::packed::pack(&encode(&payments)).remove(0)),
     ];
     let mut shards = fresh();
-    let first = plan_all(&machine, &mut shards, &records);
+    let first = plan_on(&machine, 2, &mut shards, &records);
     let credits: Vec<Vec<u8>> = first
         .outputs
         .iter()
@@ -269,9 +349,9 @@ fn many_payments_to_one_receiver_in_one_packed_record_are_each_credited_once() {
             .view
             .balance
     };
-    plan_all(&machine, &mut shards, &records[2..3]);
+    plan_on(&machine, 2, &mut shards, &records[2..3]);
     assert_eq!(balance(&shards), Decimal::from(60), "20 credits of 3");
-    plan_all(&machine, &mut shards, &records[3..]);
+    plan_on(&machine, 2, &mut shards, &records[3..]);
     assert_eq!(
         balance(&shards),
         Decimal::from(60),
@@ -279,13 +359,18 @@ fn many_payments_to_one_receiver_in_one_packed_record_are_each_credited_once() {
     );
 }
 
-/// The runtime's write protocol replayed in memory on one partition: a
-/// batch's outputs (saga steps go back onto the input log), then its state
-/// records and the previous batch's marker. `crash_after` stops the run after
-/// that many writes; the restart restores from the changelog exactly as
-/// `runtime::claim` does, under a new epoch.
+/// The runtime's write protocol replayed in memory on one partition of a
+/// topic of `partitions`: saga steps for keys of partition 0 apply in
+/// place, the others go back onto the input log (standing in for the other
+/// partitions' processors, which would answer through it). Per batch, as
+/// the runtime does: its outputs and the last checkpoint's marker, then —
+/// when a checkpoint is due — the changed states, one write each, numbered
+/// and in alternating slots. `crash_after` stops the run after that many
+/// writes (so also halfway through a checkpoint); the restart restores from
+/// the changelog exactly as `runtime::claim` does, under a new epoch.
 struct Sim<'m, M: Machine> {
     machine: &'m M,
+    partitions: i32,
     input: Vec<Vec<u8>>,
     changelog: Vec<(String, Option<Vec<u8>>)>,
     /// Every output produced, duplicates included.
@@ -320,8 +405,9 @@ impl<M: Machine> Sim<'_, M> {
             BTreeMap::from([(0, Shard::new(epoch, restored.next_offset, restored.states))]);
         shards.get_mut(&0).unwrap().positioned = true;
         self.write()?;
-        self.marker(epoch, restored.next_offset);
-        let (mut dirty, mut reached, mut markers) = (BTreeSet::new(), None, None);
+        self.marker(epoch, (restored.next_offset, 0));
+        let mut dirty = BTreeSet::new();
+        let (mut reached, mut marker, mut seq) = (None, None, 0);
         let mut batches = 0;
         loop {
             let from = shards[&0].next_offset as usize;
@@ -332,9 +418,9 @@ impl<M: Machine> Sim<'_, M> {
             let records: Vec<(i64, Vec<u8>)> = (from..to)
                 .map(|o| (o as i64, self.input[o].clone()))
                 .collect();
-            let plan = plan_all(self.machine, &mut shards, &records);
-            // As the runtime does: events one by one, the batch's saga steps
-            // packed into one record of the (only) partition.
+            let plan = plan_on(self.machine, self.partitions, &mut shards, &records);
+            // Events one by one, the batch's remote saga steps packed into
+            // one record, then the last checkpoint's marker.
             let mut sagas = vec![];
             for o in &plan.outputs {
                 match o {
@@ -355,63 +441,80 @@ impl<M: Machine> Sim<'_, M> {
                     .filter(|o| matches!(o, Output::Command(_)))
                     .cloned(),
             );
-            // Checkpoints every `every` batches, as the runtime does every
-            // 200 ms: the states changed since the last one and the markers
-            // the last one earned; what this one saves is vouched for next.
+            if let Some(m) = marker.take() {
+                self.write()?;
+                self.marker(epoch, m);
+            }
             dirty.extend(plan.changed.iter().map(|(_, k)| *k));
             if let Some(next) = plan.touched.get(&0) {
                 reached = Some(*next);
             }
             batches += 1;
+            // Every `every` batches, as the runtime does every 200 ms.
             if batches % every == 0 {
-                self.checkpoint(epoch, &shards[&0], &mut dirty, &mut reached, &mut markers)?;
+                marker = self.checkpoint(
+                    epoch,
+                    shards.get_mut(&0).unwrap(),
+                    &mut dirty,
+                    &mut reached,
+                    &mut seq,
+                )?;
             }
         }
-        // The flush at idle or shutdown: a checkpoint, then its marker.
-        self.checkpoint(epoch, &shards[&0], &mut dirty, &mut reached, &mut markers)?;
-        if let Some(next) = markers.take() {
+        // The flush at idle or shutdown: the pending marker, a checkpoint,
+        // then its marker.
+        if let Some(m) = marker.take() {
             self.write()?;
-            self.marker(epoch, next);
+            self.marker(epoch, m);
+        }
+        let shard = shards.get_mut(&0).unwrap();
+        if let Some(m) = self.checkpoint(epoch, shard, &mut dirty, &mut reached, &mut seq)? {
+            self.write()?;
+            self.marker(epoch, m);
         }
         Ok(shards.remove(&0).unwrap())
     }
 
-    /// Writes the dirty states and the pending marker; the states' reach
-    /// becomes the next pending marker.
+    /// Writes the dirty states as checkpoint `seq + 1`, if anything was
+    /// applied since the last; returns the marker it earns.
     fn checkpoint(
         &mut self,
         epoch: Epoch,
-        shard: &Shard<M::State>,
+        shard: &mut Shard<M::State>,
         dirty: &mut BTreeSet<Uuid>,
         reached: &mut Option<i64>,
-        markers: &mut Option<i64>,
-    ) -> Result<(), ()> {
+        seq: &mut u64,
+    ) -> Result<Option<(i64, u64)>, ()> {
+        let Some(next) = reached.take() else {
+            return Ok(None);
+        };
+        *seq += 1;
         for key in std::mem::take(dirty) {
-            let (state, last) = &shard.states[&key];
+            let Some((Some(state), last)) = shard.states.get(&key) else {
+                continue;
+            };
             let record = StateRecord {
                 epoch: epoch.number,
                 last_offset: last.0,
                 last_sub: last.1,
-                state: state.as_ref().unwrap(),
+                last_step: last.2,
+                seq: Some(*seq),
+                state,
             };
+            let payload = serde_json::to_vec(&record).unwrap();
+            let slot = shard.next_slot(key);
             self.write()?;
-            self.changelog.push((
-                epoch.state_key(key),
-                Some(serde_json::to_vec(&record).unwrap()),
-            ));
+            self.changelog
+                .push((epoch.state_key(key, slot), Some(payload)));
         }
-        if let Some(next) = markers.take() {
-            self.write()?;
-            self.marker(epoch, next);
-        }
-        *markers = reached.take();
-        Ok(())
+        Ok(Some((next, *seq)))
     }
 
-    fn marker(&mut self, epoch: Epoch, next_offset: i64) {
+    fn marker(&mut self, epoch: Epoch, (next_offset, seq): (i64, u64)) {
         let m = Marker {
             epoch: epoch.number,
             next_offset,
+            seq: Some(seq),
         };
         self.changelog
             .push((epoch.marker_key(), Some(serde_json::to_vec(&m).unwrap())));
@@ -451,8 +554,7 @@ fn effects(outputs: &[Output]) -> BTreeMap<String, BTreeMap<Uuid, BTreeSet<Strin
     out
 }
 
-/// A workload with deposits and payments between three agents on one
-/// partition (so every saga step is a record of the same log), packed into
+/// A workload with deposits and payments between three agents, packed into
 /// records of up to `per_record` commands as the gateway packs them.
 fn workload(payments: &[(usize, usize, i64)], per_record: usize) -> Vec<Vec<u8>> {
     let user = Uuid::from_u128(7);
@@ -477,7 +579,10 @@ fn workload(payments: &[(usize, usize, i64)], per_record: usize) -> Vec<Vec<u8>>
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 
-    /// Whatever write a crash interrupts, the restarted run ends with the same
+    /// Whatever write a crash interrupts — an output, a marker, a state
+    /// record halfway through a checkpoint, with saga steps applied in place
+    /// (one partition) or partly through the log (two, three) — the
+    /// restarted run ends with the same
     /// balances and the same set of events (by id, each with the same
     /// content) as a run without a crash; no event is lost or changes.
     #[test]
@@ -486,16 +591,17 @@ proptest! {
         batch_max in 1usize..5,
         per_record in 1usize..4,
         every in 1usize..4,
+        partitions in 1i32..4,
         crash_pick in 0usize..1000,
     ) {
-        let machine = AgentMachine::new(schemas::interest::RateSchedule::parse("4.5").unwrap());
+        let machine = bank();
         let input = workload(&payments, per_record);
-        let mut clean = Sim { machine: &machine, input: input.clone(), changelog: vec![],
+        let mut clean = Sim { machine: &machine, partitions, input: input.clone(), changelog: vec![],
             outputs: vec![], writes: 0, crash_after: None };
         let expected = clean.run(1, batch_max, every).unwrap();
         let crash_at = crash_pick % clean.writes;
 
-        let mut sim = Sim { machine: &machine, input, changelog: vec![],
+        let mut sim = Sim { machine: &machine, partitions, input, changelog: vec![],
             outputs: vec![], writes: 0, crash_after: Some(crash_at) };
         prop_assert!(sim.run(1, batch_max, every).is_err(), "the crash happened");
         sim.crash_after = None;
