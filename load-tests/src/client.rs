@@ -11,8 +11,10 @@ pub struct Api {
 }
 
 /// What a tenant's wallet holds beyond its agents' balances, for the
-/// deposits of a run (a billion of the workloads' 0.000001 deposits).
-pub const DEPOSIT_FUNDS: u32 = 1_000;
+/// deposits of a run (a million of chaos's deposits of up to 1, a
+/// trillion of the load workloads' 0.000001): a long run must never refuse
+/// a deposit for want of funds.
+pub const DEPOSIT_FUNDS: u32 = 1_000_000;
 
 /// A signed-up user with its key and agents. `approval_agents` are created
 /// with `requireapprovalforall`, so their payments wait for `setApprove`.
