@@ -154,6 +154,11 @@ struct Common {
     /// that serves little revenue traffic can let them poll less often.
     #[arg(long, env = "AGENTBANK_REVENUE_FETCH_WAIT_MS", default_value_t = connectors::kafka::DEFAULT_REVENUE_FETCH_WAIT_MS, global = true)]
     revenue_fetch_wait_ms: u32,
+    /// What the sink reads: `log` (the processors' packed events log, the
+    /// default) or `public` (the public events topic: to rebuild a read
+    /// model from the start after the log's retention has passed).
+    #[arg(long, env = "AGENTBANK_SINK_SOURCE", default_value = "log", value_parser = ["log", "public"], global = true)]
+    sink_source: String,
     #[arg(
         long,
         env = "AGENTBANK_REPLICATION_FACTOR",
@@ -200,6 +205,9 @@ enum Role {
     Processor,
     /// The Postgres sink.
     Sink,
+    /// Copies the packed events log to the public events topic (one Avro
+    /// event per record). One instance: it owns every partition.
+    Publisher,
     /// The webhook dispatcher (delivers what the sink queued).
     Dispatcher,
     /// The settlement service: sends agents' on-chain transfers
@@ -613,6 +621,10 @@ async fn main() -> anyhow::Result<()> {
             serve_metrics(common.metrics_addr).await?;
             run_sink(&common, shutdown).await?
         }
+        Role::Publisher => {
+            serve_metrics(common.metrics_addr).await?;
+            run_publisher(&common, shutdown).await
+        }
         Role::Dispatcher => {
             serve_metrics(common.metrics_addr).await?;
             run_dispatcher(&common, shutdown).await?
@@ -667,6 +679,7 @@ async fn main() -> anyhow::Result<()> {
                 )),
                 run_revenue_machines(&common, shutdown.clone()),
                 run_sink(&common, shutdown.clone()),
+                run_publisher(&common, shutdown.clone()),
                 run_scheduler(&common, true, shutdown.clone()),
                 run_dispatcher(&common, shutdown.clone()),
                 run_settlement(&common, shutdown.clone()),
@@ -820,10 +833,26 @@ async fn run_scheduler(common: &Common, enabled: bool, shutdown: watch::Receiver
     );
 }
 
+async fn run_publisher(common: &Common, shutdown: watch::Receiver<bool>) {
+    let config = connectors::publisher::PublisherConfig {
+        kafka: common.kafka(),
+        topics: common.topics(),
+        group_id: format!("{}agentbank-publisher", common.topic_prefix),
+    };
+    supervise("publisher", shutdown, |s| {
+        connectors::publisher::run(config.clone(), s)
+    })
+    .await;
+}
+
 async fn run_sink(common: &Common, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let pool = common.pool(4).await?;
     let kafka = common.kafka();
-    let topic = common.topics().events;
+    let topics = common.topics();
+    let topic = match common.sink_source.as_str() {
+        "public" => topics.events,
+        _ => topics.events_log,
+    };
     supervise("sink", shutdown, |s| {
         let config = connectors::postgres_sink::SinkConfig {
             kafka: kafka.clone(),

@@ -284,3 +284,50 @@ pub async fn produce_all(
     }
     Ok(positions)
 }
+
+/// Aborts a background task when dropped (a role's lag reporter ends with
+/// the role).
+pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Every 5 s: `agentbank_consumer_lag{consumer, partition}` = `topic`'s high
+/// watermark minus the next offset `consumer` has done, as `next_offsets`
+/// reports it (per partition; `None` skips a round).
+pub async fn report_lag<F, Fut>(
+    kafka: KafkaConfig,
+    topic: String,
+    consumer: &'static str,
+    mut next_offsets: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<std::collections::BTreeMap<i32, i64>>>,
+{
+    let Ok(reader) = kafka.reader() else { return };
+    let reader = std::sync::Arc::new(reader);
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let Some(next) = next_offsets().await else {
+            continue;
+        };
+        let (r, t) = (reader.clone(), topic.clone());
+        let lags = tokio::task::spawn_blocking(move || {
+            next.into_iter()
+                .map(|(p, n)| {
+                    r.fetch_watermarks(&t, p, Duration::from_secs(5))
+                        .map(|w| (p, w.1 - n))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await;
+        let Ok(Ok(lags)) = lags else { continue };
+        for (p, lag) in lags {
+            metrics::gauge!("agentbank_consumer_lag", "consumer" => consumer, "partition" => p.to_string())
+                .set(lag.max(0) as f64);
+        }
+    }
+}

@@ -6,6 +6,8 @@
 //! - [`postgres_sink`]: consumes events and writes the read model in batches,
 //!   with its consumed offsets in the same transaction (exactly-once into Postgres),
 //!   and queues webhook deliveries in that same transaction.
+//! - [`publisher`]: copies the packed events log to the public events topic,
+//!   one Avro event per record, off the payment path.
 //! - [`webhooks`]: envelopes, signatures and the delivery dispatcher.
 //! - [`chain`]: on-chain settlement (EVM JSON-RPC via alloy): wallets, the
 //!   settlement service.
@@ -17,6 +19,7 @@ pub mod chain;
 pub mod db;
 pub mod kafka;
 pub mod postgres_sink;
+pub mod publisher;
 pub mod read_model;
 pub mod secrets;
 pub mod webhooks;

@@ -325,7 +325,7 @@ pub async fn serve(
     processor_probe: Option<ProcessorProbe>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ApiError> {
-    let watermarks = Watermarks::follow(pool.clone(), config.topics.events.clone()).await?;
+    let watermarks = Watermarks::follow(pool.clone(), config.topics.events_log.clone()).await?;
     let bus = commands::CommandBus::start(
         &config.kafka,
         config.topics.clone(),

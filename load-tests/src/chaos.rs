@@ -31,6 +31,7 @@ use crate::client::{payment_id, Api, Tenant};
 pub enum Role {
     Processor,
     Sink,
+    Publisher,
     Gateway,
     Dispatcher,
     Broker,
@@ -38,9 +39,10 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 6] = [
+    pub const ALL: [Role; 7] = [
         Role::Processor,
         Role::Sink,
+        Role::Publisher,
         Role::Gateway,
         Role::Dispatcher,
         Role::Broker,
@@ -51,6 +53,7 @@ impl Role {
         match self {
             Role::Processor => "processor",
             Role::Sink => "sink",
+            Role::Publisher => "publisher",
             Role::Gateway => "gateway",
             Role::Dispatcher => "dispatcher",
             Role::Broker => "broker",
@@ -108,6 +111,10 @@ pub struct ChaosReport {
     pub deposits_recorded: i64,
     /// Payment rows in the read model vs acknowledged.
     pub payments_recorded: i64,
+    /// Events in the read model and on the public topic (the publisher's
+    /// work: every one must be there).
+    pub events_recorded: usize,
+    pub events_unpublished: usize,
 }
 
 impl ChaosReport {
@@ -117,6 +124,7 @@ impl ChaosReport {
             && self.refused.is_empty()
             && self.deposits_recorded == self.deposits_acknowledged as i64
             && self.payments_recorded == self.payments_acknowledged as i64
+            && self.events_unpublished == 0
     }
 
     pub fn print(&self) {
@@ -135,6 +143,11 @@ impl ChaosReport {
             self.retries
         );
         self.audit.print("chaos");
+        println!(
+            "  public topic: {} of {} events published",
+            self.events_recorded - self.events_unpublished,
+            self.events_recorded
+        );
         println!(
             "  exact balances: {}",
             if self.balance_mismatches.is_empty() {
@@ -313,7 +326,7 @@ impl Stack {
                 .current_dir(dir);
                 c
             }
-            Role::Processor | Role::Sink | Role::Gateway | Role::Dispatcher => {
+            Role::Processor | Role::Sink | Role::Publisher | Role::Gateway | Role::Dispatcher => {
                 self.agentbank(role.name())
             }
         };
@@ -557,7 +570,13 @@ pub async fn run(cfg: Config) -> Result<ChaosReport, ChaosError> {
     }
     stack.run_once("topics")?;
     stack.run_once("migrate")?;
-    for role in [Role::Processor, Role::Sink, Role::Gateway, Role::Dispatcher] {
+    for role in [
+        Role::Processor,
+        Role::Sink,
+        Role::Publisher,
+        Role::Gateway,
+        Role::Dispatcher,
+    ] {
         stack.start(role).await?;
     }
     let api = Api::new(&stack.http());
@@ -636,6 +655,16 @@ pub async fn run(cfg: Config) -> Result<ChaosReport, ChaosError> {
     let (balance_mismatches, deposits_recorded, payments_recorded) =
         settle_and_compare(&pool, &ledger).await?;
     let audit = crate::audit::run(&pool, &ledger.payments).await?;
+    let events: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM events")
+        .fetch_all(&pool)
+        .await?;
+    let bootstrap = format!("127.0.0.1:{}", stack.broker_port);
+    let topic = format!("{}agentbank.events", stack.prefix);
+    let events_recorded = events.len();
+    let events_unpublished =
+        tokio::task::spawn_blocking(move || unpublished(&bootstrap, &topic, events))
+            .await
+            .map_err(|e| setup(format!("public topic check: {e}")))??;
     Ok(ChaosReport {
         kills,
         self_exits,
@@ -648,7 +677,42 @@ pub async fn run(cfg: Config) -> Result<ChaosReport, ChaosError> {
         balance_mismatches,
         deposits_recorded,
         payments_recorded,
+        events_recorded,
+        events_unpublished,
     })
+}
+
+/// How many of `events` (by id) the public topic lacks once the publisher
+/// has had a minute to catch up.
+fn unpublished(bootstrap: &str, topic: &str, events: Vec<uuid::Uuid>) -> Result<usize, ChaosError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let kafka = |e: rdkafka::error::KafkaError| setup(format!("public topic: {e}"));
+    let mut missing: std::collections::HashSet<uuid::Uuid> = events.into_iter().collect();
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "chaos-audit")
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(kafka)?;
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(kafka)?;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in md.topics().iter().flat_map(|t| t.partitions()) {
+        tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning)
+            .map_err(kafka)?;
+    }
+    consumer.assign(&tpl).map_err(kafka)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !missing.is_empty() && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            if let Ok(e) = schemas::Event::decode(m.payload().unwrap_or_default()) {
+                missing.remove(&e.id);
+            }
+        }
+    }
+    Ok(missing.len())
 }
 
 /// Waits (bounded) for the read model to reach the acknowledged state, then

@@ -94,10 +94,38 @@ pub fn decode_each<T>(
         .collect()
 }
 
+/// An item that carries its record key: the key's 16 bytes, then the
+/// payload (the events log's items: the agent id, then the Avro event, so
+/// the publisher re-keys each event without decoding it).
+pub fn keyed(key: uuid::Uuid, payload: &[u8]) -> Vec<u8> {
+    let mut item = Vec::with_capacity(16 + payload.len());
+    item.extend_from_slice(key.as_bytes());
+    item.extend_from_slice(payload);
+    item
+}
+
+/// The key and payload of a [`keyed`] item.
+pub fn split_keyed(item: &[u8]) -> Result<(uuid::Uuid, &[u8]), SchemaError> {
+    if item.len() < 16 {
+        return Err(SchemaError::Framing("keyed item: shorter than its key"));
+    }
+    let (key, payload) = item.split_at(16);
+    let key: [u8; 16] = key.try_into().expect("16 bytes");
+    Ok((uuid::Uuid::from_bytes(key), payload))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn keyed_items_round_trip_and_short_ones_fail() {
+        let key = uuid::Uuid::from_u128(42);
+        let item = keyed(key, b"payload");
+        assert_eq!(split_keyed(&item).unwrap(), (key, &b"payload"[..]));
+        assert!(split_keyed(&item[..15]).is_err());
+    }
 
     #[test]
     fn plain_records_are_one_item_and_bad_framing_keeps_what_came_before() {

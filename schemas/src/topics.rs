@@ -6,8 +6,14 @@
 pub struct Topics {
     /// Commands from the gateway and from sagas; key = agent id.
     pub commands: String,
-    /// Domain events, the public stream; key = agent id.
+    /// Domain events, the public stream: one Avro event per record; key =
+    /// agent id. Written by the publisher from `events_log`.
     pub events: String,
+    /// The same events as the processors write them: internal, packed per
+    /// batch and partition of the agent id, each item the agent id's 16
+    /// bytes then the Avro event ([`crate::packed::keyed`]). The sink and
+    /// the publisher read it; replies wait for the sink on its positions.
+    pub events_log: String,
     /// Command results for the gateway; key = correlation id.
     pub replies: String,
     /// Processor checkpoints (compacted); key = `<agent id>@<epoch>`.
@@ -54,6 +60,7 @@ impl Topics {
         Topics {
             commands: format!("{prefix}agentbank.commands"),
             events: format!("{prefix}agentbank.events"),
+            events_log: format!("{prefix}agentbank.events.log"),
             replies: format!("{prefix}agentbank.replies"),
             state: format!("{prefix}agentbank.state"),
             webhooks_dead_letter: format!("{prefix}agentbank.webhooks.dead-letter"),
@@ -120,7 +127,7 @@ impl Topics {
 
     /// Every other topic with whether it is compacted. The state topic must have as
     /// many partitions as the commands topic: partition p checkpoints commands p.
-    pub fn all(&self) -> [(&str, bool); 15] {
+    pub fn all(&self) -> [(&str, bool); 16] {
         [
             (&self.portfolio_commands, false),
             (&self.portfolio_state, true),
@@ -132,6 +139,7 @@ impl Topics {
             (&self.opportunity_state, true),
             (&self.commands, false),
             (&self.events, false),
+            (&self.events_log, false),
             (&self.replies, false),
             (&self.state, true),
             (&self.webhooks_dead_letter, false),

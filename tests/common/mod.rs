@@ -178,6 +178,7 @@ impl Deployment {
         self.run(&["migrate"]);
         self.start("processor", &["processor"]);
         self.start("sink", &["sink"]);
+        self.start("publisher", &["publisher"]);
         self.start("gateway", &["gateway"]);
         self.wait_healthy().await;
     }
@@ -749,6 +750,7 @@ impl RpcProxy {
 pub const PARTITIONS: i32 = 4;
 
 pub struct Record {
+    pub key: Option<Vec<u8>>,
     pub partition: i32,
     pub offset: i64,
     pub timestamp_ms: Option<i64>,
@@ -789,6 +791,7 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<Record> {
             if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
                 next = m.offset() + 1;
                 out.push(Record {
+                    key: m.key().map(<[u8]>::to_vec),
                     partition: p,
                     offset: m.offset(),
                     timestamp_ms: m.timestamp().to_millis(),

@@ -1,4 +1,5 @@
-//! The Postgres sink: consumes `agentbank.events` and writes the read model.
+//! The Postgres sink: consumes the events log (`agentbank.events.log`, the
+//! processors' events packed per batch) and writes the read model.
 //!
 //! Exactly-once into Postgres: each batch is one SQL transaction holding the
 //! rows *and* the sink's next offsets, so after a crash it resumes from the
@@ -27,7 +28,7 @@ use tokio::sync::watch;
 
 use schemas::Event;
 
-use crate::kafka::KafkaConfig;
+use crate::kafka::{report_lag, AbortOnDrop, KafkaConfig};
 use crate::ConnectorError;
 
 pub use rows::Rows;
@@ -60,11 +61,22 @@ pub async fn run(
     }
     consumer.assign(&tpl)?;
     tracing::info!(topic = %config.topic, partitions, resumed = stored.len(), "sink started");
+    let (lag_pool, lag_topic) = (pool.clone(), config.topic.clone());
     let lag = tokio::spawn(report_lag(
         config.kafka.clone(),
-        pool.clone(),
         config.topic.clone(),
-        partitions,
+        "sink",
+        move || {
+            let (pool, topic) = (lag_pool.clone(), lag_topic.clone());
+            async move {
+                let stored = stored_offsets(&pool, &topic).await.ok()?;
+                Some(
+                    (0..partitions)
+                        .map(|p| (p, stored.get(&p).copied().unwrap_or(0)))
+                        .collect(),
+                )
+            }
+        },
     ));
     let _stop_lag = AbortOnDrop(lag);
 
@@ -73,10 +85,11 @@ pub async fn run(
             _ = shutdown.changed() => break,
             m = consumer.recv() => m?,
         };
-        let mut batch = vec![(first.partition(), first.offset(), decode(first.payload()))];
+        let mut batch = vec![];
+        push_events(&mut batch, &first);
         while batch.len() < SINK_BATCH_MAX {
             match consumer.recv().now_or_never() {
-                Some(Ok(m)) => batch.push((m.partition(), m.offset(), decode(m.payload()))),
+                Some(Ok(m)) => push_events(&mut batch, &m),
                 Some(Err(e)) => return Err(e.into()),
                 None => break,
             }
@@ -115,51 +128,28 @@ impl CommitFollower {
 }
 
 /// Aborts a background task when the sink stops.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Every 5 s: `agentbank_consumer_lag{consumer="sink", partition}` = the
-/// topic's high watermark minus the next offset the sink stored.
-async fn report_lag(kafka: KafkaConfig, pool: PgPool, topic: String, partitions: i32) {
-    let Ok(reader) = kafka.reader() else { return };
-    let reader = std::sync::Arc::new(reader);
-    loop {
-        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-        let Ok(stored) = stored_offsets(&pool, &topic).await else {
-            continue;
-        };
-        let (r, t) = (reader.clone(), topic.clone());
-        let highs = tokio::task::spawn_blocking(move || {
-            (0..partitions)
-                .map(|p| {
-                    r.fetch_watermarks(&t, p, std::time::Duration::from_secs(5))
-                        .map(|w| (p, w.1))
-                })
-                .collect::<Result<Vec<_>, _>>()
+/// The events of one record, each at the record's position (an undecodable
+/// item as `None`: its offset still counts as passed). An events-log record
+/// is packed, its items keyed; a record of the public topic is one event.
+fn push_events(batch: &mut Vec<(i32, i64, Option<Event>)>, m: &impl Message) {
+    let (p, o) = (m.partition(), m.offset());
+    let payload = m.payload().unwrap_or_default();
+    let items = if schemas::packed::is_packed(payload) {
+        schemas::packed::decode_each(payload, |item| {
+            Event::decode(schemas::packed::split_keyed(item)?.1)
         })
-        .await;
-        let Ok(Ok(highs)) = highs else { continue };
-        for (p, high) in highs {
-            let next = stored.get(&p).copied().unwrap_or(0);
-            metrics::gauge!("agentbank_consumer_lag", "consumer" => "sink", "partition" => p.to_string())
-                .set((high - next).max(0) as f64);
-        }
-    }
-}
-
-fn decode(payload: Option<&[u8]>) -> Option<Event> {
-    match Event::decode(payload.unwrap_or_default()) {
-        Ok(e) => Some(e),
-        Err(e) => {
-            // Not ours to fix here: count it, skip it, keep the partition moving.
-            tracing::error!(error = %e, "undecodable event skipped");
-            metrics::counter!("agentbank_sink_undecodable_total").increment(1);
-            None
+    } else {
+        vec![Event::decode(payload)]
+    };
+    for item in items {
+        match item {
+            Ok(e) => batch.push((p, o, Some(e))),
+            Err(e) => {
+                // Not ours to fix here: count it, skip it, keep the partition moving.
+                tracing::error!(partition = p, offset = o, error = %e, "undecodable event skipped");
+                metrics::counter!("agentbank_sink_undecodable_total").increment(1);
+                batch.push((p, o, None));
+            }
         }
     }
 }

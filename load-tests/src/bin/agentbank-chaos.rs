@@ -18,7 +18,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "processor,sink,gateway,dispatcher,broker,postgres"
+        default_value = "processor,sink,publisher,gateway,dispatcher,broker,postgres"
     )]
     roles: Vec<Role>,
     /// Shortest and longest pause between kills, in ms.

@@ -6,10 +6,10 @@
 //! (a record may carry many packed commands):
 //! 1. apply each command to its key's state ([`plan`], pure), collecting
 //!    events, saga steps and replies;
-//! 2. produce the events (one record each: a public topic), the saga steps
-//!    (packed, one record per destination partition) and transfer requests,
-//!    and wait for their acks (the events' offsets let the gateway wait for
-//!    the sink: read-your-writes);
+//! 2. produce the events (packed, one record per partition of the events
+//!    log), the saga steps (packed, one record per destination partition)
+//!    and transfer requests, and wait for their acks (the events' offsets
+//!    let the gateway wait for the sink: read-your-writes);
 //!    The markers the last checkpoint earned (its states are acknowledged)
 //!    go in this round too, so they land before the next checkpoint begins;
 //!    then the group offsets they cover are committed.
@@ -657,10 +657,12 @@ async fn write_markers<S>(
 }
 
 /// The records that carry a batch's outputs, and for each output the index
-/// of its record (replies point at events only: a saga step's entry is
-/// `None`). Events and transfer requests (public topics) get a record each;
-/// saga steps are packed, one record per destination partition (as few
-/// records and produce requests as the broker allows).
+/// of the record a reply waiting on it must see the sink pass (replies point
+/// at events only: other outputs' entries are `None`). Events are packed per
+/// partition of the events log (the publisher copies them to the public
+/// topic, one per record, off this path); saga steps per destination
+/// partition; transfer requests and executions get a record each. As few
+/// records and produce requests as the broker allows.
 fn output_records<M: Machine>(
     machine: &M,
     topics: &Topics,
@@ -668,27 +670,33 @@ fn output_records<M: Machine>(
     outputs: &[Output],
 ) -> Result<(Vec<Outgoing>, Vec<Option<usize>>), ProcessorError> {
     let mut records = Vec::with_capacity(outputs.len());
-    let mut record_of = Vec::with_capacity(outputs.len());
-    // Per destination partition: the first step's key and the encoded steps.
+    // Per partition: the first item's key and the encoded items.
+    let mut events: BTreeMap<i32, (String, Vec<Vec<u8>>)> = BTreeMap::new();
     let mut sagas: BTreeMap<i32, (String, Vec<Vec<u8>>)> = BTreeMap::new();
+    let mut event_partition = Vec::with_capacity(outputs.len());
+    let pack = |to: &mut BTreeMap<i32, (String, Vec<Vec<u8>>)>, key: Uuid, item: Vec<u8>| {
+        let key = key.to_string();
+        let q = schemas::topics::partition_for(key.as_bytes(), partitions);
+        to.entry(q).or_insert_with(|| (key, vec![])).1.push(item);
+        q
+    };
     for output in outputs {
         let (topic, key, payload) = match output {
             Output::Event(e) => {
                 machine.observe(e);
-                (&topics.events, e.agent_id, e.encode()?)
+                let item = schemas::packed::keyed(e.agent_id, &e.encode()?);
+                event_partition.push(Some(pack(&mut events, e.agent_id, item)));
+                continue;
+            }
+            Output::Command(c) => {
+                pack(&mut sagas, c.agent_id, c.encode_internal()?);
+                event_partition.push(None);
+                continue;
             }
             Output::Settlement(r) => (&topics.settlement_requests, r.agent_id, r.encode()?),
             Output::Execution(x) => (&topics.executions, x.opportunity_id, x.encode()?),
-            Output::Command(c) => {
-                let key = c.agent_id.to_string();
-                let q = schemas::topics::partition_for(key.as_bytes(), partitions);
-                let (_, items) = sagas.entry(q).or_insert_with(|| (key, vec![]));
-                items.push(c.encode_internal()?);
-                record_of.push(None);
-                continue;
-            }
         };
-        record_of.push(Some(records.len()));
+        event_partition.push(None);
         records.push(Outgoing {
             topic: topic.clone(),
             key: key.to_string(),
@@ -696,9 +704,20 @@ fn output_records<M: Machine>(
             partition: None,
         });
     }
+    // A reply waits for the last events record of each partition it has
+    // events on: the sink passes a partition's records in order.
+    let mut last_record: BTreeMap<i32, usize> = BTreeMap::new();
+    for (q, (key, items)) in events {
+        records.extend(Outgoing::packed(&topics.events_log, &key, q, &items));
+        last_record.insert(q, records.len() - 1);
+    }
     for (q, (key, items)) in sagas {
         records.extend(Outgoing::packed(&topics.commands, &key, q, &items));
     }
+    let record_of = event_partition
+        .into_iter()
+        .map(|q| q.map(|q| last_record[&q]))
+        .collect();
     Ok((records, record_of))
 }
 
@@ -794,9 +813,10 @@ async fn process_batch<M: Machine>(
         .replies
         .into_iter()
         .map(|(mut reply, events)| {
-            reply.wait_for = events
-                .map(|i| positions[record_of[i].expect("a reply's range holds events only")])
+            let records: BTreeSet<usize> = events
+                .map(|i| record_of[i].expect("a reply's range holds events only"))
                 .collect();
+            reply.wait_for = records.into_iter().map(|r| positions[r]).collect();
             reply
         })
         .collect();
