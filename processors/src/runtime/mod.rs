@@ -196,9 +196,8 @@ impl Unsaved {
             let Some((Some(state), last)) = part.states.get(key) else {
                 continue;
             };
-            let (state, last) = (state.clone(), *last);
-            let at = (part.epoch, part.next_slot(*key), self.seq);
-            out.push(state_record(topics, *p, at, *key, &state, last)?);
+            let at = (part.epoch, part.slots.next(*key), self.seq);
+            out.push(state_record(topics, *p, at, *key, state, *last)?);
         }
         Ok(out)
     }
@@ -651,6 +650,16 @@ async fn write_markers<S>(
         return Ok(());
     }
     produce_all(producer, &pending.marker_records(&config.topics, owned)).await?;
+    markers_written(config, consumer, pending)
+}
+
+/// The pending markers are acknowledged: commits the offsets they cover and
+/// forgets them (a checkpoint may be cut again).
+fn markers_written(
+    config: &ProcessorConfig,
+    consumer: &rdkafka::consumer::StreamConsumer<Context>,
+    pending: &mut Unsaved,
+) -> Result<(), ProcessorError> {
     commit_offsets(config, consumer, &pending.markers)?;
     pending.markers.clear();
     Ok(())
@@ -795,10 +804,7 @@ async fn process_batch<M: Machine>(
     records.extend(pending.marker_records(topics, owned));
     let positions = produce_all(producer, &records).await?;
     debug_assert_eq!(positions.len(), records.len(), "every output acknowledged");
-    if !pending.markers.is_empty() {
-        commit_offsets(config, consumer, &pending.markers)?;
-        pending.markers.clear();
-    }
+    markers_written(config, consumer, pending)?;
 
     // 3. replies, and a checkpoint when one is due.
     debug_assert!(

@@ -47,9 +47,23 @@ pub struct Shard<S> {
     pub states: HashMap<Uuid, (Option<S>, Reflects)>,
     /// The first input after restore has been checked against `next_offset`.
     pub positioned: bool,
-    /// Per key, the changelog slot its last record went to under this epoch
-    /// (the next goes to the other: see `checkpoint`).
-    pub slots: HashMap<Uuid, u8>,
+    /// Per key, the changelog slot its last record went to under this epoch.
+    pub slots: Slots,
+}
+
+/// Which of its two changelog slots each key's last record went to (see
+/// `checkpoint`): a key's next record never goes where its last one is,
+/// which stays the valid one until the new one is vouched for.
+#[derive(Debug, Default)]
+pub struct Slots(HashMap<Uuid, u8>);
+
+impl Slots {
+    /// The slot for `key`'s next record, remembered as its last.
+    pub fn next(&mut self, key: Uuid) -> u8 {
+        let slot = self.0.get(&key).map_or(0, |s| 1 - s);
+        self.0.insert(key, slot);
+        slot
+    }
 }
 
 impl<S> Shard<S> {
@@ -62,16 +76,8 @@ impl<S> Shard<S> {
                 .map(|(k, (s, o))| (k, (Some(s), o)))
                 .collect(),
             positioned: false,
-            slots: HashMap::new(),
+            slots: Slots::default(),
         }
-    }
-
-    /// The changelog slot for `key`'s next record: never the one holding its
-    /// last record, which stays the valid one until this one is vouched for.
-    pub fn next_slot(&mut self, key: Uuid) -> u8 {
-        let slot = self.slots.get(&key).map_or(0, |s| 1 - s);
-        self.slots.insert(key, slot);
-        slot
     }
 }
 

@@ -502,7 +502,7 @@ impl<M: Machine> Sim<'_, M> {
                 state,
             };
             let payload = serde_json::to_vec(&record).unwrap();
-            let slot = shard.next_slot(key);
+            let slot = shard.slots.next(key);
             self.write()?;
             self.changelog
                 .push((epoch.state_key(key, slot), Some(payload)));
