@@ -14,12 +14,18 @@
 //! release (still on the topic during an upgrade) is read with its own writer
 //! schema and resolved to the current one, never skipped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{LazyLock, Mutex};
 
 use apache_avro::rabin::Rabin;
+use apache_avro::schema::{
+    ArraySchema, MapSchema, Name, Namespace, RecordSchema, ResolvedSchema, UnionSchema,
+};
 use apache_avro::types::Value;
-use apache_avro::{from_avro_datum, from_value, to_value, GenericSingleObjectWriter, Schema};
+use apache_avro::{
+    from_avro_datum, from_value, to_value, GenericSingleObjectReader, GenericSingleObjectWriter,
+    Schema,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use uuid::Uuid;
@@ -67,9 +73,16 @@ const HEADER_LEN: usize = 10;
 pub struct EnvelopeCodec {
     schema: Schema,
     fingerprint: [u8; 8],
+    /// Each branch with the named types it refers to defined inside it, so a
+    /// payload resolves against its branch alone: resolving against the whole
+    /// envelope indexed every branch's names (allocating and hashing each)
+    /// for every record encoded.
     branches: Vec<Schema>,
     /// Earlier writer schemas by fingerprint.
     history: Vec<([u8; 8], Schema)>,
+    /// Reads the current version with its names resolved once: a plain
+    /// `from_avro_datum` indexed the whole envelope's names for every record.
+    reader: GenericSingleObjectReader,
     /// Writers that keep the schema resolved: resolving it on every record
     /// was a tenth of agentbank's CPU under load (perf). One per concurrent
     /// encoder, reused.
@@ -104,8 +117,17 @@ impl EnvelopeCodec {
         let Schema::Union(union) = &payload.schema else {
             return Err(SchemaError::Shape("payload is not a union".into()));
         };
+        let names = ResolvedSchema::try_from(&schema)?;
+        let mut branches = Vec::with_capacity(union.variants().len());
+        for branch in union.variants() {
+            let standalone = standalone(branch, names.get_names(), &None, &mut HashSet::new());
+            // It must resolve on its own, or encoding would fail at run time.
+            ResolvedSchema::try_from(&standalone)?;
+            branches.push(standalone);
+        }
         Ok(EnvelopeCodec {
-            branches: union.variants().to_vec(),
+            branches,
+            reader: GenericSingleObjectReader::new(schema.clone())?,
             schema,
             fingerprint,
             history,
@@ -146,10 +168,10 @@ impl EnvelopeCodec {
         if bytes.len() < HEADER_LEN || bytes[..2] != MAGIC {
             return Err(SchemaError::Framing("missing C3 01 marker"));
         }
-        let mut body = &bytes[HEADER_LEN..];
         let datum = if bytes[2..HEADER_LEN] == self.fingerprint {
-            from_avro_datum(&self.schema, &mut body, None)?
+            self.reader.read_value(&mut &bytes[..])?
         } else {
+            let mut body = &bytes[HEADER_LEN..];
             let (_, writer) = self
                 .history
                 .iter()
@@ -166,11 +188,78 @@ impl EnvelopeCodec {
     }
 
     fn payload<T: Serialize>(&self, index: usize, payload: &T) -> Result<Value, SchemaError> {
-        // With the envelope as schemata, so branches may name types (e.g.
-        // JournalEntry) defined in an earlier branch.
-        let value =
-            to_value(payload)?.resolve_schemata(&self.branches[index], vec![&self.schema])?;
+        let value = to_value(payload)?.resolve(&self.branches[index])?;
         Ok(Value::Union(index as u32, Box::new(value)))
+    }
+}
+
+/// `schema` with each named type it refers to (e.g. `JournalEntry`, defined in
+/// an earlier branch) defined at its first use, in the order Avro resolves
+/// names (depth first, fields in order); later uses stay references.
+fn standalone(
+    schema: &Schema,
+    names: &HashMap<Name, &Schema>,
+    namespace: &Namespace,
+    defined: &mut HashSet<Name>,
+) -> Schema {
+    match schema {
+        Schema::Ref { name } => {
+            let full = name.fully_qualified_name(namespace);
+            match names.get(&full) {
+                Some(definition) if !defined.contains(&full) => {
+                    standalone(definition, names, &full.namespace, defined)
+                }
+                _ => Schema::Ref { name: full },
+            }
+        }
+        Schema::Record(record) => {
+            let full = record.name.fully_qualified_name(namespace);
+            defined.insert(full.clone());
+            let fields = record
+                .fields
+                .iter()
+                .map(|field| {
+                    let mut field = field.clone();
+                    field.schema = standalone(&field.schema, names, &full.namespace, defined);
+                    field
+                })
+                .collect();
+            // Named in full: its place in the branch may have another
+            // enclosing namespace than its definition had.
+            Schema::Record(RecordSchema {
+                name: full,
+                fields,
+                ..record.clone()
+            })
+        }
+        Schema::Enum(e) => {
+            let name = e.name.fully_qualified_name(namespace);
+            defined.insert(name.clone());
+            Schema::Enum(apache_avro::schema::EnumSchema { name, ..e.clone() })
+        }
+        Schema::Fixed(f) => {
+            let name = f.name.fully_qualified_name(namespace);
+            defined.insert(name.clone());
+            Schema::Fixed(apache_avro::schema::FixedSchema { name, ..f.clone() })
+        }
+        Schema::Array(array) => Schema::Array(ArraySchema {
+            items: Box::new(standalone(&array.items, names, namespace, defined)),
+            attributes: array.attributes.clone(),
+        }),
+        Schema::Map(map) => Schema::Map(MapSchema {
+            types: Box::new(standalone(&map.types, names, namespace, defined)),
+            attributes: map.attributes.clone(),
+        }),
+        Schema::Union(union) => {
+            let variants = union
+                .variants()
+                .iter()
+                .map(|v| standalone(v, names, namespace, defined))
+                .collect();
+            // The same variants, only references expanded: still a valid union.
+            Schema::Union(UnionSchema::new(variants).expect("variants of a valid union"))
+        }
+        other => other.clone(),
     }
 }
 
@@ -987,6 +1076,61 @@ mod tests {
         let mut bytes = create_agent().encode().unwrap();
         bytes.truncate(20);
         assert!(Command::decode(&bytes).is_err());
+    }
+
+    #[test]
+    fn a_branch_resolves_alone_as_within_the_whole_envelope() {
+        // Branches refer to JournalEntry and Payment, defined once in earlier
+        // branches; resolving against the whole envelope is the reference.
+        for (avsc, codec) in [(COMMAND_AVSC, &*COMMANDS), (EVENT_AVSC, &*EVENTS)] {
+            let envelope = Schema::parse_str(avsc).unwrap();
+            let Schema::Record(record) = &envelope else {
+                panic!("envelope is a record")
+            };
+            let payload = record.fields.iter().find(|f| f.name == "payload").unwrap();
+            let Schema::Union(union) = &payload.schema else {
+                panic!("payload is a union")
+            };
+            assert_eq!(union.variants().len(), codec.branches.len());
+            for alone in &codec.branches {
+                // Every named type a branch uses is defined within it.
+                ResolvedSchema::try_from(alone).unwrap();
+            }
+        }
+        let credit = crate::command::CreditPayment {
+            payment: payment(Some(12)),
+            origin_partition: 3,
+            origin_offset: 1 << 40,
+            origin_sub: 3,
+        };
+        let envelope = Schema::parse_str(COMMAND_AVSC).unwrap();
+        let index = COMMANDS
+            .branches
+            .iter()
+            .position(|b| matches!(b, Schema::Record(r) if r.name.name == "CreditPayment"))
+            .unwrap();
+        let whole_branch = match &envelope {
+            Schema::Record(r) => match &r
+                .fields
+                .iter()
+                .find(|f| f.name == "payload")
+                .unwrap()
+                .schema
+            {
+                Schema::Union(u) => u.variants()[index].clone(),
+                _ => unreachable!(),
+            },
+            _ => unreachable!(),
+        };
+        let within = to_value(&credit)
+            .unwrap()
+            .resolve_schemata(&whole_branch, vec![&envelope])
+            .unwrap();
+        let alone = to_value(&credit)
+            .unwrap()
+            .resolve(&COMMANDS.branches[index])
+            .unwrap();
+        assert_eq!(within, alone);
     }
 
     #[test]
