@@ -24,6 +24,12 @@ use schemas::revenue::workers::Verticals;
 use schemas::topics::MachineKind;
 use schemas::topics::Topics;
 
+/// mimalloc: the system allocator was 28% of agentbank's CPU at the payment
+/// peak (`load-tests/README.md`, perf); the baseline server uses it too, so
+/// the comparison stays even.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "agentbank",

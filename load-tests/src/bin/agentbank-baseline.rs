@@ -7,6 +7,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 
+/// The same allocator as agentbank's binary, so the comparison measures the
+/// designs, not the allocators.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 struct Args {
     #[arg(long, env = "BASELINE_HTTP_ADDR", default_value = "127.0.0.1:8090")]
