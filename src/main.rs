@@ -711,10 +711,7 @@ async fn run_revenue_machines(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let base = common.processor()?;
-    let kafka = KafkaConfig {
-        fetch_wait_ms: common.revenue_fetch_wait_ms,
-        ..base.kafka.clone()
-    };
+    let kafka = base.kafka.polling_every(common.revenue_fetch_wait_ms);
     let config = |kind: MachineKind, name: &str| ProcessorConfig {
         kafka: kafka.clone(),
         topics: base.topics.for_machine(kind),

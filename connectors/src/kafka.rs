@@ -127,10 +127,17 @@ impl KafkaConfig {
 
     /// An ungrouped consumer polling every `wait_ms` when idle.
     pub fn watcher_every(&self, wait_ms: u32) -> Result<StreamConsumer, ConnectorError> {
-        Ok(self
-            .ungrouped()
-            .set("fetch.wait.max.ms", wait_ms.to_string())
-            .create()?)
+        self.polling_every(wait_ms).assigned_consumer()
+    }
+
+    /// The same settings, with consumers that wait `wait_ms` per fetch: the
+    /// one way a role off the payment path polls less often (each idle poll
+    /// costs Tansu a storage query).
+    pub fn polling_every(&self, wait_ms: u32) -> KafkaConfig {
+        KafkaConfig {
+            fetch_wait_ms: wait_ms,
+            ..self.clone()
+        }
     }
 
     /// A blocking consumer for reading a partition start to end (restores).

@@ -122,10 +122,7 @@ pub async fn run(
 /// The publisher's consumer settings: the payment path's, but waiting
 /// `PUBLISHER_FETCH_WAIT_MS` per fetch.
 fn polling(kafka: &KafkaConfig) -> KafkaConfig {
-    KafkaConfig {
-        fetch_wait_ms: PUBLISHER_FETCH_WAIT_MS,
-        ..kafka.clone()
-    }
+    kafka.polling_every(PUBLISHER_FETCH_WAIT_MS)
 }
 
 /// One public record per event of `batch`, in order; an item whose framing

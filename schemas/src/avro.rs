@@ -19,7 +19,8 @@ use std::sync::{LazyLock, Mutex};
 
 use apache_avro::rabin::Rabin;
 use apache_avro::schema::{
-    ArraySchema, MapSchema, Name, Namespace, RecordSchema, ResolvedSchema, UnionSchema,
+    ArraySchema, EnumSchema, FixedSchema, MapSchema, Name, Namespace, RecordSchema, ResolvedSchema,
+    UnionSchema,
 };
 use apache_avro::types::Value;
 use apache_avro::{
@@ -235,12 +236,12 @@ fn standalone(
         Schema::Enum(e) => {
             let name = e.name.fully_qualified_name(namespace);
             defined.insert(name.clone());
-            Schema::Enum(apache_avro::schema::EnumSchema { name, ..e.clone() })
+            Schema::Enum(EnumSchema { name, ..e.clone() })
         }
         Schema::Fixed(f) => {
             let name = f.name.fully_qualified_name(namespace);
             defined.insert(name.clone());
-            Schema::Fixed(apache_avro::schema::FixedSchema { name, ..f.clone() })
+            Schema::Fixed(FixedSchema { name, ..f.clone() })
         }
         Schema::Array(array) => Schema::Array(ArraySchema {
             items: Box::new(standalone(&array.items, names, namespace, defined)),
