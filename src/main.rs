@@ -115,7 +115,7 @@ struct Common {
         global = true
     )]
     verticals: String,
-    /// Kafka bootstrap servers (Tansu locally; any Kafka-protocol broker).
+    /// Kafka bootstrap servers (Nisshi locally; any Kafka-protocol broker).
     #[arg(
         long,
         env = "KAFKA_BOOTSTRAP_SERVERS",
@@ -145,9 +145,10 @@ struct Common {
     metrics_addr: Option<SocketAddr>,
     /// Partitions of topics created by `topics`/`dev`. One by default: on
     /// the one-broker local stack every partition of every machine costs
-    /// Tansu a query per fetch wait even when idle, and with five machines
-    /// that polling took most of a core (payments, hot set: 1 partition
-    /// 188/s, 2 partitions 75–88/s; load-tests/README.md). The tests use 4
+    /// the broker storage queries per fetch wait even when idle, and with
+    /// five machines that polling took most of a core of Tansu's (payments,
+    /// hot set: 1 partition 188/s, 2 partitions 75–88/s;
+    /// load-tests/README.md). The tests use 4
     /// for cross-partition coverage; production sets more (deploy/k8s).
     #[arg(long, env = "AGENTBANK_PARTITIONS", default_value_t = 1, global = true)]
     partitions: i32,
@@ -156,7 +157,7 @@ struct Common {
     fetch_wait_ms: u32,
     /// The same for the revenue machines' commands (opportunities, pricing,
     /// revenue ledger, portfolio). Every partition a consumer owns costs
-    /// Tansu's one storage task a query per wait even when idle, so a box
+    /// the broker storage queries per wait even when idle, so a box
     /// that serves little revenue traffic can let them poll less often.
     #[arg(long, env = "AGENTBANK_REVENUE_FETCH_WAIT_MS", default_value_t = connectors::kafka::DEFAULT_REVENUE_FETCH_WAIT_MS, global = true)]
     revenue_fetch_wait_ms: u32,

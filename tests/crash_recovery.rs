@@ -53,7 +53,7 @@ async fn processor_killed_mid_stream_loses_and_duplicates_nothing() {
     eprintln!("{disturbed} requests retried or held up across the crashes");
 }
 
-/// A Tansu broker of this test's own (port, SQLite file), so killing it
+/// A broker of this test's own (port, SQLite file), so killing it
 /// disturbs no other test.
 struct Broker {
     dir: std::path::PathBuf,
@@ -77,28 +77,24 @@ impl Broker {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join("tansu.log"))
+            .open(self.dir.join("broker.log"))
             .unwrap();
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let child = std::process::Command::new("tansu")
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .current_dir(&self.dir)
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("tansu on PATH (deploy/local/up installs it)");
+        let child =
+            std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/local/broker"))
+                .arg(self.dir.join("data"))
+                .arg(self.port.to_string())
+                .stdin(std::process::Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("deploy/local/broker (deploy/local/up installs the broker)");
         self.child = Some(child);
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "tansu did not start");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the broker did not start"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

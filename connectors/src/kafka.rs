@@ -1,7 +1,7 @@
 //! Kafka clients. Every option that matters for correctness is written out
 //! here rather than left to librdkafka's defaults, so reading this file tells
 //! what the pipeline relies on from the broker. Only `bootstrap.servers`
-//! ties us to a particular broker (Tansu locally; Kafka/Redpanda/MSK in production).
+//! ties us to a particular broker (Nisshi locally; Kafka/Redpanda/MSK in production).
 
 use std::time::Duration;
 
@@ -26,9 +26,12 @@ pub struct KafkaConfig {
     pub partitions: i32,
     pub replication_factor: i32,
     /// `fetch.wait.max.ms` of the consumers on the payment path (commands,
-    /// events, replies). Tansu 0.6 holds every fetch this long, data or not,
-    /// so it is both a hop's latency and the polling rate that costs the
-    /// broker CPU when idle ([`DEFAULT_FETCH_WAIT_MS`]).
+    /// events, replies). The local broker (Nisshi 0.8) answers a fetch as
+    /// soon as a look finds data and, while there is none, looks again after
+    /// half the time left (about log2 of the wait in ms looks per wait), so
+    /// it bounds a hop's latency and sets the polling that costs the broker
+    /// CPU when idle ([`DEFAULT_FETCH_WAIT_MS`]). Tansu 0.6, its
+    /// predecessor, held every fetch the whole wait, data or not.
     pub fetch_wait_ms: u32,
 }
 
@@ -84,12 +87,12 @@ impl KafkaConfig {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            // No broker transactions in the pipeline (Tansu has none), so
+            // No broker transactions in the pipeline (the design needs none), so
             // read_committed would buy nothing; say so explicitly.
             .set("isolation.level", "read_uncommitted")
             .set("partition.assignment.strategy", "range")
             // A killed member holds its partitions until its session expires
-            // (Tansu evicts lazily, on the next group request): keep it short.
+            // (a broker may evict lazily, on the next group request): keep it short.
             // librdkafka heartbeats from its own thread, so a busy loop is safe.
             .set("session.timeout.ms", "6000")
             .set("heartbeat.interval.ms", "500")
@@ -132,7 +135,7 @@ impl KafkaConfig {
 
     /// The same settings, with consumers that wait `wait_ms` per fetch: the
     /// one way a role off the payment path polls less often (each idle poll
-    /// costs Tansu a storage query).
+    /// costs the broker storage queries).
     pub fn polling_every(&self, wait_ms: u32) -> KafkaConfig {
         KafkaConfig {
             fetch_wait_ms: wait_ms,

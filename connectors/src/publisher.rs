@@ -31,7 +31,7 @@ use crate::ConnectorError;
 /// Most events-log records (each many events) published per produce round.
 pub const PUBLISH_RECORDS_MAX: usize = 500;
 /// How long its fetches wait when the log is idle: it is off the payment
-/// path, and every 10 ms poll of a partition costs Tansu a storage query
+/// path, and every 10 ms poll of a partition costs the broker storage queries
 /// (see `load-tests/README.md`), so it polls ten times less often than the
 /// payment path's consumers and publishes up to ~100 ms later.
 pub const PUBLISHER_FETCH_WAIT_MS: u32 = 100;

@@ -6,9 +6,14 @@ export AGENTBANK_RUN_DIR="${AGENTBANK_RUN_DIR:-$AGENTBANK_ROOT/.run}"
 export AGENTBANK_BROKER_PORT="${AGENTBANK_BROKER_PORT:-9092}"
 # The broker's data dir (its pid file is "$AGENTBANK_BROKER_DIR.pid").
 # AGENTBANK_BROKER_FRESH=1 wipes it whenever `up` starts the broker.
-export AGENTBANK_BROKER_DIR="${AGENTBANK_BROKER_DIR:-$AGENTBANK_RUN_DIR/tansu}"
+export AGENTBANK_BROKER_DIR="${AGENTBANK_BROKER_DIR:-$AGENTBANK_RUN_DIR/broker}"
 export AGENTBANK_PG_PORT="${AGENTBANK_PG_PORT:-5432}"
-export TANSU_VERSION="0.6.0"
+# The local broker: Nisshi (née Tansu; the same CLI, SQLite storage), built
+# by `up` with cargo install and run by deploy/local/broker. Overridable to
+# compare brokers with the same CLI (AGENTBANK_BROKER_BIN=tansu
+# AGENTBANK_BROKER_VERSION=0.6.0, installed beforehand).
+export AGENTBANK_BROKER_BIN="${AGENTBANK_BROKER_BIN:-nisshi}"
+export AGENTBANK_BROKER_VERSION="${AGENTBANK_BROKER_VERSION:-0.8.1}"
 export AGENTBANK_ANVIL_PORT="${AGENTBANK_ANVIL_PORT:-8545}"
 # The local chain's tools (npm: Anvil, solc-js), installed by `up`.
 export AGENTBANK_CHAIN_DIR="$AGENTBANK_ROOT/deploy/local/chain"

@@ -1,4 +1,4 @@
-//! Fault injection: a private stack — its own PostgreSQL, Tansu broker and
+//! Fault injection: a private stack — its own PostgreSQL, broker and
 //! agentbank processor, sink and gateway processes, on loopback ports of its
 //! own — under load, whose roles are killed with SIGKILL at random moments
 //! and restarted; then the audit, with exact expected balances.
@@ -71,6 +71,9 @@ impl std::str::FromStr for Role {
             .ok_or_else(|| format!("unknown role '{s}'"))
     }
 }
+
+/// The script that runs the local broker (its command line lives there once).
+const BROKER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/local/broker");
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -311,19 +314,9 @@ impl Stack {
                 c
             }
             Role::Broker => {
-                let dir = self.cfg.dir.join("tansu");
-                std::fs::create_dir_all(&dir)?;
-                let url = format!("tcp://127.0.0.1:{}", self.broker_port);
-                let mut c = Command::new("tansu");
-                c.args([
-                    "broker",
-                    "--listener-url",
-                    &url,
-                    "--advertised-listener-url",
-                    &url,
-                ])
-                .args(["--storage-engine", "sqlite://tansu.db"])
-                .current_dir(dir);
+                let mut c = Command::new(BROKER_SCRIPT);
+                c.arg(self.cfg.dir.join("broker"))
+                    .arg(self.broker_port.to_string());
                 c
             }
             Role::Processor | Role::Sink | Role::Publisher | Role::Gateway | Role::Dispatcher => {

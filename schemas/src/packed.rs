@@ -1,7 +1,7 @@
 //! Packed records: many messages in one Kafka record, for the internal
 //! topics (`agentbank.commands`, `agentbank.replies`). The broker's cost is
-//! per record and per produce round, not per byte (Tansu writes one SQLite
-//! row per record), so the pipeline sends a batch's messages together.
+//! per record and per produce round, not per byte (the local broker, Nisshi,
+//! writes one SQLite row per record), so the pipeline sends a batch's messages together.
 //!
 //! Layout, version 1: the 4 bytes `AB` `0x9B` `0x01` (never the start of an
 //! Avro single-object record, `C3 01`), then per item a little-endian `u32`

@@ -40,12 +40,11 @@ use crate::ConnectorError;
 const TICK: Duration = Duration::from_millis(500);
 /// How often an instance saves how far it read (and on stopping).
 const SAVE_EVERY: Duration = Duration::from_millis(500);
-/// An instance's `fetch.wait.max.ms`: Tansu holds a fetch this long even
-/// with data, so it bounds how soon a worker sees an execution, and it sets
-/// what an idle pool costs the broker (one fetch of every partition it owns
-/// per wait). Executions are background work: a second is soon enough, and
-/// at 250 ms the five idle pools took 17 % of a core of Tansu's one storage
-/// task (load-tests/README.md).
+/// An instance's `fetch.wait.max.ms`: it bounds how soon a worker sees an
+/// execution, and it sets what an idle pool costs the broker (storage looks
+/// at every partition it owns per wait). Executions are background work: a
+/// second is soon enough, and at 250 ms the five idle pools took 17 % of a
+/// core of the broker's one storage task (Tansu 0.6, load-tests/README.md).
 const FETCH_WAIT_MS: u32 = 1_000;
 /// Most requests an instance takes in one round (one produce round).
 const BATCH_MAX: usize = 64;
